@@ -1,0 +1,8 @@
+"""The SQLite mirror: schema, guarded writes and reads. Imports neither webhooks nor worker."""
+
+from __future__ import annotations
+
+from store.apply import ApplyResult
+from store.mirror import Failure, Store, StoreBusy, StoreError, open_store
+
+__all__ = ["ApplyResult", "Failure", "Store", "StoreBusy", "StoreError", "open_store"]

@@ -1,0 +1,259 @@
+"""The ``Store``: one SQLite connection to the mirror, its pragmas, batched writes and reads.
+
+A ``Store`` is synchronous and not thread-safe: use it from one thread at a time (the worker
+gives it a thread of its own so SQLite never stalls the event loop).
+
+Errors::
+
+    StoreError
+    └── StoreBusy   the database stayed locked past the busy timeout: retry later
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from meetsync.events import Event, iso_utc
+from store.apply import ApplyResult, apply_events
+from store.schema import migrations
+
+BUSY_TIMEOUT_SECONDS = 5.0
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+CREDENTIAL_GRACE = timedelta(hours=24)
+
+_MEETING_COLUMNS = (
+    "m.id, m.status, m.conferencing_provider, m.external_meeting_id, m.join_url, m.host_url, "
+    "m.password, m.error_message, m.appointment_id, m.replaced_by, m.updated_at, m.version_at, "
+    "a.end_at"
+)
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class StoreBusy(StoreError):
+    """The database is locked by another writer or a long reader; retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An event that could not be applied on its own."""
+
+    event: Event
+    reason: str
+
+
+def open_store(path: str | Path, *, readonly: bool = False) -> Store:
+    """Open (creating and migrating, unless ``readonly``) the mirror at ``path``."""
+    path = Path(path)
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+            isolation_level=None, check_same_thread=False,
+        )
+    else:
+        if not path.exists():
+            # The mirror holds credentials: readable by its owner only (WAL files follow suit).
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    store = Store(conn)
+    if not readonly:
+        migrations.apply(Database(conn))
+    return store
+
+
+class Store:
+    """The mirror: guarded writes in batches, and the reads downstream apps use."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def apply(self, events: Sequence[Event]) -> tuple[ApplyResult, list[Failure]]:
+        """Apply a batch in one transaction; if it fails, each event alone.
+
+        Returns what was applied and the events that failed on their own (poison), so one bad
+        event never holds back the rest of its batch.
+        """
+        try:
+            return self._transaction(events), []
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise StoreBusy(str(exc)) from exc
+            if len(events) == 1:
+                return ApplyResult(), [Failure(events[0], _reason(exc))]
+        except sqlite3.Error as exc:
+            if len(events) == 1:
+                return ApplyResult(), [Failure(events[0], _reason(exc))]
+        total, failures = ApplyResult(), []
+        for event in events:
+            result, failed = self.apply([event])
+            total.add(result)
+            failures.extend(failed)
+        return total, failures
+
+    def _transaction(self, events: Sequence[Event]) -> ApplyResult:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = apply_events(self.conn, events)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return result
+
+    def purge_expired_credentials(self, now: datetime | None = None) -> int:
+        """Clear ``host_url`` and ``password`` of appointments that ended over 24 h ago."""
+        cutoff = iso_utc((now or datetime.now(UTC)) - CREDENTIAL_GRACE)
+        cur = self.conn.execute(
+            """
+            UPDATE meetings SET host_url = NULL, password = NULL
+            WHERE (host_url IS NOT NULL OR password IS NOT NULL)
+              AND appointment_id IN (SELECT id FROM appointments WHERE end_at <= ?)
+            """,
+            (cutoff,),
+        )
+        return cur.rowcount
+
+    def add_dead_letter(
+        self, event_id: str, appointment_id: str | None, type_: str | None, reason: str,
+        attempts: int, payload: str,
+    ) -> int:
+        """Record an event given up on; ``payload`` must already be redacted."""
+        cur = self.conn.execute(
+            "INSERT INTO dead_letters (event_id, appointment_id, type, reason, attempts, payload,"
+            f" created_at) VALUES (?, ?, ?, ?, ?, ?, {_NOW})",
+            (event_id, appointment_id, type_, reason, attempts, payload),
+        )
+        return int(cur.lastrowid or 0)
+
+    def dead_letters(self, *, include_replayed: bool = False) -> list[dict[str, Any]]:
+        where = "" if include_replayed else "WHERE replayed_at IS NULL"
+        cur = self.conn.execute(
+            "SELECT id, event_id, appointment_id, type, reason, attempts, created_at, replayed_at"
+            f" FROM dead_letters {where} ORDER BY id"
+        )
+        keys = [column[0] for column in cur.description]
+        return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
+    def mark_replayed(self, dead_letter_id: int) -> None:
+        self.conn.execute(
+            f"UPDATE dead_letters SET replayed_at = {_NOW} WHERE id = ?", (dead_letter_id,)
+        )
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def meeting(self, meeting_id: str, *, now: datetime | None = None) -> dict[str, Any] | None:
+        """That meeting as the read API serves it (``replaced_by`` set when superseded)."""
+        row = self.conn.execute(
+            f"SELECT {_MEETING_COLUMNS} FROM meetings m "
+            "LEFT JOIN appointments a ON a.id = m.appointment_id WHERE m.id = ?",
+            (meeting_id,),
+        ).fetchone()
+        return _meeting_view(row, now) if row else None
+
+    def latest_meeting(self, meeting_id: str, *, now: datetime | None = None) -> dict[str, Any] | None:
+        """Follow ``replaced_by`` from ``meeting_id`` to the meeting that superseded it last."""
+        row = self.conn.execute(
+            "SELECT appointment_id FROM meetings WHERE id = ?", (meeting_id,)
+        ).fetchone()
+        return self.current_meeting(row[0], now=now) if row else None
+
+    def current_meeting(
+        self, appointment_id: str, *, now: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """The appointment's current meeting, or None when the appointment or meeting is unknown."""
+        row = self.conn.execute(
+            f"SELECT {_MEETING_COLUMNS} FROM appointments a "
+            "JOIN meetings m ON m.id = a.meeting_id WHERE a.id = ?",
+            (appointment_id,),
+        ).fetchone()
+        return _meeting_view(row, now) if row else None
+
+    def appointment(self, appointment_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT id, provider, meeting_id, status, start_at, end_at, updated_at, tie_at "
+            "FROM appointments WHERE id = ?",
+            (appointment_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "provider", "meeting_id", "status", "start_at", "end_at", "synced_at")
+        view = dict(zip(keys, row, strict=False))
+        view["needs_refetch"] = row[7] is not None
+        return view
+
+    def changes_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """The change log after ``seq``, oldest first: what downstream apps follow."""
+        rows = self.conn.execute(
+            "SELECT seq, entity, entity_id, appointment_id, changed_at FROM changes "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        keys = ("seq", "entity", "entity_id", "appointment_id", "changed_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def tied_appointments(self, limit: int = 1000) -> list[str]:
+        """Appointments whose newest snapshot tied with another: a refetch decides them."""
+        rows = self.conn.execute(
+            "SELECT id FROM appointments WHERE tie_at IS NOT NULL LIMIT ?", (limit,)
+        )
+        return [row[0] for row in rows]
+
+    def ping(self) -> bool:
+        return self.conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def _meeting_view(row: tuple[Any, ...], now: datetime | None) -> dict[str, Any]:
+    (meeting_id, status, provider, external_id, join_url, host_url, password, error,
+     appointment_id, replaced_by, updated_at, version_at, end_at) = row
+    if replaced_by is not None or _expired(end_at, now):
+        host_url = password = None
+    return {
+        "id": meeting_id,
+        "object": "appointment_meeting",
+        "status": status,
+        "conferencing_provider": provider,
+        "external_meeting_id": external_id,
+        "join_url": join_url,
+        "host_url": host_url,
+        "password": password,
+        "error_message": error,
+        "appointment_id": appointment_id,
+        "replaced_by": replaced_by,
+        "synced_at": updated_at,
+        "source_version_us": version_at,
+    }
+
+
+def _expired(end_at: str | None, now: datetime | None) -> bool:
+    if end_at is None:
+        return False
+    return end_at <= iso_utc((now or datetime.now(UTC)) - CREDENTIAL_GRACE)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

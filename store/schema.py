@@ -1,0 +1,162 @@
+"""The mirror's schema, as sqlite-utils migrations (applied in order, each once).
+
+Tables downstream apps may read (documented in the README):
+
+- ``appointments``  one row per appointment; ``meeting_id`` is its current meeting.
+- ``meetings``      one row per meeting id ever seen; ``replaced_by`` is NULL while current.
+- ``changes``       the change log: one row per visible change, followed by ``seq``.
+- ``live_meetings`` a view of ``meetings`` that never shows a dead credential.
+
+Internal: ``events`` (the inbox of applied event ids), ``dead_letters``, ``reconcile_runs``.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("meetsync")
+
+MEETING_FIELDS = (
+    "status",
+    "conferencing_provider",
+    "external_meeting_id",
+    "join_url",
+    "host_url",
+    "password",
+    "error_message",
+)
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+def _changed(fields: tuple[str, ...]) -> str:
+    return " OR ".join(f"OLD.{name} IS NOT NEW.{name}" for name in fields)
+
+
+@migrations()
+def m001_mirror(db: Database) -> None:
+    # version_at/version_event: the (occurred_at, event id) of the snapshot a row reflects; a
+    # write lands only when its own pair is greater, so stale events are rejected in SQL.
+    # first_seen_at/first_seen_rank order an appointment's meetings into a replacement chain.
+    db.executescript(
+        f"""
+        CREATE TABLE appointments (
+            id TEXT PRIMARY KEY,
+            provider TEXT NOT NULL,
+            meeting_id TEXT,
+            status TEXT,
+            start_at TEXT,
+            end_at TEXT,
+            version_at INTEGER NOT NULL,
+            version_event TEXT NOT NULL,
+            tie_at INTEGER,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX appointments_end_at ON appointments(end_at);
+
+        CREATE TABLE meetings (
+            id TEXT PRIMARY KEY,
+            appointment_id TEXT NOT NULL,
+            status TEXT,
+            conferencing_provider TEXT,
+            external_meeting_id TEXT,
+            join_url TEXT,
+            host_url TEXT,
+            password TEXT,
+            error_message TEXT,
+            replaced_by TEXT,
+            first_seen_at INTEGER NOT NULL,
+            first_seen_rank INTEGER NOT NULL,
+            version_at INTEGER NOT NULL,
+            version_event TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX meetings_chain
+            ON meetings(appointment_id, first_seen_at, first_seen_rank, id);
+
+        CREATE TABLE events (
+            id TEXT PRIMARY KEY,
+            appointment_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            occurred_at INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            applied_at TEXT NOT NULL
+        );
+
+        CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            entity TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            appointment_id TEXT NOT NULL,
+            changed_at TEXT NOT NULL DEFAULT ({_NOW})
+        );
+
+        CREATE TRIGGER appointments_inserted AFTER INSERT ON appointments BEGIN
+            INSERT INTO changes (entity, entity_id, appointment_id)
+            VALUES ('appointment', NEW.id, NEW.id);
+        END;
+        CREATE TRIGGER appointments_updated AFTER UPDATE ON appointments
+        WHEN {_changed(("meeting_id", "status", "start_at", "end_at"))} BEGIN
+            INSERT INTO changes (entity, entity_id, appointment_id)
+            VALUES ('appointment', NEW.id, NEW.id);
+        END;
+        CREATE TRIGGER meetings_inserted AFTER INSERT ON meetings BEGIN
+            INSERT INTO changes (entity, entity_id, appointment_id)
+            VALUES ('meeting', NEW.id, NEW.appointment_id);
+        END;
+        CREATE TRIGGER meetings_updated AFTER UPDATE ON meetings
+        WHEN {_changed((*MEETING_FIELDS, "replaced_by"))} BEGIN
+            INSERT INTO changes (entity, entity_id, appointment_id)
+            VALUES ('meeting', NEW.id, NEW.appointment_id);
+        END;
+
+        -- host_url is a credential that dies 24 h after the appointment ends (seeds/001);
+        -- the password goes with it.
+        CREATE VIEW live_meetings AS
+        SELECT m.id, m.appointment_id, m.status, m.conferencing_provider,
+               m.external_meeting_id, m.join_url,
+               CASE WHEN live THEN m.host_url END AS host_url,
+               CASE WHEN live THEN m.password END AS password,
+               m.error_message, m.replaced_by, m.updated_at
+        FROM (
+            SELECT m.*, (m.replaced_by IS NULL AND (a.end_at IS NULL OR
+                   a.end_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-24 hours'))) AS live
+            FROM meetings m LEFT JOIN appointments a ON a.id = m.appointment_id
+        ) AS m;
+        """
+    )
+
+
+@migrations()
+def m002_operations(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id TEXT NOT NULL,
+            appointment_id TEXT,
+            type TEXT,
+            reason TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            replayed_at TEXT
+        );
+
+        CREATE TABLE reconcile_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            window_start TEXT,
+            window_end TEXT,
+            outcome TEXT NOT NULL,
+            pages INTEGER NOT NULL DEFAULT 0,
+            api_calls INTEGER NOT NULL DEFAULT 0,
+            appointments_seen INTEGER NOT NULL DEFAULT 0,
+            drift TEXT NOT NULL DEFAULT '{}',
+            repaired INTEGER NOT NULL DEFAULT 0,
+            errors TEXT NOT NULL DEFAULT '[]'
+        );
+        """
+    )

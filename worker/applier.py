@@ -1,0 +1,212 @@
+"""The applier: drains the event stream into the mirror, many events per SQLite transaction.
+
+Each round reads up to ``batch_size`` entries (first any left pending by a dead consumer, then
+new ones), applies them in one transaction on the store's own thread, then acknowledges and
+deletes them in one pipelined round trip. A crash anywhere before the acknowledgement leaves the
+entries pending, to be claimed again: at-least-once delivery, made harmless by the inbox.
+
+An event that fails on its own is retried by redelivery; after ``max_attempts`` it goes to the
+dead-letter table (credentials redacted) and the stream moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from meetsync.events import Event
+from store import ApplyResult, Failure, Store, StoreBusy
+from worker.queue import EVENT_STREAM, FIELD, GROUP, STATS
+from meetsync.redact import redact_payload
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class Round:
+    """What one drain round did."""
+
+    read: int = 0
+    result: ApplyResult = field(default_factory=ApplyResult)
+    dead_lettered: int = 0
+    retrying: int = 0
+
+
+class StoreThread:
+    """Runs every call on one ``Store`` in one dedicated thread, off the event loop."""
+
+    def __init__(self, open_store: Callable[[], Store]) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meetsync-store")
+        self._store = self._executor.submit(open_store).result()
+
+    async def run(self, fn: Callable[[Store], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self._store)
+
+    def close(self) -> None:
+        self._executor.submit(self._store.close).result()
+        self._executor.shutdown()
+
+
+class Applier:
+    """One consumer of the event stream."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        store: StoreThread,
+        *,
+        name: str | None = None,
+        batch_size: int = 1000,
+        claim_idle_ms: int = 30_000,
+        max_attempts: int = 5,
+        busy_backoff: float = 0.2,
+        on_ties: Callable[[set[str]], Any] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.name = name or consumer_name()
+        self.batch_size = batch_size
+        self.claim_idle_ms = claim_idle_ms
+        self.max_attempts = max_attempts
+        self.busy_backoff = busy_backoff
+        self.on_ties = on_ties
+        self._stopping = asyncio.Event()
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(EVENT_STREAM, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self, block_ms: int = 1000) -> None:
+        """Drain until ``stop()``."""
+        await self.ensure_group()
+        log.info("applier_started", consumer=self.name, batch_size=self.batch_size)
+        while not self._stopping.is_set():
+            await self.drain_once(block_ms=block_ms)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def drain(self) -> Round:
+        """Apply everything queued now (burst mode for tests and the CLI), then return."""
+        await self.ensure_group()
+        total = Round()
+        while True:
+            one = await self.drain_once(block_ms=None)
+            total.read += one.read
+            total.result.add(one.result)
+            total.dead_lettered += one.dead_lettered
+            total.retrying += one.retrying
+            if one.read == 0:
+                return total
+
+    async def drain_once(self, block_ms: int | None) -> Round:
+        entries = await self._claim_stale()
+        if not entries:
+            response = await self.redis.xreadgroup(
+                GROUP, self.name, {EVENT_STREAM: ">"}, count=self.batch_size, block=block_ms
+            )
+            entries = response[0][1] if response else []
+        if not entries:
+            return Round()
+        return await self._process(entries)
+
+    async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        _, claimed, *_ = await self.redis.xautoclaim(
+            EVENT_STREAM, GROUP, self.name, self.claim_idle_ms, "0-0", count=self.batch_size
+        )
+        return [entry for entry in claimed if entry[1]]
+
+    async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Round:
+        round_ = Round(read=len(entries))
+        events: list[Event] = []
+        entry_of: dict[str, bytes] = {}
+        unreadable: list[tuple[bytes, bytes]] = []
+        for entry_id, fields in entries:
+            raw = fields.get(FIELD, b"")
+            try:
+                event = Event.from_json(raw)
+            except (ValueError, TypeError):
+                unreadable.append((entry_id, raw))
+                continue
+            events.append(event)
+            entry_of[event.id] = entry_id
+
+        result, failures = await self._apply(events)
+        round_.result = result
+        done = [entry_id for entry_id, _ in entries]
+        for failure in failures:
+            entry_id = entry_of[failure.event.id]
+            if await self._attempts(entry_id) < self.max_attempts:
+                done.remove(entry_id)
+                round_.retrying += 1
+                log.warning("event_failed", event_id=failure.event.id, reason=failure.reason)
+            else:
+                await self._dead_letter(failure.event.id, failure.event.appointment_id,
+                                        failure.event.type, failure.reason,
+                                        failure.event.to_json())
+                round_.dead_lettered += 1
+        for entry_id, raw in unreadable:
+            await self._dead_letter(entry_id.decode(), None, None, "unreadable event", raw)
+            round_.dead_lettered += 1
+
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if done:
+                pipe.xack(EVENT_STREAM, GROUP, *done)
+                pipe.xdel(EVENT_STREAM, *done)
+            pipe.hincrby(STATS, "applied", result.applied)
+            pipe.hincrby(STATS, "duplicates", result.duplicates)
+            pipe.hincrby(STATS, "stale", result.stale)
+            pipe.hincrby(STATS, "dead_letters", round_.dead_lettered)
+            await pipe.execute()
+        if result.ties and self.on_ties is not None:
+            await self.on_ties(result.ties)
+        log.debug("batch_applied", read=round_.read, applied=result.applied,
+                  duplicates=result.duplicates, stale=result.stale)
+        return round_
+
+    async def _apply(self, events: list[Event]) -> tuple[ApplyResult, list[Failure]]:
+        delay = self.busy_backoff
+        while True:
+            try:
+                return await self.store.run(lambda store: store.apply(events))
+            except StoreBusy:
+                # Entries stay pending while we wait; nothing is lost if we die here.
+                log.warning("store_busy", events=len(events), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _attempts(self, entry_id: bytes) -> int:
+        pending = await self.redis.xpending_range(
+            EVENT_STREAM, GROUP, min=entry_id, max=entry_id, count=1
+        )
+        return int(pending[0]["times_delivered"]) if pending else self.max_attempts
+
+    async def _dead_letter(
+        self, event_id: str, appointment_id: str | None, type_: str | None, reason: str,
+        payload: bytes,
+    ) -> None:
+        safe = orjson.dumps(redact_payload(payload)).decode()
+        await self.store.run(
+            lambda store: store.add_dead_letter(
+                event_id, appointment_id, type_, reason, self.max_attempts, safe
+            )
+        )
+        log.error("event_dead_lettered", event_id=event_id, reason=reason)
