@@ -71,10 +71,16 @@ def open_store(path: str | Path, *, readonly: bool = False) -> Store:
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-    store = Store(conn)
     if not readonly:
-        migrations.apply(Database(conn))
-    return store
+        # Several processes may open a new mirror at once: migrate under the write lock.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(Database(conn))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return Store(conn)
 
 
 class Store:

@@ -1,0 +1,227 @@
+"""The ``meetsync`` command: run the stack, and look inside the mirror."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from meetsync.log import configure
+from meetsync.redis_server import RedisServer
+from meetsync.settings import Settings, SettingsError
+
+log = structlog.get_logger(__name__)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _uvicorn_kwargs() -> dict[str, Any]:
+    """httptools + uvloop when installed (about twice plain h11's throughput here)."""
+    kwargs: dict[str, Any] = {"log_config": None, "access_log": False}
+    with contextlib.suppress(ImportError):
+        import httptools  # noqa: F401
+
+        kwargs["http"] = "httptools"
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: F401
+
+        kwargs["loop"] = "uvloop"
+    return kwargs
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from webhooks import create_app
+
+    settings.require_receiver_secrets()
+    settings.require_redis()
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, **_uvicorn_kwargs())
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from arq.worker import run_worker
+
+    from worker import worker_settings
+
+    settings.require_redis()
+    run_worker(worker_settings(settings))  # type: ignore[arg-type]
+    return 0
+
+
+@contextlib.contextmanager
+def local_redis(settings: Settings, data_dir: Path) -> Iterator[Settings]:
+    """The settings with ``REDIS_URL`` pointing at our own redis-server when it is unset."""
+    if settings.redis_url:
+        yield settings
+        return
+    with RedisServer(data_dir=data_dir) as server:
+        log.info("redis_started", url=server.url, data_dir=str(data_dir))
+        yield replace(settings, redis_url=server.url)
+
+
+def dev_settings(settings: Settings) -> Settings:
+    """Fill what a developer's machine lacks with fresh local values, and say so."""
+    filled = settings
+    if not (settings.savvycal_webhook_secrets or settings.standard_webhook_secrets):
+        filled = replace(
+            filled,
+            savvycal_webhook_secrets=(secrets.token_hex(16),),
+            standard_webhook_secrets=("whsec_" + _b64(secrets.token_bytes(24)),),
+        )
+    if not settings.read_token:
+        filled = replace(filled, read_token=secrets.token_urlsafe(24))
+    return filled
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+async def run_stack(settings: Settings, host: str, port: int) -> None:
+    """The receiver and a worker in one process (dev and demo)."""
+    import uvicorn
+    from arq.worker import create_worker
+
+    from webhooks import create_app
+    from worker import worker_settings
+
+    worker = create_worker(worker_settings(settings), handle_signals=False)  # type: ignore[arg-type]
+    config = uvicorn.Config(create_app(settings), host=host, port=port, **_uvicorn_kwargs())
+    server = uvicorn.Server(config)
+    worker_task = asyncio.create_task(worker.async_run())
+    try:
+        await server.serve()
+    finally:
+        worker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker_task
+        await worker.close()
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    settings = dev_settings(settings)
+    with local_redis(settings, Path(args.data_dir) / "redis") as settings:
+        base = f"http://{args.host}:{args.port}"
+        print(
+            "meetsync dev stack\n"
+            f"  webhooks   POST {base}/webhooks/savvycal\n"
+            f"  read API   GET  {base}/v1/appointments/{{id}}/meeting\n"
+            f"  mirror     {settings.db_path}\n"
+            f"  redis      {settings.redis_url}\n"
+            "  (dev only) secrets in use, export them to keep them across restarts:\n"
+            f"    SAVVYCAL_WEBHOOK_SECRET={','.join(settings.savvycal_webhook_secrets)}\n"
+            f"    STANDARD_WEBHOOK_SECRET={','.join(settings.standard_webhook_secrets)}\n"
+            f"    MEETSYNC_READ_TOKEN={settings.read_token}\n",
+            flush=True,
+        )
+        asyncio.run(run_stack(settings, args.host, args.port))
+    return 0
+
+
+def _open_store(settings: Settings) -> Any:
+    from store import open_store
+
+    if not Path(settings.db_path).exists():
+        raise SettingsError(f"no mirror at MEETSYNC_DB={settings.db_path}")
+    return open_store(settings.db_path, readonly=True)
+
+
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    store = _open_store(settings)
+    if args.kind == "meeting":
+        found = store.latest_meeting(args.id) if args.follow else store.meeting(args.id)
+    elif args.kind == "appointment":
+        found = store.appointment(args.id)
+        if found is not None:
+            found["meeting"] = store.current_meeting(args.id)
+    else:
+        found = store.current_meeting(args.id)
+    if found is None:
+        print(f"{args.kind} {args.id} not found", file=sys.stderr)
+        return 1
+    _print_json(found)
+    return 0
+
+
+def cmd_changes(settings: Settings, args: argparse.Namespace) -> int:
+    _print_json(_open_store(settings).changes_since(args.since, args.limit))
+    return 0
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    import redis
+
+    from worker.queue import EVENT_STREAM, STATS
+
+    client = redis.Redis.from_url(settings.require_redis(), socket_timeout=5)
+    counters = {k.decode(): int(v) for k, v in client.hgetall(STATS).items()}  # type: ignore[union-attr]
+    _print_json({"queued": client.xlen(EVENT_STREAM), "counters": counters})
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="meetsync", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    port = int(os.environ.get("PORT") or 8000)
+
+    p = sub.add_parser("serve", help="run the webhook receiver and read API (Procfile web)")
+    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server is meant to listen
+    p.add_argument("--port", type=int, default=port)
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("worker", help="run the applier, jobs and crons (Procfile worker)")
+    p.set_defaults(fn=cmd_worker)
+
+    p = sub.add_parser("dev", help="receiver + worker + a Redis of its own when REDIS_URL is unset")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=port)
+    p.add_argument("--data-dir", default=".meetsync", help="where the local Redis keeps its AOF")
+    p.set_defaults(fn=cmd_dev)
+
+    p = sub.add_parser("show", help="print a meeting or an appointment from the mirror as JSON")
+    p.add_argument("kind", choices=["meeting", "appointment", "current-meeting"])
+    p.add_argument("id")
+    p.add_argument("--follow", action="store_true", help="meeting: follow replacements")
+    p.set_defaults(fn=cmd_show)
+
+    p = sub.add_parser("changes", help="print the change log after a sequence number")
+    p.add_argument("--since", type=int, default=0)
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(fn=cmd_changes)
+
+    p = sub.add_parser("stats", help="queue length and pipeline counters")
+    p.set_defaults(fn=cmd_stats)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        settings = Settings.from_env()
+        return int(args.fn(settings, args))
+    except SettingsError as exc:
+        print(f"meetsync: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
