@@ -58,7 +58,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from worker import worker_settings
 
     settings.require_redis()
-    run_worker(worker_settings(settings))  # type: ignore[arg-type]
+    run_worker(worker_settings(settings))
     return 0
 
 
@@ -101,7 +101,7 @@ async def run_stack(settings: Settings, host: str, port: int) -> None:
     from webhooks import create_app
     from worker import worker_settings
 
-    worker = create_worker(worker_settings(settings), handle_signals=False)  # type: ignore[arg-type]
+    worker = create_worker(worker_settings(settings), handle_signals=False)
     config = uvicorn.Config(create_app(settings), host=host, port=port, **_uvicorn_kwargs())
     server = uvicorn.Server(config)
     worker_task = asyncio.create_task(worker.async_run())

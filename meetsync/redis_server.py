@@ -64,7 +64,8 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                stderr = self.process.stderr
+                err = stderr.read().decode(errors="replace") if stderr else ""
                 raise RedisStartError(f"redis-server exited: {err.strip()[:500]}")
             if self._answers():
                 return self

@@ -28,7 +28,7 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, as named in CONTRACT.md."""
 

@@ -16,6 +16,7 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,7 +50,10 @@ RETURNING tie_at
 """
 
 # The losing side of a tie: the stored snapshot has the same instant and a greater event id.
-_TIE = "UPDATE appointments SET tie_at = version_at WHERE id = ? AND version_at = ? AND version_event > ?"
+_TIE = """
+UPDATE appointments SET tie_at = version_at
+WHERE id = ? AND version_at = ? AND version_event > ?
+"""
 
 _STALE = "UPDATE events SET outcome = 'stale' WHERE id = ?"
 
@@ -203,7 +207,7 @@ def _resolve_chain(conn: sqlite3.Connection, appointment_id: str) -> None:
     chain = conn.execute(_CHAIN, (appointment_id,)).fetchall()
     if not chain:
         return
-    for (meeting_id, replaced_by), (successor, _) in zip(chain, chain[1:], strict=False):
+    for (meeting_id, replaced_by), (successor, _) in itertools.pairwise(chain):
         if replaced_by != successor:
             conn.execute(_SUPERSEDE, (successor, meeting_id))
     conn.execute(_CURRENT, (chain[-1][0], appointment_id, chain[-1][0]))

@@ -36,6 +36,13 @@ _MEETING_COLUMNS = (
 )
 
 
+SNAPSHOT_FIELDS = (
+    "status", "start_at", "end_at", "meeting_id", "meeting.status",
+    "meeting.conferencing_provider", "meeting.external_meeting_id", "meeting.join_url",
+    "meeting.host_url", "meeting.password", "meeting.error_message",
+)
+
+
 class StoreError(Exception):
     """Base of the store's errors."""
 
@@ -166,6 +173,27 @@ class Store:
             f"UPDATE dead_letters SET replayed_at = {_NOW} WHERE id = ?", (dead_letter_id,)
         )
 
+    def start_run(self, window_start: str | None, window_end: str | None) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO reconcile_runs (started_at, window_start, window_end, outcome)"
+            f" VALUES ({_NOW}, ?, ?, 'running')",
+            (window_start, window_end),
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, **fields: Any) -> None:
+        """Record a reconcile run's outcome and counters (``drift``/``errors`` as JSON text)."""
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        self.conn.execute(
+            f"UPDATE reconcile_runs SET {columns}, finished_at = {_NOW} WHERE id = ?",
+            (*fields.values(), run_id),
+        )
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM reconcile_runs ORDER BY id DESC LIMIT ?", (limit,))
+        keys = [column[0] for column in cur.description]
+        return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
     # --- reads ----------------------------------------------------------------------------
 
     def meeting(self, meeting_id: str, *, now: datetime | None = None) -> dict[str, Any] | None:
@@ -177,7 +205,9 @@ class Store:
         ).fetchone()
         return _meeting_view(row, now) if row else None
 
-    def latest_meeting(self, meeting_id: str, *, now: datetime | None = None) -> dict[str, Any] | None:
+    def latest_meeting(
+        self, meeting_id: str, *, now: datetime | None = None
+    ) -> dict[str, Any] | None:
         """Follow ``replaced_by`` from ``meeting_id`` to the meeting that superseded it last."""
         row = self.conn.execute(
             "SELECT appointment_id FROM meetings WHERE id = ?", (meeting_id,)
@@ -225,8 +255,35 @@ class Store:
         )
         return [row[0] for row in rows]
 
+    def appointments_ending_after(self, cutoff: str) -> list[str]:
+        """Appointments (not deleted) that end after ``cutoff`` or have no end time."""
+        rows = self.conn.execute(
+            "SELECT id FROM appointments WHERE (end_at IS NULL OR end_at > ?)"
+            " AND status IS NOT 'deleted'",
+            (cutoff,),
+        )
+        return [row[0] for row in rows]
+
+    def snapshots(self, appointment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What the mirror holds for each appointment, raw (credentials unmasked): the
+        reconciler compares it field by field with the provider."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(appointment_ids), 500):
+            chunk = appointment_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            cur = self.conn.execute(
+                "SELECT a.id, a.status, a.start_at, a.end_at, a.meeting_id, m.status,"
+                " m.conferencing_provider, m.external_meeting_id, m.join_url, m.host_url,"
+                " m.password, m.error_message FROM appointments a"
+                f" LEFT JOIN meetings m ON m.id = a.meeting_id WHERE a.id IN ({marks})",
+                chunk,
+            )
+            for row in cur:
+                found[row[0]] = dict(zip(SNAPSHOT_FIELDS, row[1:], strict=True))
+        return found
+
     def ping(self) -> bool:
-        return self.conn.execute("SELECT 1").fetchone() == (1,)
+        return bool(self.conn.execute("SELECT 1").fetchone() == (1,))
 
 
 def _meeting_view(row: tuple[Any, ...], now: datetime | None) -> dict[str, Any]:

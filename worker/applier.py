@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from meetsync.events import Event
+from meetsync.redact import redact_payload
 from store import ApplyResult, Failure, Store, StoreBusy
 from worker.queue import EVENT_STREAM, FIELD, GROUP, STATS
-from meetsync.redact import redact_payload
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -10,15 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from arq import cron
-from arq.connections import RedisSettings
+from arq import Retry, cron
+from arq.connections import ArqRedis, RedisSettings
 
+from meetsync.events import Event, to_micros
+from meetsync.providers.savvycal import appointment_event
+from meetsync.providers.savvycal.client import (
+    PermanentApiError,
+    RequestBudget,
+    RetryableApiError,
+    SavvyCalClient,
+)
 from meetsync.settings import Settings
 from store import open_store
 from worker.applier import Applier, StoreThread
+from worker.reconciler import Reconciler
 
 log = structlog.get_logger(__name__)
 
@@ -28,9 +38,11 @@ class WorkerContext:
     """What every job gets, typed (arq's ``ctx`` is an untyped dict)."""
 
     settings: Settings
+    redis: ArqRedis
     store: StoreThread
     applier: Applier
     applier_task: asyncio.Task[None]
+    client: SavvyCalClient | None
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
@@ -38,13 +50,37 @@ class WorkerContext:
         return state
 
 
+def api_client(settings: Settings) -> SavvyCalClient:
+    """One client, one request budget: refetches and sweeps share the provider's rate limit."""
+    return SavvyCalClient(
+        settings.savvycal_api_url,
+        settings.require_api_token(),
+        account_id=settings.savvycal_account_id,
+        budget=RequestBudget(settings.api_requests_per_minute),
+    )
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    redis: ArqRedis = ctx["redis"]
     store = StoreThread(lambda: open_store(settings.db_path))
-    applier = Applier(ctx["redis"], store)
+    client = api_client(settings) if settings.savvycal_api_token else None
+    if client is None:
+        log.warning("reconciler_disabled", reason="SAVVYCAL_API_TOKEN is not set")
+
+    async def refetch_ties(appointment_ids: set[str]) -> None:
+        if client is None:
+            log.warning("tie_unresolved", appointments=len(appointment_ids))
+            return
+        for appointment_id in appointment_ids:
+            await redis.enqueue_job(
+                "refetch_appointment", appointment_id, _job_id=f"refetch:{appointment_id}"
+            )
+
+    applier = Applier(redis, store, on_ties=refetch_ties)
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
-    ctx["meetsync"] = WorkerContext(settings, store, applier, task)
+    ctx["meetsync"] = WorkerContext(settings, redis, store, applier, task, client)
     log.info("worker_started", db=settings.db_path)
 
 
@@ -58,6 +94,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
             await asyncio.wait_for(state.applier_task, timeout=5)
         except TimeoutError:
             state.applier_task.cancel()
+    if state.client is not None:
+        await state.client.aclose()
     state.store.close()
     log.info("worker_stopped")
 
@@ -70,11 +108,59 @@ async def purge_credentials(ctx: dict[str, Any]) -> int:
     return purged
 
 
+async def refetch(client: SavvyCalClient, appointment_id: str, event_id: str) -> Event:
+    """The provider's current word on one appointment, as an event (404: deleted)."""
+    row = await client.get_appointment(appointment_id, priority="refetch")
+    fetched = to_micros(datetime.now(UTC))
+    if row is None:
+        return Event(id=event_id, provider="savvycal", type="refetch.gone", occurred_at=fetched,
+                     appointment_id=appointment_id, appointment_status="deleted")
+    return appointment_event(row, event_id=event_id, type="refetch", occurred_at=fetched)
+
+
+async def refetch_appointment(ctx: dict[str, Any], appointment_id: str) -> str:
+    """Load one appointment from the API and write it through the guarded path."""
+    state = WorkerContext.of(ctx)
+    if state.client is None:
+        return "skipped: no SAVVYCAL_API_TOKEN"
+    event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}"
+    try:
+        event = await refetch(state.client, appointment_id, event_id)
+    except RetryableApiError as exc:
+        raise Retry(defer=exc.retry_after or 5 * ctx["job_try"]) from exc
+    except PermanentApiError as exc:
+        log.error("refetch_failed", appointment_id=appointment_id, error=str(exc))
+        return "failed"
+    await state.store.run(lambda store: store.apply([event]))
+    return "applied"
+
+
+async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
+    state = WorkerContext.of(ctx)
+    if state.client is None:
+        return {"outcome": "skipped"}
+    report = await Reconciler(state.client, state.store).run()
+    return report.summary()
+
+
+def _every(seconds: int) -> dict[str, Any]:
+    """arq cron fields firing about every ``seconds`` (arq schedules by clock fields)."""
+    if seconds < 60:
+        return {"second": set(range(0, 60, seconds))}
+    minutes = max(1, seconds // 60)
+    if minutes < 60:
+        return {"minute": set(range(0, 60, minutes)), "second": 0}
+    return {"hour": set(range(0, 24, max(1, minutes // 60))), "minute": 0, "second": 0}
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """arq settings; poll fast and read many jobs per poll (a default worker tops at ~200/s)."""
     return {
-        "functions": [],
-        "cron_jobs": [cron(purge_credentials, second=0, run_at_startup=True)],
+        "functions": [refetch_appointment],
+        "cron_jobs": [
+            cron(purge_credentials, second=0, run_at_startup=True),
+            cron(reconcile, **_every(settings.reconcile_interval_seconds), timeout=3600),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.require_redis()),
@@ -84,4 +170,5 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_jobs": 20,
         "job_timeout": 600,
         "keep_result": 60,
+        "max_tries": 5,
     }

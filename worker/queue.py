@@ -25,4 +25,4 @@ async def publish(redis: Redis, event: Event) -> None:
 
 async def count(redis: Redis, name: str, amount: int = 1) -> None:
     """Bump one of the pipeline's counters (``meetsync stats`` shows them)."""
-    await redis.hincrby(STATS, name, amount)
+    await redis.hincrby(STATS, name, amount)  # type: ignore[misc]

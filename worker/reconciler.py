@@ -1,0 +1,240 @@
+"""The reconciler: sweep the provider's API, compare with the mirror field by field, repair.
+
+Webhooks get lost, arrive late or out of order; the provider's API is the truth. One run:
+
+1. lists the appointments that matter (``period == upcoming``, or every one with ``scope="all"``)
+   page by page; pages are offsets, so rows can shift while we page: repeats are dropped, and a
+   sweep that saw fewer rows than the provider counted pages again once;
+2. fetches one by one the appointments the mirror holds in the window (ending after now - 24 h)
+   that the listing did not return: in progress, rescheduled out of it, canceled, or gone (404);
+3. compares each with the mirror and writes every drifted one through the same guarded path
+   webhooks use, as a snapshot taken when its page was fetched: a newer webhook still wins;
+4. records the run (window, pages, API calls, drift per field, repaired, errors, outcome).
+
+A run cut short by rate limits or errors is recorded as ``partial`` (some repaired) or
+``failed`` — never as a success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+import structlog
+
+from meetsync.events import Event, iso_utc, to_micros
+from meetsync.providers import EnvelopeError
+from meetsync.providers.savvycal import appointment_event
+from meetsync.providers.savvycal.client import MAX_PAGE_SIZE, ApiError, SavvyCalClient
+from store import Store
+from store.mirror import CREDENTIAL_GRACE, SNAPSHOT_FIELDS
+from worker.applier import StoreThread
+
+log = structlog.get_logger(__name__)
+
+UPCOMING = [{"field": "period", "op": "==", "value": "upcoming"}]
+CREDENTIALS = ("meeting.host_url", "meeting.password")
+Scope = Literal["window", "all"]
+
+
+@dataclass
+class RunReport:
+    """What one reconcile run found and did; stored in ``reconcile_runs``."""
+
+    run_id: int = 0
+    scope: str = "window"
+    outcome: str = "running"
+    pages: int = 0
+    api_calls: int = 0
+    appointments_seen: int = 0
+    drift: Counter[str] = field(default_factory=Counter)
+    drifted: int = 0
+    repaired: int = 0
+    gone: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "scope": self.scope,
+            "outcome": self.outcome,
+            "pages": self.pages,
+            "api_calls": self.api_calls,
+            "appointments_seen": self.appointments_seen,
+            "drifted": self.drifted,
+            "drift_by_field": dict(sorted(self.drift.items())),
+            "repaired": self.repaired,
+            "gone": self.gone,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def snapshot_of(event: Event) -> dict[str, Any]:
+    """An event in the shape of ``Store.snapshots`` rows, for a field-by-field comparison."""
+    m = event.meeting
+    values = (
+        event.appointment_status, event.start_at, event.end_at, m and m.id, m and m.status,
+        m and m.conferencing_provider, m and m.external_meeting_id, m and m.join_url,
+        m and m.host_url, m and m.password, m and m.error_message,
+    )
+    return dict(zip(SNAPSHOT_FIELDS, values, strict=True))
+
+
+def drift(truth: dict[str, Any], mirror: dict[str, Any] | None, *, expired: bool) -> list[str]:
+    """The fields where the mirror differs from the provider (all of them if it lacks the row).
+
+    Credentials of an appointment over its 24 h grace are purged locally on purpose: no drift.
+    """
+    if mirror is None:
+        return ["missing"]
+    return [
+        name for name in SNAPSHOT_FIELDS
+        if truth[name] != mirror[name] and not (expired and name in CREDENTIALS)
+    ]
+
+
+class Reconciler:
+    """Finds and repairs drift between the mirror and the provider."""
+
+    def __init__(
+        self,
+        client: SavvyCalClient,
+        store: StoreThread,
+        *,
+        scope: Scope = "window",
+        page_size: int = MAX_PAGE_SIZE,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.scope = scope
+        self.page_size = page_size
+        self.clock = clock
+        self.progress = progress or (lambda _line: None)
+
+    async def run(self) -> RunReport:
+        started = time.monotonic()
+        spent_before = self.client.budget.spent
+        now = self.clock()
+        cutoff = iso_utc(now - CREDENTIAL_GRACE)
+        report = RunReport(scope=self.scope)
+        report.run_id = await self.store.run(
+            lambda s: s.start_run(cutoff if self.scope == "window" else None, None)
+        )
+        truth: dict[str, Event] = {}
+        try:
+            await self._sweep(truth, report)
+            await self._fetch_unlisted(truth, cutoff, report)
+        except ApiError as exc:
+            report.errors.append(str(exc))
+            log.warning("reconcile_interrupted", error=str(exc), run_id=report.run_id)
+        await self._repair(truth, cutoff, report)
+        report.api_calls = self.client.budget.spent - spent_before
+        report.seconds = time.monotonic() - started
+        if not report.errors:
+            report.outcome = "success"
+        else:
+            report.outcome = "partial" if truth else "failed"
+        await self.store.run(lambda s: s.finish_run(
+            report.run_id, outcome=report.outcome, pages=report.pages,
+            api_calls=report.api_calls, appointments_seen=report.appointments_seen,
+            drift=orjson.dumps(report.drift).decode(), repaired=report.repaired,
+            errors=orjson.dumps(report.errors).decode(),
+        ))
+        log.info("reconcile_finished", **report.summary())
+        return report
+
+    async def _sweep(self, truth: dict[str, Event], report: RunReport) -> None:
+        filters = UPCOMING if self.scope == "window" else None
+        for _pass in range(2):
+            page, total = 1, 0
+            while True:
+                result = await self.client.list_appointments(
+                    page=page, page_size=self.page_size, filters=filters
+                )
+                fetched = to_micros(self.clock())
+                report.pages += 1
+                total = result.total_count
+                for row in result.data:
+                    self._take(row, fetched, truth, report)
+                self.progress(f"sweep: page {page}/{result.total_pages}, {len(truth)} seen")
+                if page >= result.total_pages or not result.data:
+                    break
+                page += 1
+            if len(truth) >= total:
+                return
+            log.info("reconcile_sweep_short", seen=len(truth), total=total)
+
+    def _take(self, row: dict[str, Any], fetched: int, truth: dict[str, Event],
+              report: RunReport) -> None:
+        try:
+            event = appointment_event(
+                row, event_id=f"reconcile:{report.run_id}:{row.get('id')}",
+                type="reconcile", occurred_at=fetched,
+            )
+        except EnvelopeError as exc:
+            report.errors.append(f"unreadable appointment from the API: {exc}")
+            return
+        truth.setdefault(event.appointment_id, event)
+
+    async def _fetch_unlisted(
+        self, truth: dict[str, Event], cutoff: str, report: RunReport
+    ) -> None:
+        held = await self.store.run(lambda s: s.appointments_ending_after(cutoff))
+        unlisted = [appointment_id for appointment_id in held if appointment_id not in truth]
+        for n, appointment_id in enumerate(unlisted, 1):
+            row = await self.client.get_appointment(appointment_id, priority="sweep")
+            fetched = to_micros(self.clock())
+            if row is None:
+                report.gone += 1
+                truth[appointment_id] = Event(
+                    id=f"reconcile:{report.run_id}:{appointment_id}", provider="savvycal",
+                    type="reconcile.gone", occurred_at=fetched, appointment_id=appointment_id,
+                    appointment_status="deleted",
+                )
+            else:
+                self._take(row, fetched, truth, report)
+            if n % 50 == 0 or n == len(unlisted):
+                self.progress(f"fetch: {n}/{len(unlisted)} held appointments not listed")
+
+    async def _repair(self, truth: dict[str, Event], cutoff: str, report: RunReport) -> None:
+        report.appointments_seen = len(truth)
+        ids = list(truth)
+        mirror = await self.store.run(lambda s: s.snapshots(ids))
+        repairs: list[Event] = []
+        for appointment_id, event in truth.items():
+            expected = snapshot_of(event)
+            if event.type == "reconcile.gone":
+                found = [] if (mirror.get(appointment_id) or {}).get("status") == "deleted" \
+                    else ["status"]
+            else:
+                found = drift(expected, mirror.get(appointment_id),
+                              expired=bool(event.end_at and event.end_at <= cutoff))
+            if found:
+                report.drift.update(found)
+                repairs.append(event)
+        report.drifted = len(repairs)
+        if not repairs:
+            return
+        await self.store.run(lambda s: _apply_all(s, repairs))
+        after = await self.store.run(lambda s: s.snapshots([e.appointment_id for e in repairs]))
+        for event in repairs:
+            now_held = after.get(event.appointment_id)
+            if event.type == "reconcile.gone":
+                report.repaired += bool(now_held and now_held["status"] == "deleted")
+            elif not drift(snapshot_of(event), now_held,
+                           expired=bool(event.end_at and event.end_at <= cutoff)):
+                report.repaired += 1
+
+
+def _apply_all(store: Store, events: list[Event]) -> None:
+    for start in range(0, len(events), 1000):
+        store.apply(events[start : start + 1000])
