@@ -175,6 +175,58 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reconcile(settings: Settings, scope: str, filters: list[dict[str, Any]] | None) -> int:
+    from meetsync.providers.savvycal.client import ApiError
+    from store import open_store
+    from worker.applier import StoreThread
+    from worker.main import api_client
+    from worker.reconciler import Reconciler
+
+    def progress(line: str) -> None:
+        print(f"\r{line:<78}", end="", file=sys.stderr, flush=True)
+
+    store = StoreThread(lambda: open_store(settings.db_path))
+    try:
+        async with api_client(settings) as client:
+            reconciler = Reconciler(client, store, scope=scope, filters=filters,  # type: ignore[arg-type]
+                                    progress=progress)
+            try:
+                report = await reconciler.run()
+            except ApiError as exc:  # pragma: no cover - run() records API errors itself
+                print(f"meetsync: {exc}", file=sys.stderr)
+                return 1
+    finally:
+        store.close()
+    print(file=sys.stderr)
+    _print_json(report.summary())
+    return 0 if report.outcome == "success" else 1
+
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require_api_token()
+    return asyncio.run(_reconcile(settings, "all" if args.all else "window", None))
+
+
+def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require_api_token()
+    filters = [
+        {"field": "start_at", "op": op, "value": value}
+        for op, value in ((">=", args.since), ("<", args.until)) if value
+    ]
+    return asyncio.run(_reconcile(settings, "all", filters or None))
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from meetsync.demo import DemoOptions
+    from meetsync.demo import main as demo
+
+    options = DemoOptions(
+        appointments=args.appointments, seed=args.seed, drop=args.drop,
+        duplicate=args.duplicate, reorder=not args.no_reorder, scheme=args.scheme,
+    )
+    return demo(options, keep=args.keep)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="meetsync", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -204,6 +256,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int, default=0)
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(fn=cmd_changes)
+
+    p = sub.add_parser("reconcile", help="compare the mirror with the provider API and repair")
+    p.add_argument("--once", action="store_true", help="one run, print its summary (default)")
+    p.add_argument("--all", action="store_true",
+                   help="sweep every appointment, not only upcoming and recently ended ones")
+    p.set_defaults(fn=cmd_reconcile)
+
+    p = sub.add_parser("backfill", help="load every appointment the provider has (or a window)")
+    p.add_argument("--since", help="ISO-8601: appointments starting at or after this")
+    p.add_argument("--until", help="ISO-8601: appointments starting before this")
+    p.set_defaults(fn=cmd_backfill)
+
+    p = sub.add_parser("demo", help="the whole stack against the simulator, under chaos")
+    p.add_argument("--appointments", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--drop", type=float, default=0.10)
+    p.add_argument("--duplicate", type=float, default=0.10)
+    p.add_argument("--no-reorder", action="store_true")
+    p.add_argument("--scheme", choices=["standard", "native"], default="standard")
+    p.add_argument("--keep", metavar="DIR", help="keep the mirror, Redis data and logs in DIR")
+    p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("stats", help="queue length and pipeline counters")
     p.set_defaults(fn=cmd_stats)

@@ -54,8 +54,10 @@ def read_routes(settings: Settings) -> list[Route]:
     def authorized(request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         # A missing token configuration answers nothing: compare_digest never matches b"".
-        return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), token
+        return (
+            bool(token)
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), token)
         )
 
     def guarded(
@@ -63,8 +65,9 @@ def read_routes(settings: Settings) -> list[Route]:
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not authorized(request):
-                return _error(401, "missing or invalid bearer token",
-                              **{"WWW-Authenticate": "Bearer"})
+                return _error(
+                    401, "missing or invalid bearer token", **{"WWW-Authenticate": "Bearer"}
+                )
             key = request.path_params[param]
             found = await mirror.read(lambda store: lookup(store, key))
             if found is None:

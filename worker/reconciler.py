@@ -2,9 +2,11 @@
 
 Webhooks get lost, arrive late or out of order; the provider's API is the truth. One run:
 
-1. lists the appointments that matter (``period == upcoming``, or every one with ``scope="all"``)
-   page by page; pages are offsets, so rows can shift while we page: repeats are dropped, and a
-   sweep that saw fewer rows than the provider counted pages again once;
+1. lists the appointments that matter (ending after now - 24 h: upcoming, in progress and
+   recently ended; ``period == upcoming`` if the provider refuses that filter; every one with
+   ``scope="all"``) page by page; pages are offsets, so rows can shift while we page:
+   repeats are dropped, and a sweep that saw fewer rows than the provider counted pages
+   again once;
 2. fetches one by one the appointments the mirror holds in the window (ending after now - 24 h)
    that the listing did not return: in progress, rescheduled out of it, canceled, or gone (404);
 3. compares each with the mirror and writes every drifted one through the same guarded path
@@ -30,7 +32,12 @@ import structlog
 from meetsync.events import Event, iso_utc, to_micros
 from meetsync.providers import EnvelopeError
 from meetsync.providers.savvycal import appointment_event
-from meetsync.providers.savvycal.client import MAX_PAGE_SIZE, ApiError, SavvyCalClient
+from meetsync.providers.savvycal.client import (
+    MAX_PAGE_SIZE,
+    ApiError,
+    PermanentApiError,
+    SavvyCalClient,
+)
 from store import Store
 from store.mirror import CREDENTIAL_GRACE, SNAPSHOT_FIELDS
 from worker.applier import StoreThread
@@ -109,6 +116,7 @@ class Reconciler:
         store: StoreThread,
         *,
         scope: Scope = "window",
+        filters: list[dict[str, Any]] | None = None,
         page_size: int = MAX_PAGE_SIZE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[str], None] | None = None,
@@ -116,6 +124,7 @@ class Reconciler:
         self.client = client
         self.store = store
         self.scope = scope
+        self.filters = filters
         self.page_size = page_size
         self.clock = clock
         self.progress = progress or (lambda _line: None)
@@ -131,7 +140,7 @@ class Reconciler:
         )
         truth: dict[str, Event] = {}
         try:
-            await self._sweep(truth, report)
+            await self._sweep(truth, cutoff, report)
             await self._fetch_unlisted(truth, cutoff, report)
         except ApiError as exc:
             report.errors.append(str(exc))
@@ -152,8 +161,23 @@ class Reconciler:
         log.info("reconcile_finished", **report.summary())
         return report
 
-    async def _sweep(self, truth: dict[str, Event], report: RunReport) -> None:
-        filters = UPCOMING if self.scope == "window" else None
+    async def _sweep(self, truth: dict[str, Event], cutoff: str, report: RunReport) -> None:
+        if self.scope == "all":
+            await self._list(self.filters, truth, report)
+            return
+        try:
+            # Everything ending after now - 24 h: upcoming, in progress and recently ended.
+            await self._list([{"field": "end_at", "op": ">=", "value": cutoff}], truth, report)
+        except PermanentApiError as exc:
+            if exc.status not in (400, 422):
+                raise
+            # The documented filter only; held appointments it misses are fetched one by one.
+            log.info("reconcile_filter_fallback", filter="period == upcoming")
+            await self._list(UPCOMING, truth, report)
+
+    async def _list(
+        self, filters: list[dict[str, Any]] | None, truth: dict[str, Event], report: RunReport
+    ) -> None:
         for _pass in range(2):
             page, total = 1, 0
             while True:

@@ -1,0 +1,183 @@
+"""SavvyCal's webhook envelope and Appointment object, turned into provider-neutral ``Event``s.
+
+Envelope (CONTRACT.md)::
+
+    {"id": "evt_...", "created_at": "<ISO-8601>",
+     "data": {"type": "appointment.meeting.updated", "object": <Appointment>,
+              "previous_attributes": {"meeting": {"id": "amtg_..."}}}}
+
+Unknown fields are ignored anywhere (the provider adds fields at any time). Anything else wrong
+is an ``EnvelopeError`` with a short message that never quotes the body.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any, TypeGuard
+
+import orjson
+
+from meetsync.events import Event, Meeting, iso_utc, to_micros
+from meetsync.providers import EnvelopeError
+
+PROVIDER = "savvycal"
+APPOINTMENT_PREFIX = "appointment."
+REPLACED = "appointment.meeting.replaced"
+
+_MEETING_TEXT_FIELDS = (
+    "conferencing_provider",
+    "external_meeting_id",
+    "join_url",
+    "host_url",
+    "password",
+    "error_message",
+)
+
+
+def parse_envelope(body: bytes, *, provider: str = PROVIDER) -> Event | str:
+    """The event a delivery carries, or the type name of an event that is not about appointments."""
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise EnvelopeError("body is not JSON") from None
+    if not isinstance(envelope, dict):
+        raise EnvelopeError("envelope must be a JSON object")
+    event_id = envelope.get("id")
+    if not _text(event_id):
+        raise EnvelopeError("id must be a non-empty string")
+    occurred = _datetime(envelope.get("created_at"))
+    if occurred is None:
+        raise EnvelopeError("created_at must be an ISO-8601 timestamp")
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        raise EnvelopeError("data must be an object")
+    event_type = data.get("type")
+    if not _text(event_type):
+        raise EnvelopeError("data.type must be a non-empty string")
+    obj = data.get("object")
+    if not isinstance(obj, dict):
+        raise EnvelopeError("data.object must be an object")
+    if not event_type.startswith(APPOINTMENT_PREFIX):
+        return event_type
+    return appointment_event(
+        obj,
+        event_id=event_id,
+        type=event_type,
+        occurred_at=_micros(occurred, "created_at"),
+        previous_meeting_id=_previous_meeting_id(data) if event_type == REPLACED else None,
+        provider=provider,
+    )
+
+
+def appointment_event(
+    obj: dict[str, Any],
+    *,
+    event_id: str,
+    type: str,
+    occurred_at: int,
+    previous_meeting_id: str | None = None,
+    provider: str = PROVIDER,
+) -> Event:
+    """The ``Event`` for one Appointment object (from a webhook or an API response)."""
+    if not isinstance(obj, dict):
+        raise EnvelopeError("appointment must be an object")
+    appointment_id = obj.get("id")
+    if not _text(appointment_id):
+        raise EnvelopeError("appointment id must be a non-empty string")
+    status = obj.get("status")
+    if status is not None and not isinstance(status, str):
+        raise EnvelopeError("appointment status must be a string")
+    return Event(
+        id=event_id,
+        provider=provider,
+        type=type,
+        occurred_at=occurred_at,
+        appointment_id=appointment_id,
+        appointment_status=status,
+        start_at=_zoned(obj.get("start_at"), "start_at"),
+        end_at=_zoned(obj.get("end_at"), "end_at"),
+        meeting=_meeting(obj.get("meeting")),
+        previous_meeting_id=previous_meeting_id,
+    )
+
+
+def _meeting(value: object) -> Meeting | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise EnvelopeError("meeting must be an object or null")
+    meeting_id = value.get("id")
+    if not _text(meeting_id):
+        raise EnvelopeError("meeting id must be a non-empty string")
+    status = value.get("status")
+    if not _text(status):
+        raise EnvelopeError("meeting status must be a non-empty string")
+    fields: dict[str, str | None] = {}
+    for name in _MEETING_TEXT_FIELDS:
+        field = value.get(name)
+        if name == "external_meeting_id" and isinstance(field, int) and not isinstance(field, bool):
+            field = str(field)  # Zoom's meeting ids are numbers; accept them unquoted too
+        if field is not None and not isinstance(field, str):
+            raise EnvelopeError(f"meeting {name} must be a string or null")
+        fields[name] = field
+    return Meeting(id=meeting_id, status=status, **fields)
+
+
+def _zoned(value: object, name: str) -> str | None:
+    """A ZonedDateTime (``utc``, else ``unix_ts``) as the mirror's UTC string; null stays None."""
+    if value is None:
+        return None
+    moment: datetime | None = None
+    if isinstance(value, str):
+        moment = _datetime(value)
+    elif isinstance(value, dict):
+        moment = _datetime(value.get("utc"))
+        if moment is None and value.get("utc") is None:
+            moment = _from_unix(value.get("unix_ts"))
+    if moment is None:
+        raise EnvelopeError(f"appointment {name} must be a zoned date-time")
+    try:
+        return iso_utc(moment)
+    except (OverflowError, ValueError):
+        raise EnvelopeError(f"appointment {name} is out of range") from None
+
+
+def _previous_meeting_id(data: dict[str, Any]) -> str | None:
+    previous = data.get("previous_attributes")
+    meeting = previous.get("meeting") if isinstance(previous, dict) else None
+    meeting_id = meeting.get("id") if isinstance(meeting, dict) else None
+    return meeting_id if _text(meeting_id) else None
+
+
+def _datetime(value: object) -> datetime | None:
+    """An aware datetime from ISO-8601 text (``Z`` or an offset; naive means UTC), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _from_unix(value: object) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _micros(moment: datetime, name: str) -> int:
+    try:
+        return to_micros(moment)
+    except (OverflowError, ValueError):
+        raise EnvelopeError(f"{name} is out of range") from None
+
+
+def _text(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and value != ""

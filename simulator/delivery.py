@@ -1,0 +1,133 @@
+"""Delivering envelopes to a receiver like an imperfect sender: lost, doubled, out of order.
+
+Chaos is decided up front from ``seed`` (which deliveries are dropped, which doubled, the send
+order); concurrency then adds the ordinary disorder of parallel POSTs. A POST answered 5xx or
+failing to connect is retried a few times with a short backoff, as a real sender would (with
+the same event id, hence the same ``webhook-id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from simulator import shapes
+from simulator.provider import Delivery
+from simulator.signing import Scheme, sign
+
+
+@dataclass(frozen=True, slots=True)
+class Chaos:
+    """What goes wrong between the provider and the receiver."""
+
+    drop: float = 0.1
+    duplicate: float = 0.1
+    reorder: bool = True
+    reorder_window: int = 50
+    delay_ms: int = 0
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    """Counts that add up: ``sent == total - dropped + duplicated``, and every POST sent ends
+    ``accepted`` (2xx), in ``rejected`` (final status → count) or ``failed`` (no answer)."""
+
+    total: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    sent: int = 0
+    attempts: int = 0
+    accepted: int = 0
+    failed: int = 0
+    rejected: Counter[int] = field(default_factory=Counter)
+    dropped_event_ids: list[str] = field(default_factory=list)
+
+
+def plan(
+    deliveries: Sequence[Delivery], chaos: Chaos, rng: random.Random
+) -> tuple[list[Delivery], list[str], int]:
+    """The send order after drops, duplicates and bounded reordering."""
+    kept: list[Delivery] = []
+    dropped: list[str] = []
+    duplicated = 0
+    for delivery in deliveries:
+        if rng.random() < chaos.drop:
+            dropped.append(delivery.event_id)
+            continue
+        kept.append(delivery)
+        if rng.random() < chaos.duplicate:
+            kept.append(delivery)
+            duplicated += 1
+    if chaos.reorder and chaos.reorder_window > 1:
+        # Each item moves at most about reorder_window places from where it was.
+        keyed = [(i + rng.uniform(0, chaos.reorder_window), i) for i in range(len(kept))]
+        kept = [kept[i] for _, i in sorted(keyed)]
+    return kept, dropped, duplicated
+
+
+async def deliver(
+    deliveries: Sequence[Delivery],
+    url: str,
+    *,
+    scheme: Scheme,
+    secret: str,
+    chaos: Chaos | None = None,
+    seed: int = 0,
+    concurrency: int = 32,
+    transport: httpx.AsyncBaseTransport | None = None,
+    max_attempts: int = 4,
+    backoff: float = 0.05,
+    request_timeout: float = 10.0,
+) -> DeliveryReport:
+    """POST ``deliveries`` to ``url`` signed by ``scheme``; ``transport`` may be an ASGI app's."""
+    chaos = chaos or Chaos()
+    rng = random.Random(seed)
+    webhook_id = f"wh_{shapes.token(rng)}"
+    order, dropped, duplicated = plan(deliveries, chaos, rng)
+    delays = [rng.uniform(0, chaos.delay_ms) / 1000 if chaos.delay_ms else 0.0 for _ in order]
+    report = DeliveryReport(
+        total=len(deliveries),
+        dropped=len(dropped),
+        duplicated=duplicated,
+        sent=len(order),
+        dropped_event_ids=dropped,
+    )
+    gate = asyncio.Semaphore(concurrency)
+
+    async def post(client: httpx.AsyncClient, delivery: Delivery, delay: float) -> None:
+        async with gate:
+            if delay:
+                await asyncio.sleep(delay)
+            status: int | None = None
+            for attempt in range(max_attempts):
+                if attempt:
+                    await asyncio.sleep(backoff * 2 ** (attempt - 1))
+                headers = sign(
+                    scheme, delivery.body, secret, event_id=delivery.event_id, webhook_id=webhook_id
+                )
+                headers["content-type"] = "application/json"
+                report.attempts += 1
+                try:
+                    response = await client.post(url, content=delivery.body, headers=headers)
+                except httpx.TransportError:
+                    status = None
+                    continue
+                status = response.status_code
+                if status < 500:
+                    break
+            if status is None:
+                report.failed += 1
+            elif 200 <= status < 300:
+                report.accepted += 1
+            else:
+                report.rejected[status] += 1
+
+    async with httpx.AsyncClient(transport=transport, timeout=request_timeout) as client:
+        posts = (post(client, d, delay) for d, delay in zip(order, delays, strict=True))
+        await asyncio.gather(*posts)
+    return report

@@ -1,0 +1,85 @@
+"""/healthz answers while the process lives; /readyz only while Redis and the mirror answer."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from meetsync.redis_server import RedisServer
+from meetsync.settings import Settings
+from webhooks import create_app
+
+
+@pytest.fixture
+def database(db_path: Path) -> Path:
+    """A real SQLite file at the configured path."""
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.execute("create table probe (id integer primary key)")
+        conn.commit()
+    finally:
+        conn.close()
+    return db_path
+
+
+@pytest.fixture
+def not_a_database(db_path: Path) -> Path:
+    db_path.write_bytes(b"definitely not sqlite" * 100)
+    return db_path
+
+
+async def test_healthz_is_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_ok_with_redis_and_the_database(
+    client: httpx.AsyncClient, database: Path
+) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_fails_without_the_database_file_and_does_not_create_it(
+    client: httpx.AsyncClient, db_path: Path
+) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failed": ["database"]}
+    assert not await anyio.Path(db_path).exists()
+
+
+async def test_readyz_fails_when_the_file_is_not_a_database(
+    client: httpx.AsyncClient, not_a_database: Path
+) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["database"]
+
+
+async def test_readyz_fails_when_redis_is_down(
+    tmp_path: Path, settings: Settings, database: Path
+) -> None:
+    server = RedisServer(data_dir=tmp_path / "redis", persistent=False).start()
+    redis = aioredis.Redis.from_url(server.url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        app = create_app(settings, redis=redis)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/readyz")).status_code == 200
+            server.stop()
+            response = await client.get("/readyz")
+            alive = await client.get("/healthz")
+    finally:
+        server.stop()
+        await redis.aclose()
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failed": ["redis"]}
+    assert alive.status_code == 200

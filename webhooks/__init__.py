@@ -1,0 +1,7 @@
+"""The receiving end: HTTP in, verified events onto the queue, an answer out."""
+
+from __future__ import annotations
+
+from webhooks.app import create_app
+
+__all__ = ["create_app"]

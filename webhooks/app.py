@@ -1,0 +1,53 @@
+"""The web process: the webhook receiver, the read API and the health probes, as one app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from meetsync.providers import webhook_providers
+from meetsync.settings import Settings
+from webhooks.health import Readiness, healthz
+from webhooks.read_api import read_routes
+from webhooks.receiver import Receiver
+
+# Fail fast: a slow Redis must turn into a 503 the sender retries, not a hung delivery.
+REDIS_CONNECT_TIMEOUT_SECONDS = 1.0
+REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
+    """The app; builds (and on shutdown closes) its own Redis client unless one is given."""
+    owned = redis is None
+    client = redis if redis is not None else _redis_client(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                await client.aclose()
+
+    receiver = Receiver(webhook_providers(settings), client)
+    readiness = Readiness(client, settings.db_path)
+    routes = [
+        Route("/webhooks/{provider}", receiver.endpoint, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readiness.endpoint, methods=["GET"]),
+        *read_routes(settings),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _redis_client(settings: Settings) -> Redis:
+    client: Redis = Redis.from_url(
+        settings.require_redis(),
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+    )
+    return client

@@ -1,0 +1,60 @@
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (Redis and the mirror answer)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import anyio.to_thread
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from webhooks.receiver import json_response
+
+SQLITE_TIMEOUT_SECONDS = 1.0
+
+log = structlog.get_logger(__name__)
+
+
+async def healthz(request: Request) -> Response:
+    return json_response(200, {"status": "ok"})
+
+
+class Readiness:
+    """Ready when Redis answers PING and the SQLite mirror opens read-only and answers a query."""
+
+    def __init__(self, redis: Redis, db_path: str) -> None:
+        self._redis = redis
+        # Read-only URI: a readiness probe must never create or write the mirror.
+        self._db_uri = Path(db_path).absolute().as_uri() + "?mode=ro"
+
+    async def endpoint(self, request: Request) -> Response:
+        failed: list[str] = []
+        if not await self._redis_answers():
+            failed.append("redis")
+        if not await anyio.to_thread.run_sync(_database_answers, self._db_uri):
+            failed.append("database")
+        if failed:
+            log.warning("readiness_failed", failed=failed)
+            return json_response(503, {"status": "unavailable", "failed": failed})
+        return json_response(200, {"status": "ok"})
+
+    async def _redis_answers(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+
+def _database_answers(uri: str) -> bool:
+    try:
+        with closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_SECONDS)) as conn:
+            # Reading sqlite_master (not a bare `select 1`) proves the file is a database.
+            conn.execute("select count(*) from sqlite_master").fetchone()
+    except sqlite3.Error:
+        return False
+    return True

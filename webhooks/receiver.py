@@ -1,0 +1,124 @@
+"""``POST /webhooks/{provider}``: read (bounded), verify, parse, queue, answer.
+
+Statuses (CONTRACT.md): 202 queued, duplicate or ignored type; 400 not an envelope; 401 not
+signed by a configured secret; 404 unknown provider; 413 body over 1 MiB; 503 with
+``Retry-After`` when Redis cannot take the event. No input yields a 500: an unexpected error is
+logged by type and answered 503, so the sender retries once the bug is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from meetsync.events import Event
+from meetsync.providers import EnvelopeError, SignatureError, WebhookProvider
+from worker.queue import count, publish
+
+MAX_BODY_BYTES = 1_048_576
+RETRY_AFTER_SECONDS = "5"
+
+log = structlog.get_logger(__name__)
+
+
+def json_response(
+    status: int, payload: Mapping[str, object], headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def _unavailable(error: str) -> Response:
+    return json_response(503, {"error": error}, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+class _TooLarge(Exception):
+    """The body crossed ``MAX_BODY_BYTES``."""
+
+
+class Receiver:
+    """The webhook endpoint for every configured provider."""
+
+    def __init__(self, providers: Mapping[str, WebhookProvider], redis: Redis) -> None:
+        self._providers = dict(providers)
+        self._redis = redis
+
+    async def endpoint(self, request: Request) -> Response:
+        name = request.path_params["provider"]
+        provider = self._providers.get(name)
+        if provider is None:
+            return json_response(404, {"error": "unknown provider"})
+        try:
+            return await self._receive(provider, request)
+        except Exception as exc:  # last resort: a bug must not become a 500 with a traceback
+            log.error("webhook_unexpected_error", provider=name, error_type=type(exc).__name__)
+            return _unavailable("internal error")
+
+    async def _receive(self, provider: WebhookProvider, request: Request) -> Response:
+        name = provider.name
+        try:
+            body = await _read_body(request)
+        except _TooLarge:
+            log.info("webhook_rejected", provider=name, reason="too_large")
+            return json_response(413, {"error": "body over 1 MiB"})
+        except ClientDisconnect:
+            log.info("webhook_client_disconnected", provider=name)
+            return json_response(400, {"error": "client disconnected"})
+
+        try:
+            provider.verify(body, request.headers)
+        except SignatureError as exc:
+            log.info("webhook_rejected", provider=name, reason="signature", detail=str(exc))
+            return json_response(401, {"error": str(exc)})
+
+        try:
+            parsed = provider.parse(body)
+        except EnvelopeError as exc:
+            log.info("webhook_rejected", provider=name, reason="envelope", detail=str(exc))
+            return json_response(400, {"error": str(exc)})
+
+        try:
+            if isinstance(parsed, Event):
+                await publish(self._redis, parsed)
+            else:
+                await count(self._redis, f"ignored_type:{parsed}")
+        except (RedisError, OSError) as exc:
+            log.warning("webhook_queue_unavailable", provider=name, error_type=type(exc).__name__)
+            return _unavailable("queue unavailable")
+
+        if isinstance(parsed, Event):
+            log.info("webhook_queued", provider=name, event_id=parsed.id, type=parsed.type)
+            return json_response(202, {"status": "queued", "id": parsed.id})
+        log.info("webhook_ignored", provider=name, type=parsed)
+        return json_response(202, {"status": "ignored"})
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refusing (``_TooLarge``) as soon as it is known to exceed the limit."""
+    declared = request.headers.get("content-length")
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > MAX_BODY_BYTES
+    ):
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream()
+    try:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _TooLarge
+            chunks.append(chunk)
+    finally:
+        await stream.aclose()
+    return b"".join(chunks)
