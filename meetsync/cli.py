@@ -17,7 +17,7 @@ import orjson
 import structlog
 
 from meetsync.log import configure
-from meetsync.redis_server import RedisServer
+from meetsync.redis_server import RedisServer, RedisStartError
 from meetsync.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -73,18 +73,23 @@ def local_redis(settings: Settings, data_dir: Path) -> Iterator[Settings]:
         yield replace(settings, redis_url=server.url)
 
 
-def dev_settings(settings: Settings) -> Settings:
-    """Fill what a developer's machine lacks with fresh local values, and say so."""
-    filled = settings
+def dev_settings(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """Fill what a developer's machine lacks with fresh local values; returns what was made up
+    (printed once so a developer can sign test deliveries; values from the environment never
+    are)."""
+    made: dict[str, str] = {}
     if not (settings.savvycal_webhook_secrets or settings.standard_webhook_secrets):
-        filled = replace(
-            filled,
-            savvycal_webhook_secrets=(secrets.token_hex(16),),
-            standard_webhook_secrets=("whsec_" + _b64(secrets.token_bytes(24)),),
+        made["SAVVYCAL_WEBHOOK_SECRET"] = secrets.token_hex(16)
+        made["STANDARD_WEBHOOK_SECRET"] = "whsec_" + _b64(secrets.token_bytes(24))
+        settings = replace(
+            settings,
+            savvycal_webhook_secrets=(made["SAVVYCAL_WEBHOOK_SECRET"],),
+            standard_webhook_secrets=(made["STANDARD_WEBHOOK_SECRET"],),
         )
     if not settings.read_token:
-        filled = replace(filled, read_token=secrets.token_urlsafe(24))
-    return filled
+        made["MEETSYNC_READ_TOKEN"] = secrets.token_urlsafe(24)
+        settings = replace(settings, read_token=made["MEETSYNC_READ_TOKEN"])
+    return settings, made
 
 
 def _b64(raw: bytes) -> str:
@@ -115,21 +120,20 @@ async def run_stack(settings: Settings, host: str, port: int) -> None:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    settings = dev_settings(settings)
+    settings, made = dev_settings(settings)
     with local_redis(settings, Path(args.data_dir) / "redis") as settings:
         base = f"http://{args.host}:{args.port}"
-        print(
-            "meetsync dev stack\n"
-            f"  webhooks   POST {base}/webhooks/savvycal\n"
-            f"  read API   GET  {base}/v1/appointments/{{id}}/meeting\n"
-            f"  mirror     {settings.db_path}\n"
-            f"  redis      {settings.redis_url}\n"
-            "  (dev only) secrets in use, export them to keep them across restarts:\n"
-            f"    SAVVYCAL_WEBHOOK_SECRET={','.join(settings.savvycal_webhook_secrets)}\n"
-            f"    STANDARD_WEBHOOK_SECRET={','.join(settings.standard_webhook_secrets)}\n"
-            f"    MEETSYNC_READ_TOKEN={settings.read_token}\n",
-            flush=True,
-        )
+        lines = [
+            "meetsync dev stack",
+            f"  webhooks   POST {base}/webhooks/savvycal",
+            f"  read API   GET  {base}/v1/appointments/{{id}}/meeting",
+            f"  mirror     {settings.db_path}",
+            f"  redis      {settings.redis_url}",
+        ]
+        if made:
+            lines.append("  generated for this run (export them to keep them across restarts):")
+            lines += [f"    {name}={value}" for name, value in made.items()]
+        print("\n".join(lines) + "\n", flush=True)
         asyncio.run(run_stack(settings, args.host, args.port))
     return 0
 
@@ -289,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return int(args.fn(settings, args))
-    except SettingsError as exc:
+    except (SettingsError, RedisStartError) as exc:
         print(f"meetsync: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

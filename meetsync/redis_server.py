@@ -49,6 +49,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        self.data_dir = self.data_dir.resolve()  # redis-server chdirs into --dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_binary(),
