@@ -40,16 +40,23 @@ class SavvyCalWebhooks:
         )
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """The Standard Webhooks scheme if any of its headers is present, else the native one."""
+        """Accept a delivery that any scheme it carries headers for verifies.
+
+        A delivery relayed through Svix may carry both schemes' headers; either is proof.
+        """
         lowered = {key.lower(): value for key, value in headers.items()}
+        native = lowered.get(_NATIVE_HEADER)
         if any(name in lowered for name in _STANDARD_HEADERS + _SVIX_HEADERS):
             msg_id, timestamp, signature = (
                 lowered.get(std) or lowered.get(svix)
                 for std, svix in zip(_STANDARD_HEADERS, _SVIX_HEADERS, strict=True)
             )
-            self._standard.verify(body, msg_id, timestamp, signature)
-            return
-        native = lowered.get(_NATIVE_HEADER)
+            try:
+                self._standard.verify(body, msg_id, timestamp, signature)
+                return
+            except SignatureError:
+                if native is None:
+                    raise
         if native is not None:
             self._native.verify(body, native)
             return
