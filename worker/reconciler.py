@@ -5,16 +5,18 @@ Webhooks get lost, arrive late or out of order; the provider's API is the truth.
 1. lists the appointments that matter (ending after now - 24 h: upcoming, in progress and
    recently ended; ``period == upcoming`` if the provider refuses that filter; every one with
    ``scope="all"``) page by page; pages are offsets, so rows can shift while we page:
-   repeats are dropped, and a sweep that saw fewer rows than the provider counted pages
-   again once;
+   repeats are dropped, and a sweep that saw fewer rows than the provider counted at any
+   point while it paged pages again once;
 2. fetches one by one the appointments the mirror holds in the window (ending after now - 24 h)
    that the listing did not return: in progress, rescheduled out of it, canceled, or gone (404);
 3. compares each with the mirror and writes every drifted one through the same guarded path
-   webhooks use, as a snapshot taken when its page was fetched: a newer webhook still wins;
+   webhooks use, as a snapshot stamped when its request was sent (the response may reflect
+   any moment after that): a webhook for a change made meanwhile still wins;
 4. records the run (window, pages, API calls, drift per field, repaired, errors, outcome).
 
-A run cut short by rate limits or errors is recorded as ``partial`` (some repaired) or
-``failed`` — never as a success.
+A run cut short by rate limits or errors is recorded as ``partial`` (some work done) or
+``failed`` (none) — never as a success; a run that dies (cancelled, a bug) is recorded as
+``failed`` before the exception goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -38,7 +40,7 @@ from meetsync.providers.savvycal.client import (
     PermanentApiError,
     SavvyCalClient,
 )
-from store import Store
+from store import Failure, Store
 from store.mirror import CREDENTIAL_GRACE, SNAPSHOT_FIELDS
 from worker.applier import StoreThread
 
@@ -140,26 +142,36 @@ class Reconciler:
         )
         truth: dict[str, Event] = {}
         try:
-            await self._sweep(truth, cutoff, report)
-            await self._fetch_unlisted(truth, cutoff, report)
-        except ApiError as exc:
-            report.errors.append(str(exc))
-            log.warning("reconcile_interrupted", error=str(exc), run_id=report.run_id)
-        await self._repair(truth, cutoff, report)
-        report.api_calls = self.client.budget.spent - spent_before
-        report.seconds = time.monotonic() - started
+            try:
+                await self._sweep(truth, cutoff, report)
+                await self._fetch_unlisted(truth, cutoff, report)
+            except ApiError as exc:
+                report.errors.append(str(exc))
+                log.warning("reconcile_interrupted", error=str(exc), run_id=report.run_id)
+            await self._repair(truth, cutoff, report)
+        except BaseException as exc:
+            # Cancelled (a job timeout) or a bug: the run must not stay "running" forever.
+            report.errors.append(f"run died: {type(exc).__name__}: {exc}"[:500])
+            report.outcome = "failed"
+            await self._finish(report, started, spent_before)
+            raise
         if not report.errors:
             report.outcome = "success"
         else:
-            report.outcome = "partial" if truth else "failed"
+            report.outcome = "partial" if report.pages or truth else "failed"
+        await self._finish(report, started, spent_before)
+        log.info("reconcile_finished", **report.summary())
+        return report
+
+    async def _finish(self, report: RunReport, started: float, spent_before: int) -> None:
+        report.api_calls = self.client.budget.spent - spent_before
+        report.seconds = time.monotonic() - started
         await self.store.run(lambda s: s.finish_run(
             report.run_id, outcome=report.outcome, pages=report.pages,
             api_calls=report.api_calls, appointments_seen=report.appointments_seen,
             drift=orjson.dumps(report.drift).decode(), repaired=report.repaired,
             errors=orjson.dumps(report.errors).decode(),
         ))
-        log.info("reconcile_finished", **report.summary())
-        return report
 
     async def _sweep(self, truth: dict[str, Event], cutoff: str, report: RunReport) -> None:
         if self.scope == "all":
@@ -179,23 +191,28 @@ class Reconciler:
         self, filters: list[dict[str, Any]] | None, truth: dict[str, Event], report: RunReport
     ) -> None:
         for _pass in range(2):
-            page, total = 1, 0
+            page, seen, most = 1, set[str](), 0
             while True:
+                # Stamped before asking: whatever the answer holds happened after this.
+                fetched = to_micros(self.clock())
                 result = await self.client.list_appointments(
                     page=page, page_size=self.page_size, filters=filters
                 )
-                fetched = to_micros(self.clock())
                 report.pages += 1
-                total = result.total_count
+                most = max(most, result.total_count)
                 for row in result.data:
+                    seen.add(str(row.get("id")))
                     self._take(row, fetched, truth, report)
                 self.progress(f"sweep: page {page}/{result.total_pages}, {len(truth)} seen")
                 if page >= result.total_pages or not result.data:
                     break
                 page += 1
-            if len(truth) >= total:
+            # Fewer rows than the provider ever counted while we paged: one added before the
+            # cursor is behind us, or one removed before it let the next slip past unseen.
+            # (Rows added after the cursor are seen: new bookings alone cost no second pass.)
+            if len(seen) >= most:
                 return
-            log.info("reconcile_sweep_short", seen=len(truth), total=total)
+            log.info("reconcile_sweep_short", seen=len(seen), total=most)
 
     def _take(self, row: dict[str, Any], fetched: int, truth: dict[str, Event],
               report: RunReport) -> None:
@@ -215,8 +232,8 @@ class Reconciler:
         held = await self.store.run(lambda s: s.appointments_ending_after(cutoff))
         unlisted = [appointment_id for appointment_id in held if appointment_id not in truth]
         for n, appointment_id in enumerate(unlisted, 1):
-            row = await self.client.get_appointment(appointment_id, priority="sweep")
             fetched = to_micros(self.clock())
+            row = await self.client.get_appointment(appointment_id, priority="sweep")
             if row is None:
                 report.gone += 1
                 truth[appointment_id] = Event(
@@ -235,30 +252,46 @@ class Reconciler:
         mirror = await self.store.run(lambda s: s.snapshots(ids))
         repairs: list[Event] = []
         for appointment_id, event in truth.items():
-            expected = snapshot_of(event)
+            held = mirror.get(appointment_id)
             if event.type == "reconcile.gone":
-                found = [] if (mirror.get(appointment_id) or {}).get("status") == "deleted" \
-                    else ["status"]
+                if held is None or held["status"] == "deleted":
+                    continue
+                # Keep the times the mirror knew: its credentials still expire after the end.
+                event = replace(event, start_at=held["start_at"], end_at=held["end_at"])
+                found = ["status"]
             else:
-                found = drift(expected, mirror.get(appointment_id),
-                              expired=bool(event.end_at and event.end_at <= cutoff))
+                expired = _expired(event, cutoff)
+                if expired and event.meeting is not None:
+                    # Purged here on purpose: never write a dead credential back.
+                    event = replace(event, meeting=replace(
+                        event.meeting, host_url=None, password=None))
+                found = drift(snapshot_of(event), held, expired=expired)
             if found:
                 report.drift.update(found)
                 repairs.append(event)
         report.drifted = len(repairs)
         if not repairs:
             return
-        await self.store.run(lambda s: _apply_all(s, repairs))
+        failures = await self.store.run(lambda s: _apply_all(s, repairs))
+        for failure in failures:
+            report.errors.append(f"could not write {failure.event.appointment_id}: "
+                                 f"{failure.reason}")
         after = await self.store.run(lambda s: s.snapshots([e.appointment_id for e in repairs]))
         for event in repairs:
             now_held = after.get(event.appointment_id)
             if event.type == "reconcile.gone":
                 report.repaired += bool(now_held and now_held["status"] == "deleted")
-            elif not drift(snapshot_of(event), now_held,
-                           expired=bool(event.end_at and event.end_at <= cutoff)):
+            elif not drift(snapshot_of(event), now_held, expired=_expired(event, cutoff)):
                 report.repaired += 1
 
 
-def _apply_all(store: Store, events: list[Event]) -> None:
+def _expired(event: Event, cutoff: str) -> bool:
+    """Ended over 24 h ago: its credentials are dead (seeds/001) and purged from the mirror."""
+    return bool(event.end_at and event.end_at <= cutoff)
+
+
+def _apply_all(store: Store, events: list[Event]) -> list[Failure]:
+    failures: list[Failure] = []
     for start in range(0, len(events), 1000):
-        store.apply(events[start : start + 1000])
+        failures += store.apply(events[start : start + 1000])[1]
+    return failures

@@ -1,0 +1,77 @@
+"""A refetch turns the provider's word on one appointment into the right event (404: deleted)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from arq import Retry
+
+from meetsync.events import to_micros
+from meetsync.providers.savvycal import appointment_event
+from meetsync.settings import Settings
+from simulator import ProviderSim
+from worker.main import WorkerContext, refetch, refetch_appointment
+
+MakeHarness = Callable[..., Any]
+
+
+def created(sim: ProviderSim) -> str:
+    booked = sim.book(start_at=sim.start + timedelta(hours=2))
+    sim.create_meeting(booked.appointment_id)
+    return booked.appointment_id
+
+
+async def test_refetch_gives_the_providers_current_snapshot(
+    sim: ProviderSim, harness: MakeHarness
+) -> None:
+    appointment_id = created(sim)
+    sim.rotate_host_url(appointment_id)
+    h = harness()
+    before = to_micros(datetime.now(UTC))
+    event = await refetch(h.client, appointment_id, "refetch:job:1")
+    expected = appointment_event(sim.appointments[appointment_id], event_id="refetch:job:1",
+                                 type="refetch", occurred_at=event.occurred_at)
+    assert event == expected
+    assert event.meeting is not None and event.meeting.host_url is not None
+    assert event.occurred_at >= before  # stamped when fetched
+    assert len(h.edge.requests) == 1
+
+
+async def test_refetch_of_an_unknown_appointment_is_a_deletion(
+    sim: ProviderSim, harness: MakeHarness
+) -> None:
+    appointment_id = created(sim)
+    del sim.appointments[appointment_id]
+    event = await refetch(harness().client, appointment_id, "refetch:job:1")
+    assert (event.appointment_id, event.appointment_status, event.type) == (
+        appointment_id, "deleted", "refetch.gone")
+    assert event.meeting is None
+
+
+def context(h: Any) -> dict[str, Any]:
+    state = WorkerContext(Settings(), redis=None, store=h.store, applier=None,  # type: ignore[arg-type]
+                          applier_task=None, client=h.client)  # type: ignore[arg-type]
+    return {"meetsync": state, "job_id": "refetch:appt", "job_try": 1}
+
+
+async def test_the_refetch_job_repairs_the_mirror(sim: ProviderSim, harness: MakeHarness) -> None:
+    booked = sim.book(start_at=sim.start + timedelta(hours=2))
+    sim.create_meeting(booked.appointment_id)  # lost
+    h = harness()
+    h.apply([booked])
+    assert await refetch_appointment(context(h), booked.appointment_id) == "applied"
+    h.assert_mirror_matches()
+
+
+async def test_the_refetch_job_retries_after_what_the_provider_said(
+    sim: ProviderSim, harness: MakeHarness
+) -> None:
+    appointment_id = created(sim)
+    h = harness(faults=lambda _request, _n: 429, max_attempts=2)
+    with pytest.raises(Retry) as caught:
+        await refetch_appointment(context(h), appointment_id)
+    assert caught.value.defer_score == 2000  # the edge's retry-after, in ms
+    assert h.delays == [2.0]
