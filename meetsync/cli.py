@@ -220,6 +220,68 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_reconcile(settings, "all", filters or None))
 
 
+def cmd_dead_letters_list(settings: Settings, args: argparse.Namespace) -> int:
+    _print_json(_open_store(settings).dead_letters(include_replayed=args.all))
+    return 0
+
+
+def cmd_dead_letters_replay(settings: Settings, args: argparse.Namespace) -> int:
+    settings.require_api_token()
+    if not Path(settings.db_path).exists():
+        raise SettingsError(f"no mirror at MEETSYNC_DB={settings.db_path}")
+    return asyncio.run(_replay_dead_letters(settings, None if args.all else args.id))
+
+
+async def _replay_dead_letters(settings: Settings, letter_id: int | None) -> int:
+    """Refetch each letter's appointment (the provider's word now, not the old payload), apply
+    it through the guarded path, and mark the letter replayed. Exit 1 if any is left."""
+    from store import open_store
+    from worker.main import api_client
+
+    store = open_store(settings.db_path)
+    try:
+        if letter_id is None:
+            letters = store.dead_letters()
+        else:
+            found = store.dead_letter(letter_id)
+            if found is None:
+                print(f"dead letter {letter_id} not found", file=sys.stderr)
+                return 1
+            letters = [found]
+        async with api_client(settings) as client:
+            results = [await _replay_one(store, client, letter) for letter in letters]
+    finally:
+        store.close()
+    _print_json(results)
+    return 0 if all(r["outcome"] in ("replayed", "already replayed") for r in results) else 1
+
+
+async def _replay_one(store: Any, client: Any, letter: dict[str, Any]) -> dict[str, Any]:
+    import time
+
+    from meetsync.providers.savvycal.client import ApiError
+    from store import StoreBusy
+    from worker.main import refetch
+
+    result: dict[str, Any] = {"id": letter["id"], "event_id": letter["event_id"],
+                              "appointment_id": letter["appointment_id"]}
+    if letter["replayed_at"] is not None:
+        return {**result, "outcome": "already replayed"}
+    if not letter["appointment_id"]:
+        return {**result, "outcome": "skipped", "reason": "no appointment id to refetch"}
+    event_id = f"replay:{letter['id']}:{time.time_ns() // 1000}"
+    try:
+        event = await refetch(client, letter["appointment_id"], event_id)
+        _, failures = store.apply([event])
+    except (ApiError, StoreBusy) as exc:
+        return {**result, "outcome": "failed", "reason": str(exc)}
+    if failures:
+        return {**result, "outcome": "failed", "reason": failures[0].reason}
+    store.mark_replayed(letter["id"])
+    log.info("dead_letter_replayed", dead_letter=letter["id"], event_id=letter["event_id"])
+    return {**result, "outcome": "replayed", "type": event.type}
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from meetsync.demo import DemoOptions
     from meetsync.demo import main as demo
@@ -281,6 +343,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scheme", choices=["standard", "native"], default="standard")
     p.add_argument("--keep", metavar="DIR", help="keep the mirror, Redis data and logs in DIR")
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("dead-letters", help="events the worker gave up on: list, replay")
+    letters = p.add_subparsers(dest="action", required=True)
+    q = letters.add_parser("list", help="print the dead letters awaiting replay as JSON")
+    q.add_argument("--all", action="store_true", help="include the replayed ones")
+    q.set_defaults(fn=cmd_dead_letters_list)
+    q = letters.add_parser(
+        "replay", help="refetch each letter's appointment from the provider, apply it, mark it"
+    )
+    which = q.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="one dead letter, by its id")
+    which.add_argument("--all", action="store_true", help="every letter awaiting replay")
+    q.set_defaults(fn=cmd_dead_letters_replay)
 
     p = sub.add_parser("stats", help="queue length and pipeline counters")
     p.set_defaults(fn=cmd_stats)

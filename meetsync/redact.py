@@ -2,10 +2,16 @@
 
 ``host_url``, ``password``, secrets and tokens never leave the process in clear: not in a log
 line, an error message nor a dead-letter record.
+
+Two nets: a value under a sensitive key is replaced whole, at any depth; and every string,
+whatever its key (a log message, an exception's text, a traceback), has the credential shapes
+we know scrubbed from it: a ``token=``/``password=``/... URL parameter (the host URL's token,
+seeds/001), a bearer token, a ``whsec_`` secret, a ``sha256=`` signature, a password in a URL.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -21,20 +27,55 @@ SENSITIVE_KEYS = frozenset(
         "authorization",
         "api_token",
         "read_token",
+        "signature",
+        "cookie",
         "x-savvycal-signature",
         "webhook-signature",
         "svix-signature",
     }
 )
 
+_PATTERNS = (
+    # ?token=... &password=... &pwd=... in any URL
+    re.compile(
+        r"(?i)([?&;](?:token|access_token|secret|password|pwd|passcode|key|sig|signature|zak)=)"
+        r"[^&#\s\"'<>]+"
+    ),
+    # Authorization: Bearer <token>
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"),
+    # Standard Webhooks secrets
+    re.compile(r"(\bwhsec_)[A-Za-z0-9+/=]+"),
+    # signature values: sha256=<hex>, v1,<base64>
+    re.compile(r"(?i)(\bsha256=)[0-9a-f]{16,}"),
+    re.compile(r"(\bv1,)[A-Za-z0-9+/]{20,}={0,2}"),
+    # scheme://user:password@host
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/\s@]*:)[^@/\s]+(?=@)"),
+)
+
+
+# Every pattern above needs one of these; most strings (event names, ids) have none.
+_MAYBE = re.compile(r"=|://|v1,|whsec_|(?i:bearer)")
+
 
 def is_sensitive(key: str) -> bool:
     key = key.lower()
-    return key in SENSITIVE_KEYS or key.endswith(("_secret", "_token", "_password", "secrets"))
+    return key in SENSITIVE_KEYS or key.endswith(
+        ("_secret", "_token", "_password", "secrets", "_signature")
+    )
+
+
+def scrub(text: str) -> str:
+    """``text`` with every credential shape we know replaced by ``[redacted]``."""
+    if not _MAYBE.search(text):
+        return text
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
 
 
 def redact(value: Any) -> Any:
-    """A copy of ``value`` with every sensitive key's value replaced, at any depth."""
+    """A copy of ``value`` with every sensitive key's value replaced and every string scrubbed,
+    at any depth."""
     if isinstance(value, dict):
         return {
             k: (REDACTED if isinstance(k, str) and is_sensitive(k) and v is not None else redact(v))
@@ -42,6 +83,8 @@ def redact(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
+    if isinstance(value, str):
+        return scrub(value)
     return value
 
 

@@ -59,12 +59,18 @@ class Failure:
     reason: str
 
 
-def open_store(path: str | Path, *, readonly: bool = False) -> Store:
-    """Open (creating and migrating, unless ``readonly``) the mirror at ``path``."""
+def open_store(
+    path: str | Path, *, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+) -> Store:
+    """Open (creating and migrating, unless ``readonly``) the mirror at ``path``.
+
+    ``busy_timeout`` (seconds) bounds how long one statement waits for another writer's lock
+    before ``StoreBusy``; the applier then backs off and retries, so nothing is lost.
+    """
     path = Path(path)
     if readonly:
         conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+            f"file:{path}?mode=ro", uri=True, timeout=busy_timeout,
             isolation_level=None, check_same_thread=False,
         )
     else:
@@ -73,11 +79,11 @@ def open_store(path: str | Path, *, readonly: bool = False) -> Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     if not readonly:
         # Several processes may open a new mirror at once: migrate under the write lock.
         conn.execute("BEGIN IMMEDIATE")
@@ -151,13 +157,35 @@ class Store:
         self, event_id: str, appointment_id: str | None, type_: str | None, reason: str,
         attempts: int, payload: str,
     ) -> int:
-        """Record an event given up on; ``payload`` must already be redacted."""
+        """Record an event given up on; ``payload`` must already be redacted.
+
+        Idempotent per event while its letter awaits replay: a worker dying between this write
+        and the stream acknowledgement dead-letters the event again on redelivery.
+        """
+        held = self.conn.execute(
+            "SELECT id FROM dead_letters WHERE event_id = ? AND replayed_at IS NULL", (event_id,)
+        ).fetchone()
+        if held is not None:
+            return int(held[0])
         cur = self.conn.execute(
             "INSERT INTO dead_letters (event_id, appointment_id, type, reason, attempts, payload,"
             f" created_at) VALUES (?, ?, ?, ?, ?, ?, {_NOW})",
             (event_id, appointment_id, type_, reason, attempts, payload),
         )
         return int(cur.lastrowid or 0)
+
+    def dead_letter(self, dead_letter_id: int) -> dict[str, Any] | None:
+        """One dead letter, its (redacted) payload included."""
+        cur = self.conn.execute(
+            "SELECT id, event_id, appointment_id, type, reason, attempts, created_at,"
+            " replayed_at, payload FROM dead_letters WHERE id = ?",
+            (dead_letter_id,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        keys = [column[0] for column in cur.description]
+        return dict(zip(keys, row, strict=True))
 
     def dead_letters(self, *, include_replayed: bool = False) -> list[dict[str, Any]]:
         where = "" if include_replayed else "WHERE replayed_at IS NULL"

@@ -7,6 +7,11 @@ entries pending, to be claimed again: at-least-once delivery, made harmless by t
 
 An event that fails on its own is retried by redelivery; after ``max_attempts`` it goes to the
 dead-letter table (credentials redacted) and the stream moves on.
+
+Nothing outside stops the loop: Redis going away (or coming back empty, its consumer group
+gone), SQLite staying locked, or a bug in one round are logged and retried with a bounded
+backoff, entries staying pending meanwhile. A dead applier task in a live worker would
+otherwise accept work forever and apply none of it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +28,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from meetsync.events import Event
 from meetsync.redact import redact_payload
@@ -31,6 +37,8 @@ from worker.queue import EVENT_STREAM, FIELD, GROUP, STATS
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+MAX_BACKOFF_SECONDS = 5.0
 
 
 def consumer_name() -> str:
@@ -85,6 +93,7 @@ class Applier:
         self.max_attempts = max_attempts
         self.busy_backoff = busy_backoff
         self.on_ties = on_ties
+        self.busy_waits = 0  # times the store stayed locked past its busy timeout
         self._stopping = asyncio.Event()
 
     async def ensure_group(self) -> None:
@@ -95,11 +104,38 @@ class Applier:
                 raise
 
     async def run(self, block_ms: int = 1000) -> None:
-        """Drain until ``stop()``."""
-        await self.ensure_group()
+        """Drain until ``stop()``, outliving Redis outages and failed rounds."""
         log.info("applier_started", consumer=self.name, batch_size=self.batch_size)
+        delay = self.busy_backoff
+        group_ready = False
         while not self._stopping.is_set():
-            await self.drain_once(block_ms=block_ms)
+            try:
+                if not group_ready:
+                    await self.ensure_group()
+                    group_ready = True
+                await self.drain_once(block_ms=block_ms)
+            except ResponseError as exc:
+                # NOGROUP: Redis restarted without its data; the group comes back at id 0.
+                group_ready = False
+                log.warning("applier_redis_error", error=_first_line(exc))
+            except (RedisError, OSError) as exc:
+                log.warning("applier_redis_unavailable", error_type=type(exc).__name__,
+                            retry_in=round(delay, 2))
+            except Exception as exc:
+                log.error("applier_round_failed", error_type=type(exc).__name__,
+                          error=_first_line(exc), retry_in=round(delay, 2))
+            else:
+                delay = self.busy_backoff
+                continue
+            await self._pause(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once on ``stop()``."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
 
     def stop(self) -> None:
         self._stopping.set()
@@ -137,7 +173,7 @@ class Applier:
     async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Round:
         round_ = Round(read=len(entries))
         events: list[Event] = []
-        entry_of: dict[str, bytes] = {}
+        entry_of: dict[str, list[bytes]] = {}
         unreadable: list[tuple[bytes, bytes]] = []
         for entry_id, fields in entries:
             raw = fields.get(FIELD, b"")
@@ -147,17 +183,21 @@ class Applier:
                 unreadable.append((entry_id, raw))
                 continue
             events.append(event)
-            entry_of[event.id] = entry_id
+            entry_of.setdefault(event.id, []).append(entry_id)
 
         result, failures = await self._apply(events)
         round_.result = result
-        done = [entry_id for entry_id, _ in entries]
-        for failure in failures:
-            entry_id = entry_of[failure.event.id]
-            if await self._attempts(entry_id) < self.max_attempts:
-                done.remove(entry_id)
+        done = {entry_id for entry_id, _ in entries}
+        # One verdict per event id: a duplicate delivery of a poison event fails twice.
+        failed = {failure.event.id: failure for failure in failures}
+        for failure in failed.values():
+            event_entries = entry_of[failure.event.id]
+            attempts = max([await self._attempts(entry_id) for entry_id in event_entries])
+            if attempts < self.max_attempts:
+                done.difference_update(event_entries)
                 round_.retrying += 1
-                log.warning("event_failed", event_id=failure.event.id, reason=failure.reason)
+                log.warning("event_failed", event_id=failure.event.id, reason=failure.reason,
+                            attempts=attempts)
             else:
                 await self._dead_letter(failure.event.id, failure.event.appointment_id,
                                         failure.event.type, failure.reason,
@@ -169,8 +209,9 @@ class Applier:
 
         async with self.redis.pipeline(transaction=False) as pipe:
             if done:
-                pipe.xack(EVENT_STREAM, GROUP, *done)
-                pipe.xdel(EVENT_STREAM, *done)
+                acked = sorted(done)
+                pipe.xack(EVENT_STREAM, GROUP, *acked)
+                pipe.xdel(EVENT_STREAM, *acked)
             pipe.hincrby(STATS, "applied", result.applied)
             pipe.hincrby(STATS, "duplicates", result.duplicates)
             pipe.hincrby(STATS, "stale", result.stale)
@@ -183,15 +224,22 @@ class Applier:
         return round_
 
     async def _apply(self, events: list[Event]) -> tuple[ApplyResult, list[Failure]]:
+        return await self._store_call(lambda store: store.apply(events), events=len(events))
+
+    async def _store_call(self, fn: Callable[[Store], T], **context: Any) -> T:
+        """``fn`` on the store, waiting out a lock held past the busy timeout (backing off)."""
         delay = self.busy_backoff
         while True:
             try:
-                return await self.store.run(lambda store: store.apply(events))
-            except StoreBusy:
+                return await self.store.run(fn)
+            except (StoreBusy, sqlite3.OperationalError) as exc:
+                if isinstance(exc, sqlite3.OperationalError) and not _is_busy(exc):
+                    raise
                 # Entries stay pending while we wait; nothing is lost if we die here.
-                log.warning("store_busy", events=len(events), retry_in=round(delay, 2))
+                self.busy_waits += 1
+                log.warning("store_busy", retry_in=round(delay, 2), **context)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
     async def _attempts(self, entry_id: bytes) -> int:
         pending = await self.redis.xpending_range(
@@ -204,9 +252,18 @@ class Applier:
         payload: bytes,
     ) -> None:
         safe = orjson.dumps(redact_payload(payload)).decode()
-        await self.store.run(
+        await self._store_call(
             lambda store: store.add_dead_letter(
                 event_id, appointment_id, type_, reason, self.max_attempts, safe
-            )
+            ),
+            dead_letter=event_id,
         )
         log.error("event_dead_lettered", event_id=event_id, reason=reason)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,7 +78,9 @@ async def startup(ctx: dict[str, Any]) -> None:
                 "refetch_appointment", appointment_id, _job_id=f"refetch:{appointment_id}"
             )
 
-    applier = Applier(redis, store, on_ties=refetch_ties)
+    # How long a dead consumer's entries wait before another worker claims them.
+    claim_idle_ms = int(os.environ.get("MEETSYNC_CLAIM_IDLE_MS") or 30_000)
+    applier = Applier(redis, store, on_ties=refetch_ties, claim_idle_ms=claim_idle_ms)
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
     ctx["meetsync"] = WorkerContext(settings, redis, store, applier, task, client)

@@ -1,0 +1,96 @@
+"""Redis restarted without persistence: the applier outlives it; the reconciler repairs the loss."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from meetsync.events import Event
+from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
+from meetsync.redis_server import RedisServer
+from simulator import ProviderSim
+from store import open_store
+from tests.faults.conftest import (
+    API_TOKEN,
+    applied_ids,
+    events_of,
+    eventually,
+    mismatches,
+    publish_all,
+    recent_sim,
+    restart,
+)
+from worker.applier import Applier, StoreThread
+from worker.reconciler import Reconciler
+
+
+def start_applier(redis: aioredis.Redis, db_path: Path) -> tuple[Applier, asyncio.Task[None]]:
+    applier = Applier(redis, StoreThread(lambda: open_store(db_path)), busy_backoff=0.05)
+    return applier, asyncio.create_task(applier.run(block_ms=100))
+
+
+async def stop_applier(applier: Applier, task: asyncio.Task[None]) -> None:
+    applier.stop()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+    applier.store.close()
+
+
+async def test_events_lost_with_redis_data_are_repaired_by_the_next_reconcile(
+    amnesiac_redis: RedisServer,
+    db_path: Path,
+    client_of: Callable[[RedisServer], aioredis.Redis],
+    sim_api: Callable[[ProviderSim], str],
+) -> None:
+    sim = recent_sim(31)
+    events = events_of(sim.play(80))
+    fifth = len(events) // 5
+    before, across, lost, after = (
+        events[:fifth], events[fifth : 2 * fifth], events[2 * fifth : 4 * fifth],
+        events[4 * fifth :],
+    )
+    redis = client_of(amnesiac_redis)
+
+    async def applied(batch: list[Event]) -> None:
+        async def check() -> bool:
+            return {e.id for e in batch} <= applied_ids(db_path)
+
+        await eventually(check)
+
+    applier, task = start_applier(redis, db_path)
+    try:
+        await publish_all(redis, before)
+        await applied(before)
+        # Restarted under a running applier: its consumer group is gone with the data.
+        restart(amnesiac_redis)
+        await publish_all(redis, across)
+        await applied(across)
+    finally:
+        await stop_applier(applier, task)
+
+    # Acknowledged to the sender, queued, then lost before any worker read them.
+    await publish_all(redis, lost)
+    restart(amnesiac_redis)
+    applier, task = start_applier(redis, db_path)
+    try:
+        await publish_all(redis, after)
+        await applied(after)
+    finally:
+        await stop_applier(applier, task)
+    assert not {e.id for e in lost} & applied_ids(db_path)
+    assert mismatches(sim, db_path), "losing a fifth of the events should leave drift"
+
+    store = StoreThread(lambda: open_store(db_path))
+    async with SavvyCalClient(sim_api(sim), API_TOKEN, budget=RequestBudget(10_000)) as client:
+        report = await Reconciler(
+            client, store, clock=lambda: sim.now + timedelta(seconds=1)
+        ).run()
+    store.close()
+    assert report.outcome == "success"
+    assert report.repaired == report.drifted > 0
+    assert mismatches(sim, db_path) == {}
