@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -53,13 +54,29 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from arq.worker import run_worker
+    """Run the worker; when Redis drops away, start it again with a backoff.
 
-    from worker import worker_settings
+    arq's loop does not survive a lost connection, so this loop is the worker's supervisor:
+    entries it had read but not committed stay pending and are claimed again.
+    """
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from worker.main import run
 
     settings.require_redis()
-    run_worker(worker_settings(settings))
-    return 0
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        try:
+            asyncio.run(run(settings))
+            return 0
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            log.error("worker_redis_lost", error_type=type(exc).__name__, retry_in=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 @contextlib.contextmanager

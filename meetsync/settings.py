@@ -42,6 +42,7 @@ class Settings:
     reconcile_interval_seconds: int = 300
     api_requests_per_minute: int = 300
     read_token: str | None = None
+    claim_idle_ms: int = 30_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +62,7 @@ class Settings:
                 env, "SAVVYCAL_API_REQUESTS_PER_MINUTE", cls.api_requests_per_minute
             ),
             read_token=env.get("MEETSYNC_READ_TOKEN") or None,
+            claim_idle_ms=_positive_int(env, "MEETSYNC_CLAIM_IDLE_MS", cls.claim_idle_ms),
         )
 
     def require_receiver_secrets(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -78,9 +78,9 @@ async def startup(ctx: dict[str, Any]) -> None:
                 "refetch_appointment", appointment_id, _job_id=f"refetch:{appointment_id}"
             )
 
-    # How long a dead consumer's entries wait before another worker claims them.
-    claim_idle_ms = int(os.environ.get("MEETSYNC_CLAIM_IDLE_MS") or 30_000)
-    applier = Applier(redis, store, on_ties=refetch_ties, claim_idle_ms=claim_idle_ms)
+    applier = Applier(
+        redis, store, on_ties=refetch_ties, claim_idle_ms=settings.claim_idle_ms
+    )
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
     ctx["meetsync"] = WorkerContext(settings, redis, store, applier, task, client)
@@ -88,7 +88,8 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    state = ctx.get("meetsync")
+    """Stop the applier and close the store; safe to call twice."""
+    state = ctx.pop("meetsync", None)
     if state is None:
         return
     state.applier.stop()
@@ -111,14 +112,28 @@ async def purge_credentials(ctx: dict[str, Any]) -> int:
     return purged
 
 
-async def refetch(client: SavvyCalClient, appointment_id: str, event_id: str) -> Event:
-    """The provider's current word on one appointment, as an event (404: deleted)."""
+async def refetch(
+    client: SavvyCalClient,
+    appointment_id: str,
+    event_id: str,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    keep_times: tuple[str | None, str | None] = (None, None),
+) -> Event:
+    """The provider's current word on one appointment, as an event (404: deleted).
+
+    Stamped before the request is sent: a webhook for a change made while it is in flight is
+    newer and wins. A deleted appointment keeps ``keep_times`` (the mirror's start and end), so
+    its credentials still expire and get purged.
+    """
+    asked_at = to_micros(clock())
     row = await client.get_appointment(appointment_id, priority="refetch")
-    fetched = to_micros(datetime.now(UTC))
     if row is None:
-        return Event(id=event_id, provider="savvycal", type="refetch.gone", occurred_at=fetched,
-                     appointment_id=appointment_id, appointment_status="deleted")
-    return appointment_event(row, event_id=event_id, type="refetch", occurred_at=fetched)
+        start_at, end_at = keep_times
+        return Event(id=event_id, provider="savvycal", type="refetch.gone", occurred_at=asked_at,
+                     appointment_id=appointment_id, appointment_status="deleted",
+                     start_at=start_at, end_at=end_at)
+    return appointment_event(row, event_id=event_id, type="refetch", occurred_at=asked_at)
 
 
 async def refetch_appointment(ctx: dict[str, Any], appointment_id: str) -> str:
@@ -127,8 +142,10 @@ async def refetch_appointment(ctx: dict[str, Any], appointment_id: str) -> str:
     if state.client is None:
         return "skipped: no SAVVYCAL_API_TOKEN"
     event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}"
+    held = await state.store.run(lambda store: store.appointment(appointment_id))
+    times = (held["start_at"], held["end_at"]) if held else (None, None)
     try:
-        event = await refetch(state.client, appointment_id, event_id)
+        event = await refetch(state.client, appointment_id, event_id, keep_times=times)
     except RetryableApiError as exc:
         raise Retry(defer=exc.retry_after or 5 * ctx["job_try"]) from exc
     except PermanentApiError as exc:
@@ -154,6 +171,23 @@ def _every(seconds: int) -> dict[str, Any]:
     if minutes < 60:
         return {"minute": set(range(0, 60, minutes)), "second": 0}
     return {"hour": set(range(0, 24, max(1, minutes // 60))), "minute": 0, "second": 0}
+
+
+async def run(settings: Settings) -> None:
+    """One worker until a signal stops it; a lost Redis connection propagates to the caller."""
+    from arq.worker import create_worker
+
+    worker = create_worker(worker_settings(settings))
+    try:
+        await worker.async_run()
+    except asyncio.CancelledError:  # SIGINT/SIGTERM: arq cancels its main task
+        pass
+    finally:
+        try:
+            await worker.close()
+        except Exception as exc:  # Redis gone: close() can't clear its health key
+            log.warning("worker_close_incomplete", error_type=type(exc).__name__)
+            await shutdown(worker.ctx)
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
