@@ -303,6 +303,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from meetsync.demo import DemoOptions
     from meetsync.demo import main as demo
 
+    configure(os.environ.get("LOG_LEVEL", "WARNING"))  # the report is the output here
+
     options = DemoOptions(
         appointments=args.appointments, seed=args.seed, drop=args.drop,
         duplicate=args.duplicate, reorder=not args.no_reorder, scheme=args.scheme,
