@@ -2,70 +2,65 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import redis.asyncio as aioredis
+import redis
 
 from meetsync.events import Event, Meeting
 from meetsync.redis_server import RedisServer
-from store import open_store
-from worker.queue import publish
+from worker.queue import EVENT_STREAM, FIELD
 
 
-def snapshot(eid: str, at: int) -> Event:
-    return Event(id=eid, provider="savvycal", type="appointment.meeting.updated",
-                 occurred_at=at, appointment_id="appt_1", appointment_status="scheduled",
-                 meeting=Meeting(id="amtg_1", status="created"))
+def publish(url: str, event_id: str, at: int) -> None:
+    event = Event(id=event_id, provider="savvycal", type="appointment.meeting.updated",
+                  occurred_at=at, appointment_id="appt_1", appointment_status="scheduled",
+                  meeting=Meeting(id="amtg_1", status="created"))
+    client = redis.Redis.from_url(url)
+    client.xadd(EVENT_STREAM, {FIELD: event.to_json()})
+    client.close()
 
 
-async def wait_applied(db: Path, event_id: str, patience: float = 20) -> None:
+def wait_applied(db: Path, event_id: str, patience: float = 20) -> None:
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
-        if db.exists():
-            store = open_store(db, readonly=True)
-            try:
-                found = store.conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,))
-                if found.fetchone():
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                if conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone():
                     return
-            finally:
-                store.close()
-        await asyncio.sleep(0.1)
+        except sqlite3.OperationalError:
+            pass  # the worker has not created the mirror yet
+        time.sleep(0.1)
     raise AssertionError(f"{event_id} never reached the mirror")
 
 
-async def test_worker_survives_redis_restart_and_stops_cleanly(tmp_path: Path) -> None:
+def test_worker_survives_redis_restart_and_stops_cleanly(tmp_path: Path) -> None:
     server = RedisServer(data_dir=tmp_path / "redis", persistent=True).start()
     db = tmp_path / "mirror.db"
     env = {**os.environ, "REDIS_URL": server.url, "MEETSYNC_DB": str(db), "LOG_LEVEL": "WARNING"}
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "meetsync.cli", "worker"], env=env,
-                              stdout=log, stderr=log)
-    try:
-        client = aioredis.Redis.from_url(server.url)
-        await publish(client, snapshot("evt_before", 1))
-        await wait_applied(db, "evt_before")
-        await client.aclose()
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "meetsync.cli", "worker"], env=env,
+                                  stdout=log, stderr=log)
+        try:
+            publish(server.url, "evt_before", 1)
+            wait_applied(db, "evt_before")
 
-        server.stop()
-        await asyncio.sleep(2)  # long enough for the worker to notice the outage
-        server.start()
+            server.stop()
+            time.sleep(2)  # long enough for the worker to notice the outage
+            server.start()
 
-        client = aioredis.Redis.from_url(server.url)
-        await publish(client, snapshot("evt_after", 2))
-        await wait_applied(db, "evt_after", patience=40)
-        await client.aclose()
-        assert worker.poll() is None, "the worker process exited"
+            publish(server.url, "evt_after", 2)
+            wait_applied(db, "evt_after", patience=40)
+            assert worker.poll() is None, "the worker process exited"
 
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=20) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        server.stop()
-        log.close()
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=20) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+            server.stop()

@@ -137,10 +137,28 @@ def _zoned(value: object, name: str) -> str | None:
             moment = _from_unix(value.get("unix_ts"))
     if moment is None:
         raise EnvelopeError(f"appointment {name} must be a zoned date-time")
+    text = value.get("utc") if isinstance(value, dict) else None
+    if _canonical(text, moment):
+        return text
     try:
         return iso_utc(moment)
     except (OverflowError, ValueError):
         raise EnvelopeError(f"appointment {name} is out of range") from None
+
+
+def _canonical(text: object, moment: datetime) -> TypeGuard[str]:
+    """Whether ``text`` (which parsed as ``moment``) is already ``iso_utc(moment)``: the
+    provider's usual ``2025-03-01T15:00:00Z``, kept as is to skip a ``strftime`` per field
+    (the receiver's profile, bench/notes.md)."""
+    return (
+        isinstance(text, str)
+        and len(text) == 20
+        and text[19] == "Z"
+        and text[10] == "T"
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+        and moment.year >= 1000  # strftime("%Y") does not zero-pad earlier years
+    )
 
 
 def _previous_meeting_id(data: dict[str, Any]) -> str | None:

@@ -51,7 +51,8 @@ class NativeScheme:
             raise SignatureError("malformed x-savvycal-signature")
         given = provided.encode()
         for key in self._keys:
-            expected = hmac.new(key, body, hashlib.sha256).hexdigest().upper().encode()
+            # The one-shot ``hmac.digest`` (OpenSSL's HMAC in C), not an ``hmac.new`` object.
+            expected = hmac.digest(key, body, hashlib.sha256).hex().upper().encode()
             if hmac.compare_digest(expected, given):
                 return
         raise SignatureError("invalid signature")

@@ -1,0 +1,1 @@
+"""meetsync's benchmark harness: ``python -m bench`` runs every stage and rewrites BENCHMARKS.md."""

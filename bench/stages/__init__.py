@@ -1,0 +1,1 @@
+"""The bench stages, one module each; every stage measures ours and its baseline in one run."""
