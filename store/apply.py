@@ -76,6 +76,7 @@ ON CONFLICT (id) DO UPDATE SET
     updated_at = excluded.updated_at
 WHERE (excluded.version_at, excluded.version_event)
     > (meetings.version_at, meetings.version_event)
+RETURNING first_seen_at, first_seen_rank
 """
 
 # A meeting seen earlier than we knew (late delivery): move it back in the chain.
@@ -129,7 +130,7 @@ def apply_events(conn: sqlite3.Connection, events: Iterable[Event]) -> ApplyResu
     result = ApplyResult()
     touched: set[str] = set()
     for event in events:
-        if _apply_one(conn, event, result):
+        if _apply_one(conn, event, result):  # the appointment's chain may have changed
             touched.add(event.appointment_id)
     for appointment_id in touched:
         _resolve_chain(conn, appointment_id)
@@ -164,18 +165,20 @@ def _apply_one(conn: sqlite3.Connection, event: Event, result: ApplyResult) -> b
         tied = landed[0] is not None
     if tied:
         result.ties.add(event.appointment_id)
+    chain_changed = False
     if event.previous_meeting_id and event.previous_meeting_id != _meeting_id(event.meeting):
-        conn.execute(
+        chain_changed |= conn.execute(
             _PREDECESSOR, (event.previous_meeting_id, event.appointment_id, event.occurred_at)
-        )
-        _seen(conn, event.previous_meeting_id, event.occurred_at, 0)
+        ).rowcount > 0
+        chain_changed |= _seen(conn, event.previous_meeting_id, event.occurred_at, 0)
     if event.meeting is not None:
-        _upsert_meeting(conn, event, event.meeting)
-    return True
+        chain_changed |= _upsert_meeting(conn, event, event.meeting)
+    return chain_changed
 
 
-def _upsert_meeting(conn: sqlite3.Connection, event: Event, meeting: Meeting) -> None:
-    conn.execute(
+def _upsert_meeting(conn: sqlite3.Connection, event: Event, meeting: Meeting) -> bool:
+    """Write the meeting; True when its place in the chain may have changed."""
+    row = conn.execute(
         _MEETING,
         (
             meeting.id,
@@ -191,12 +194,16 @@ def _upsert_meeting(conn: sqlite3.Connection, event: Event, meeting: Meeting) ->
             event.occurred_at,
             event.id,
         ),
-    )
-    _seen(conn, meeting.id, event.occurred_at, 1)
+    ).fetchone()
+    if row is not None and (row[0], row[1]) < (event.occurred_at, 1):
+        return False  # a known meeting, first seen earlier: the common update, chain untouched
+    if row is not None and (row[0], row[1]) == (event.occurred_at, 1):
+        return True  # just inserted (or first seen at this very instant): place it
+    return _seen(conn, meeting.id, event.occurred_at, 1)  # a stale write may move it earlier
 
 
-def _seen(conn: sqlite3.Connection, meeting_id: str, at: int, rank: int) -> None:
-    conn.execute(_FIRST_SEEN, (at, rank, meeting_id, at, rank))
+def _seen(conn: sqlite3.Connection, meeting_id: str, at: int, rank: int) -> bool:
+    return conn.execute(_FIRST_SEEN, (at, rank, meeting_id, at, rank)).rowcount > 0
 
 
 def _meeting_id(meeting: Meeting | None) -> str | None:

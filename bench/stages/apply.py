@@ -61,6 +61,7 @@ def raw_upsert(path: Path, rows: Sequence[tuple[object, ...]]) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -65536")  # as store.open_store sets it
     conn.execute(_RAW_TABLE)
     started = time.perf_counter()
     for start in range(0, len(rows), BATCH):
