@@ -82,14 +82,14 @@ async def wait_until_applied(redis: aioredis.Redis, patience: float) -> None:
     raise TimeoutError("the worker did not drain the queue in time")
 
 
-def _spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "meetsync.cli", command], env=env, stdout=out, stderr=out
     )
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes], patience: float = 30) -> None:
+async def wait_ready(url: str, proc: subprocess.Popen[bytes], patience: float = 30) -> None:
     deadline = time.monotonic() + patience
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
@@ -130,12 +130,12 @@ async def run_demo(options: DemoOptions, workdir: Path) -> int:
             "RECONCILE_INTERVAL_SECONDS": "86400", "LOG_LEVEL": "WARNING",
         }
         log = workdir / "stack.log"
-        web = _spawn("serve", env, log)
-        work = _spawn("worker", env, log)
+        web = spawn("serve", env, log)
+        work = spawn("worker", env, log)
         redis = aioredis.Redis.from_url(redis_server.url)
         try:
             url = f"http://127.0.0.1:{port}"
-            await _wait_ready(url, web)
+            await wait_ready(url, web)
             say(f"stack up: receiver {url}, worker, redis {redis_server.url}, "
                 f"provider API {sim_root}/v1 (logs: {log})")
             report = await _deliver(deliveries, url, options, native, standard)

@@ -34,6 +34,11 @@ class Meeting:
     error_message: str | None = None
 
 
+MEETING_FIELDS = ("status", "conferencing_provider", "external_meeting_id", "join_url",
+                  "host_url", "password", "error_message")
+"""A meeting's fields besides its id, in the provider's order (the mirror's columns too)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One snapshot of an appointment, ordered by ``(occurred_at, id)``."""

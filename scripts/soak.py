@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from meetsync.demo import _spawn, _wait_ready, compare, wait_until_applied
+from meetsync.demo import compare, spawn, wait_ready, wait_until_applied
 from meetsync.events import Event
 from meetsync.log import configure
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
@@ -108,14 +108,14 @@ class Stack:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env = env
         self.log = log
-        self.web = _spawn("serve", env, log)
-        self.worker = _spawn("worker", env, log)
+        self.web = spawn("serve", env, log)
+        self.worker = spawn("worker", env, log)
         self.worker_crashes = 0
 
     def kill_worker(self) -> None:
         self.worker.send_signal(signal.SIGKILL)
         self.worker.wait(timeout=10)
-        self.worker = _spawn("worker", self.env, self.log)
+        self.worker = spawn("worker", self.env, self.log)
 
     def check_alive(self) -> None:
         """Restart a worker that exited on its own, as a process supervisor would (and count
@@ -125,7 +125,7 @@ class Stack:
         if self.worker.poll() is not None:
             self.worker_crashes += 1
             say(f"  the worker exited ({self.worker.returncode}); restarting it")
-            self.worker = _spawn("worker", self.env, self.log)
+            self.worker = spawn("worker", self.env, self.log)
 
     async def supervise(self) -> None:
         while True:
@@ -169,7 +169,7 @@ async def run_soak(options: SoakOptions, workdir: Path) -> dict[str, Any]:
         procs = Stack(env, log)
         stack.callback(procs.stop)
         url = f"http://127.0.0.1:{port}"
-        await _wait_ready(url, procs.web)
+        await wait_ready(url, procs.web)
         say(f"stack up: receiver {url}, redis {redis_server.url}, API {sim_root}/v1, logs {log}")
         supervisor = asyncio.create_task(procs.supervise())
         try:

@@ -15,17 +15,10 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from meetsync.events import MEETING_FIELDS
+
 migrations = Migrations("meetsync")
 
-MEETING_FIELDS = (
-    "status",
-    "conferencing_provider",
-    "external_meeting_id",
-    "join_url",
-    "host_url",
-    "password",
-    "error_message",
-)
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 

@@ -19,7 +19,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from meetsync.demo import _wait_ready
+from meetsync.demo import wait_ready
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.log import redact_credentials
 from meetsync.redis_server import RedisServer, free_port
@@ -91,7 +91,7 @@ async def test_no_planted_credential_reaches_logs_stored_errors_or_dead_letters(
     web = processes.spawn("serve", env, "web")
     processes.spawn("worker", env, "worker")
     url = f"http://127.0.0.1:{port}"
-    await _wait_ready(url, web)
+    await wait_ready(url, web)
     redis = client_of(own_redis)
     outputs: list[str] = []
 

@@ -166,3 +166,14 @@ def test_poison_event_is_isolated_from_its_batch(db_path: Path) -> None:
     assert result.applied == 1
     assert [f.event.id for f in failures] == ["evt_bad"]
     assert store.current_meeting("appt_1") is not None
+
+
+def test_meeting_columns_are_the_meeting_fields(db_path: Path) -> None:
+    from dataclasses import fields
+
+    from meetsync.events import MEETING_FIELDS
+
+    assert tuple(f.name for f in fields(Meeting))[1:] == MEETING_FIELDS
+    open_store(db_path).close()
+    columns = [row[1] for row in sqlite3.connect(db_path).execute("PRAGMA table_info(meetings)")]
+    assert set(MEETING_FIELDS) <= set(columns)

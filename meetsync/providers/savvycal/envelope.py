@@ -18,21 +18,14 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from meetsync.events import Event, Meeting, iso_utc, to_micros
+from meetsync.events import MEETING_FIELDS, Event, Meeting, iso_utc, to_micros
 from meetsync.providers import EnvelopeError
 
 PROVIDER = "savvycal"
 APPOINTMENT_PREFIX = "appointment."
 REPLACED = "appointment.meeting.replaced"
 
-_MEETING_TEXT_FIELDS = (
-    "conferencing_provider",
-    "external_meeting_id",
-    "join_url",
-    "host_url",
-    "password",
-    "error_message",
-)
+_MEETING_TEXT_FIELDS = MEETING_FIELDS[1:]  # all but status, which is required
 
 
 def parse_envelope(body: bytes, *, provider: str = PROVIDER) -> Event | str:
