@@ -274,8 +274,6 @@ async def _replay_dead_letters(settings: Settings, letter_id: int | None) -> int
 
 
 async def _replay_one(store: Any, client: Any, letter: dict[str, Any]) -> dict[str, Any]:
-    import time
-
     from meetsync.providers.savvycal.client import ApiError
     from store import StoreBusy
     from worker.main import refetch
@@ -287,8 +285,10 @@ async def _replay_one(store: Any, client: Any, letter: dict[str, Any]) -> dict[s
     if not letter["appointment_id"]:
         return {**result, "outcome": "skipped", "reason": "no appointment id to refetch"}
     event_id = f"replay:{letter['id']}:{time.time_ns() // 1000}"
+    held = store.appointment(letter["appointment_id"])
+    times = (held["start_at"], held["end_at"]) if held else (None, None)
     try:
-        event = await refetch(client, letter["appointment_id"], event_id)
+        event = await refetch(client, letter["appointment_id"], event_id, keep_times=times)
         _, failures = store.apply([event])
     except (ApiError, StoreBusy) as exc:
         return {**result, "outcome": "failed", "reason": str(exc)}
