@@ -51,13 +51,13 @@ class WorkerContext:
         return state
 
 
-def api_client(settings: Settings) -> SavvyCalClient:
-    """One client, one request budget: refetches and sweeps share the provider's rate limit."""
+def api_client(settings: Settings, budget: RequestBudget | None = None) -> SavvyCalClient:
+    """A provider client; pass the process's one budget so every caller shares the rate limit."""
     return SavvyCalClient(
         settings.savvycal_api_url,
         settings.require_api_token(),
         account_id=settings.savvycal_account_id,
-        budget=RequestBudget(settings.api_requests_per_minute),
+        budget=budget or RequestBudget(settings.api_requests_per_minute),
     )
 
 
@@ -159,7 +159,9 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
     state = WorkerContext.of(ctx)
     if state.client is None:
         return {"outcome": "skipped"}
-    report = await Reconciler(state.client, state.store).run()
+    # A client of its own (its counters are this run's API calls), on the shared budget.
+    async with api_client(state.settings, state.client.budget) as client:
+        report = await Reconciler(client, state.store).run()
     return report.summary()
 
 

@@ -133,7 +133,7 @@ class Reconciler:
 
     async def run(self) -> RunReport:
         started = time.monotonic()
-        spent_before = self.client.budget.spent
+        spent_before = self._attempts()
         now = self.clock()
         cutoff = iso_utc(now - CREDENTIAL_GRACE)
         report = RunReport(scope=self.scope)
@@ -163,8 +163,13 @@ class Reconciler:
         log.info("reconcile_finished", **report.summary())
         return report
 
+    def _attempts(self) -> int:
+        """HTTP requests this run's client made (retries included); the shared budget's count
+        would include other callers' requests."""
+        return self.client.calls + self.client.retries
+
     async def _finish(self, report: RunReport, started: float, spent_before: int) -> None:
-        report.api_calls = self.client.budget.spent - spent_before
+        report.api_calls = self._attempts() - spent_before
         report.seconds = time.monotonic() - started
         await self.store.run(lambda s: s.finish_run(
             report.run_id, outcome=report.outcome, pages=report.pages,

@@ -1,0 +1,81 @@
+"""The worker's arq jobs against a real Redis, SQLite and the simulator's HTTP API: the reconcile
+cron repairs and counts only its own API calls; a tie makes the applier enqueue a refetch."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from arq.connections import ArqRedis
+
+from meetsync.events import Event, Meeting
+from meetsync.redis_server import RedisServer
+from meetsync.settings import Settings
+from simulator import ProviderSim, serve_in_background
+from store import open_store
+from worker.main import WorkerContext, reconcile, refetch_appointment, shutdown, startup
+from worker.queue import publish
+
+
+async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    start = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
+    sim = ProviderSim(7, start=start, token="tok")
+    sim.play(150)
+    with serve_in_background(sim.asgi_app()) as root:
+        settings = Settings(db_path=str(tmp_path / "m.db"), redis_url=redis_server.url,
+                            savvycal_api_url=f"{root}/v1", savvycal_api_token="tok")
+        arq = ArqRedis.from_url(redis_server.url)
+        ctx: dict[str, Any] = {"settings": settings, "redis": arq}
+        await startup(ctx)
+        try:
+            state = WorkerContext.of(ctx)
+            # a refetch on the shared client first: the reconcile run must not count it
+            held_id = next(iter(sim.appointments))
+            ctx.update(job_id="refetch:x", job_try=1)
+            assert await refetch_appointment(ctx, held_id) == "applied"
+            assert state.client is not None and state.client.calls == 1
+
+            summary = await reconcile(ctx)
+        finally:
+            await shutdown(ctx)
+            await arq.aclose()
+    assert summary["outcome"] == "success"
+    assert summary["api_calls"] == summary["pages"] > 0
+    store = open_store(tmp_path / "m.db", readonly=True)
+    for appointment_id, appointment in sim.appointments.items():
+        if appointment["meeting"] is None:
+            continue
+        held = store.snapshots([appointment_id]).get(appointment_id)
+        ended = datetime.fromisoformat(appointment["end_at"]["utc"].replace("Z", "+00:00"))
+        if ended > datetime.now(UTC) - timedelta(hours=24):
+            assert held is not None and held["meeting_id"] == appointment["meeting"]["id"]
+
+
+async def test_a_tie_makes_the_worker_enqueue_a_refetch_of_that_appointment(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    settings = Settings(db_path=str(tmp_path / "m.db"), redis_url=redis_server.url,
+                        savvycal_api_url="http://127.0.0.1:9/v1", savvycal_api_token="tok")
+    arq = ArqRedis.from_url(redis_server.url)
+    ctx: dict[str, Any] = {"settings": settings, "redis": arq}
+    await startup(ctx)
+    try:
+        for eid, status in (("evt_a", "created"), ("evt_b", "failed")):
+            await publish(redis, Event(
+                id=eid, provider="savvycal", type="appointment.meeting.updated", occurred_at=5,
+                appointment_id="appt_tied", meeting=Meeting(id="amtg_1", status=status)))
+        for _ in range(200):
+            if await redis.exists("arq:job:refetch:appt_tied"):
+                break
+            await asyncio.sleep(0.02)
+        assert await redis.exists("arq:job:refetch:appt_tied")
+        queued = [job.function for job in await arq.queued_jobs()]
+        assert queued == ["refetch_appointment"]
+    finally:
+        await shutdown(ctx)
+        await arq.aclose()
