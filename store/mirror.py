@@ -28,6 +28,7 @@ from store.schema import migrations
 BUSY_TIMEOUT_SECONDS = 5.0
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 CREDENTIAL_GRACE = timedelta(hours=24)
+INBOX_RETENTION = timedelta(days=30)
 
 _MEETING_COLUMNS = (
     "m.id, m.status, m.conferencing_provider, m.external_meeting_id, m.join_url, m.host_url, "
@@ -224,6 +225,15 @@ class Store:
         cur = self.conn.execute("SELECT * FROM reconcile_runs ORDER BY id DESC LIMIT ?", (limit,))
         keys = [column[0] for column in cur.description]
         return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
+    def prune_inbox(self, now: datetime | None = None, keep: timedelta = INBOX_RETENTION) -> int:
+        """Forget applied event ids older than ``keep``. Safe: a redelivery that old is older
+        than what its rows reflect, so the version guard still rejects it."""
+        cutoff = (now or datetime.now(UTC)) - keep
+        cur = self.conn.execute(
+            "DELETE FROM events WHERE applied_at < ?", (cutoff.strftime("%Y-%m-%dT%H:%M:%S"),)
+        )
+        return cur.rowcount
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -112,6 +112,14 @@ async def purge_credentials(ctx: dict[str, Any]) -> int:
     return purged
 
 
+async def prune_inbox(ctx: dict[str, Any]) -> int:
+    """Forget event ids applied over 30 days ago: the inbox would otherwise grow forever."""
+    pruned = await WorkerContext.of(ctx).store.run(lambda store: store.prune_inbox())
+    if pruned:
+        log.info("inbox_pruned", events=pruned)
+    return pruned
+
+
 async def refetch(
     client: SavvyCalClient,
     appointment_id: str,
@@ -198,6 +206,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "functions": [refetch_appointment],
         "cron_jobs": [
             cron(purge_credentials, second=0, run_at_startup=True),
+            cron(prune_inbox, minute=17, second=0),
             cron(reconcile, **_every(settings.reconcile_interval_seconds), timeout=3600),
         ],
         "on_startup": startup,

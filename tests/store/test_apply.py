@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from meetsync.events import Event, Meeting
@@ -177,3 +177,14 @@ def test_meeting_columns_are_the_meeting_fields(db_path: Path) -> None:
     open_store(db_path).close()
     columns = [row[1] for row in sqlite3.connect(db_path).execute("PRAGMA table_info(meetings)")]
     assert set(MEETING_FIELDS) <= set(columns)
+
+
+def test_pruned_inbox_still_rejects_an_old_redelivery(db_path: Path) -> None:
+    store = open_store(db_path)
+    old = event("evt_old", 10, meeting("amtg_a", "pending"))
+    store.apply([old, event("evt_new", 20, meeting("amtg_a", "created"))])
+    later = datetime.now(UTC) + timedelta(days=31)
+    assert store.prune_inbox(now=later) == 2
+    result, _ = store.apply([old])  # redelivered after its id was forgotten
+    assert (result.applied, result.stale) == (1, 1)
+    assert store.current_meeting("appt_1")["status"] == "created"  # type: ignore[index]
