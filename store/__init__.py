@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from store.apply import ApplyResult
-from store.mirror import Failure, Store, StoreBusy, StoreError, open_store
+from store.mirror import Failure, Store, StoreBusy, StoreError, is_busy, open_store
 
-__all__ = ["ApplyResult", "Failure", "Store", "StoreBusy", "StoreError", "open_store"]
+__all__ = ["ApplyResult", "Failure", "Store", "StoreBusy", "StoreError", "is_busy", "open_store"]

@@ -22,19 +22,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from meetsync.events import Event, Meeting
-
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+from store.schema import NOW_SQL
 
 _INBOX = f"""
 INSERT INTO events (id, appointment_id, type, occurred_at, outcome, applied_at)
-VALUES (?, ?, ?, ?, 'applied', {_NOW})
+VALUES (?, ?, ?, ?, 'applied', {NOW_SQL})
 ON CONFLICT (id) DO NOTHING
 """
 
 _APPOINTMENT = f"""
 INSERT INTO appointments
     (id, provider, status, start_at, end_at, version_at, version_event, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, {_NOW})
+VALUES (?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
 ON CONFLICT (id) DO UPDATE SET
     status = excluded.status,
     start_at = excluded.start_at,
@@ -62,7 +61,7 @@ INSERT INTO meetings
     (id, appointment_id, status, conferencing_provider, external_meeting_id, join_url,
      host_url, password, error_message, first_seen_at, first_seen_rank,
      version_at, version_event, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, {_NOW})
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, {NOW_SQL})
 ON CONFLICT (id) DO UPDATE SET
     status = excluded.status,
     conferencing_provider = excluded.conferencing_provider,
@@ -89,7 +88,7 @@ WHERE id = ? AND (first_seen_at, first_seen_rank) > (?, ?)
 _PREDECESSOR = f"""
 INSERT INTO meetings
     (id, appointment_id, first_seen_at, first_seen_rank, version_at, version_event, updated_at)
-VALUES (?, ?, ?, 0, 0, '', {_NOW})
+VALUES (?, ?, ?, 0, 0, '', {NOW_SQL})
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -99,12 +98,12 @@ ORDER BY first_seen_at, first_seen_rank, id
 """
 
 _SUPERSEDE = f"""
-UPDATE meetings SET replaced_by = ?, host_url = NULL, password = NULL, updated_at = {_NOW}
+UPDATE meetings SET replaced_by = ?, host_url = NULL, password = NULL, updated_at = {NOW_SQL}
 WHERE id = ?
 """
 
 _CURRENT = f"""
-UPDATE appointments SET meeting_id = ?, updated_at = {_NOW}
+UPDATE appointments SET meeting_id = ?, updated_at = {NOW_SQL}
 WHERE id = ? AND meeting_id IS NOT ?
 """
 

@@ -23,10 +23,9 @@ from sqlite_utils import Database
 
 from meetsync.events import Event, iso_utc
 from store.apply import ApplyResult, apply_events
-from store.schema import migrations
+from store.schema import NOW_SQL, migrations
 
 BUSY_TIMEOUT_SECONDS = 5.0
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 CREDENTIAL_GRACE = timedelta(hours=24)
 INBOX_RETENTION = timedelta(days=30)
 
@@ -120,7 +119,7 @@ class Store:
         try:
             return self._transaction(events), []
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
+            if is_busy(exc):
                 raise StoreBusy(str(exc)) from exc
             if len(events) == 1:
                 return ApplyResult(), [Failure(events[0], _reason(exc))]
@@ -173,7 +172,7 @@ class Store:
             return int(held[0])
         cur = self.conn.execute(
             "INSERT INTO dead_letters (event_id, appointment_id, type, reason, attempts, payload,"
-            f" created_at) VALUES (?, ?, ?, ?, ?, ?, {_NOW})",
+            f" created_at) VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL})",
             (event_id, appointment_id, type_, reason, attempts, payload),
         )
         return int(cur.lastrowid or 0)
@@ -202,13 +201,13 @@ class Store:
 
     def mark_replayed(self, dead_letter_id: int) -> None:
         self.conn.execute(
-            f"UPDATE dead_letters SET replayed_at = {_NOW} WHERE id = ?", (dead_letter_id,)
+            f"UPDATE dead_letters SET replayed_at = {NOW_SQL} WHERE id = ?", (dead_letter_id,)
         )
 
     def start_run(self, window_start: str | None, window_end: str | None) -> int:
         cur = self.conn.execute(
             "INSERT INTO reconcile_runs (started_at, window_start, window_end, outcome)"
-            f" VALUES ({_NOW}, ?, ?, 'running')",
+            f" VALUES ({NOW_SQL}, ?, ?, 'running')",
             (window_start, window_end),
         )
         return int(cur.lastrowid or 0)
@@ -217,7 +216,7 @@ class Store:
         """Record a reconcile run's outcome and counters (``drift``/``errors`` as JSON text)."""
         columns = ", ".join(f"{name} = ?" for name in fields)
         self.conn.execute(
-            f"UPDATE reconcile_runs SET {columns}, finished_at = {_NOW} WHERE id = ?",
+            f"UPDATE reconcile_runs SET {columns}, finished_at = {NOW_SQL} WHERE id = ?",
             (*fields.values(), run_id),
         )
 
@@ -355,7 +354,8 @@ def _expired(end_at: str | None, now: datetime | None) -> bool:
     return end_at <= iso_utc((now or datetime.now(UTC)) - CREDENTIAL_GRACE)
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """The database stayed locked by another connection (retry later), not a real error."""
     return "locked" in str(exc) or "busy" in str(exc)
 
 

@@ -20,7 +20,8 @@ from meetsync.events import MEETING_FIELDS
 migrations = Migrations("meetsync")
 
 
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+"""SQLite's clock as the mirror writes its own timestamps (``updated_at`` and the like)."""
 
 
 def _changed(fields: tuple[str, ...]) -> str:
@@ -82,7 +83,7 @@ def m001_mirror(db: Database) -> None:
             entity TEXT NOT NULL,
             entity_id TEXT NOT NULL,
             appointment_id TEXT NOT NULL,
-            changed_at TEXT NOT NULL DEFAULT ({_NOW})
+            changed_at TEXT NOT NULL DEFAULT ({NOW_SQL})
         );
 
         CREATE TRIGGER appointments_inserted AFTER INSERT ON appointments BEGIN

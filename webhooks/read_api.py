@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meetsync.settings import Settings
-from store import Store, open_store
+from store import Store, is_busy, open_store
 
 
 class ReadOnlyMirror:
@@ -48,7 +48,7 @@ class ReadOnlyMirror:
             store = self._inline or self._inline_store()
             return None if store is None else fn(store)
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not is_busy(exc):
                 raise
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._wait, fn)
 

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from meetsync.events import Event
 from meetsync.redact import redact_payload
-from store import ApplyResult, Failure, Store, StoreBusy
+from store import ApplyResult, Failure, Store, StoreBusy, is_busy
 from worker.queue import EVENT_STREAM, FIELD, GROUP, STATS
 
 log = structlog.get_logger(__name__)
@@ -233,7 +233,7 @@ class Applier:
             try:
                 return await self.store.run(fn)
             except (StoreBusy, sqlite3.OperationalError) as exc:
-                if isinstance(exc, sqlite3.OperationalError) and not _is_busy(exc):
+                if isinstance(exc, sqlite3.OperationalError) and not is_busy(exc):
                     raise
                 # Entries stay pending while we wait; nothing is lost if we die here.
                 self.busy_waits += 1
@@ -259,10 +259,6 @@ class Applier:
             dead_letter=event_id,
         )
         log.error("event_dead_lettered", event_id=event_id, reason=reason)
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _first_line(exc: BaseException) -> str:
