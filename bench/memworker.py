@@ -15,8 +15,8 @@ import sys
 import redis.asyncio as aioredis
 
 from meetsync.log import configure
-from store import open_store
-from worker.applier import Applier, StoreThread
+from meetsync.store import open_store
+from meetsync.worker.applier import Applier, StoreThread
 
 
 async def run(redis_url: str, db_path: str) -> None:

@@ -2,8 +2,8 @@
 
     python -m bench.simserver --appointments 5000 --start 2025-03-01T15:00:00+00:00
 
-Plays the workload, serves it with ``simulator.serve_in_background`` (rate limit raised out of
-the way), prints the root URL on one line, and serves until stdin closes.
+Plays the workload, serves it with ``meetsync.simulator.serve_in_background`` (rate limit raised
+out of the way), prints the root URL on one line, and serves until stdin closes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from datetime import datetime
 
 from bench.workload import SEED
-from simulator import ProviderSim, serve_in_background
+from meetsync.simulator import ProviderSim, serve_in_background
 
 RATE_LIMIT_PER_MINUTE = 10_000_000
 

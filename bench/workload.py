@@ -11,7 +11,7 @@ from pathlib import Path
 
 from meetsync.events import Event
 from meetsync.providers.savvycal.envelope import parse_envelope
-from simulator import Delivery, ProviderSim
+from meetsync.simulator import Delivery, ProviderSim
 
 SEED = 4
 NATIVE_SECRET = "bench-native-secret"

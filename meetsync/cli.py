@@ -45,7 +45,7 @@ def _uvicorn_kwargs() -> dict[str, Any]:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from webhooks import create_app
+    from meetsync.webhooks import create_app
 
     settings.require_receiver_secrets()
     settings.require_redis()
@@ -62,7 +62,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from worker.main import run
+    from meetsync.worker.main import run
 
     settings.require_redis()
     delay = 1.0
@@ -120,8 +120,8 @@ async def run_stack(settings: Settings, host: str, port: int) -> None:
     import uvicorn
     from arq.worker import create_worker
 
-    from webhooks import create_app
-    from worker import worker_settings
+    from meetsync.webhooks import create_app
+    from meetsync.worker import worker_settings
 
     worker = create_worker(worker_settings(settings), handle_signals=False)
     config = uvicorn.Config(create_app(settings), host=host, port=port, **_uvicorn_kwargs())
@@ -156,7 +156,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _open_store(settings: Settings) -> Any:
-    from store import open_store
+    from meetsync.store import open_store
 
     if not Path(settings.db_path).exists():
         raise SettingsError(f"no mirror at MEETSYNC_DB={settings.db_path}")
@@ -188,7 +188,7 @@ def cmd_changes(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     import redis
 
-    from worker.queue import EVENT_STREAM, STATS
+    from meetsync.worker.queue import EVENT_STREAM, STATS
 
     client = redis.Redis.from_url(settings.require_redis(), socket_timeout=5)
     counters = {k.decode(): int(v) for k, v in client.hgetall(STATS).items()}  # type: ignore[union-attr]
@@ -198,10 +198,10 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _reconcile(settings: Settings, scope: str, filters: list[dict[str, Any]] | None) -> int:
     from meetsync.providers.savvycal.client import ApiError
-    from store import open_store
-    from worker.applier import StoreThread
-    from worker.main import api_client
-    from worker.reconciler import Reconciler
+    from meetsync.store import open_store
+    from meetsync.worker.applier import StoreThread
+    from meetsync.worker.main import api_client
+    from meetsync.worker.reconciler import Reconciler
 
     def progress(line: str) -> None:
         print(f"\r{line:<78}", end="", file=sys.stderr, flush=True)
@@ -252,8 +252,8 @@ def cmd_dead_letters_replay(settings: Settings, args: argparse.Namespace) -> int
 async def _replay_dead_letters(settings: Settings, letter_id: int | None) -> int:
     """Refetch each letter's appointment (the provider's word now, not the old payload), apply
     it through the guarded path, and mark the letter replayed. Exit 1 if any is left."""
-    from store import open_store
-    from worker.main import api_client
+    from meetsync.store import open_store
+    from meetsync.worker.main import api_client
 
     store = open_store(settings.db_path)
     try:
@@ -275,8 +275,8 @@ async def _replay_dead_letters(settings: Settings, letter_id: int | None) -> int
 
 async def _replay_one(store: Any, client: Any, letter: dict[str, Any]) -> dict[str, Any]:
     from meetsync.providers.savvycal.client import ApiError
-    from store import StoreBusy
-    from worker.main import refetch
+    from meetsync.store import StoreBusy
+    from meetsync.worker.main import refetch
 
     result: dict[str, Any] = {"id": letter["id"], "event_id": letter["event_id"],
                               "appointment_id": letter["appointment_id"]}

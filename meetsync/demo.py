@@ -27,12 +27,12 @@ from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings
-from simulator import Chaos, ProviderSim, deliver, serve_in_background
-from store import Store, open_store
-from store.mirror import CREDENTIAL_GRACE
-from worker.applier import StoreThread
-from worker.queue import EVENT_STREAM, GROUP, STATS
-from worker.reconciler import Reconciler, drift, snapshot_of
+from meetsync.simulator import Chaos, ProviderSim, deliver, serve_in_background
+from meetsync.store import Store, open_store
+from meetsync.store.mirror import CREDENTIAL_GRACE
+from meetsync.worker.applier import StoreThread
+from meetsync.worker.queue import EVENT_STREAM, GROUP, STATS
+from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,11 @@ from meetsync.log import configure
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.envelope import parse_envelope
 from meetsync.redis_server import RedisServer, free_port
-from simulator import Chaos, Delivery, ProviderSim, Scheme, deliver, serve_in_background
-from store import open_store
-from worker.applier import StoreThread
-from worker.queue import EVENT_STREAM, FIELD, STATS
-from worker.reconciler import Reconciler
+from meetsync.simulator import Chaos, Delivery, ProviderSim, Scheme, deliver, serve_in_background
+from meetsync.store import open_store
+from meetsync.worker.applier import StoreThread
+from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
+from meetsync.worker.reconciler import Reconciler
 
 CI_EVENTS = 3000
 CHUNKS = 10

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from store.apply import ApplyResult
-from store.mirror import Failure, Store, StoreBusy, StoreError, is_busy, open_store
+from meetsync.store.apply import ApplyResult
+from meetsync.store.mirror import Failure, Store, StoreBusy, StoreError, is_busy, open_store
 
 __all__ = ["ApplyResult", "Failure", "Store", "StoreBusy", "StoreError", "is_busy", "open_store"]

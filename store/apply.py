@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from meetsync.events import Event, Meeting
-from store.schema import NOW_SQL
+from meetsync.store.schema import NOW_SQL
 
 _INBOX = f"""
 INSERT INTO events (id, appointment_id, type, occurred_at, outcome, applied_at)

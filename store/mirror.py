@@ -22,8 +22,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from meetsync.events import Event, iso_utc
-from store.apply import ApplyResult, apply_events
-from store.schema import NOW_SQL, migrations
+from meetsync.store.apply import ApplyResult, apply_events
+from meetsync.store.schema import NOW_SQL, migrations
 
 BUSY_TIMEOUT_SECONDS = 5.0
 CREDENTIAL_GRACE = timedelta(hours=24)

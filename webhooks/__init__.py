@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from webhooks.app import create_app
+from meetsync.webhooks.app import create_app
 
 __all__ = ["create_app"]

@@ -11,9 +11,9 @@ from starlette.routing import Route
 
 from meetsync.providers import webhook_providers
 from meetsync.settings import Settings
-from webhooks.health import Readiness, healthz
-from webhooks.read_api import read_routes
-from webhooks.receiver import Receiver
+from meetsync.webhooks.health import Readiness, healthz
+from meetsync.webhooks.read_api import read_routes
+from meetsync.webhooks.receiver import Receiver
 
 # Fail fast: a slow Redis must turn into a 503 the sender retries, not a hung delivery.
 REDIS_CONNECT_TIMEOUT_SECONDS = 1.0

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from webhooks.receiver import json_response
+from meetsync.webhooks.receiver import json_response
 
 SQLITE_TIMEOUT_SECONDS = 1.0
 

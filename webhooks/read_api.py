@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meetsync.settings import Settings
-from store import Store, is_busy, open_store
+from meetsync.store import Store, is_busy, open_store
 
 
 class ReadOnlyMirror:

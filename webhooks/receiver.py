@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from meetsync.events import Event
 from meetsync.providers import EnvelopeError, SignatureError, WebhookProvider
-from worker.queue import EVENT_STREAM, FIELD, count
+from meetsync.worker.queue import EVENT_STREAM, FIELD, count
 
 MAX_BODY_BYTES = 1_048_576
 RETRY_AFTER_SECONDS = "5"

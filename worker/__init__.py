@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from worker.applier import Applier, StoreThread
-from worker.main import worker_settings
-from worker.queue import EVENT_STREAM, publish
+from meetsync.worker.applier import Applier, StoreThread
+from meetsync.worker.main import worker_settings
+from meetsync.worker.queue import EVENT_STREAM, publish
 
 __all__ = ["EVENT_STREAM", "Applier", "StoreThread", "publish", "worker_settings"]

@@ -32,8 +32,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from meetsync.events import Event
 from meetsync.redact import redact_payload
-from store import ApplyResult, Failure, Store, StoreBusy, is_busy
-from worker.queue import EVENT_STREAM, FIELD, GROUP, STATS
+from meetsync.store import ApplyResult, Failure, Store, StoreBusy, is_busy
+from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -27,9 +27,9 @@ from meetsync.providers.savvycal.client import (
     SavvyCalClient,
 )
 from meetsync.settings import Settings
-from store import open_store
-from worker.applier import Applier, StoreThread
-from worker.reconciler import Reconciler
+from meetsync.store import open_store
+from meetsync.worker.applier import Applier, StoreThread
+from meetsync.worker.reconciler import Reconciler
 
 log = structlog.get_logger(__name__)
 

@@ -40,9 +40,9 @@ from meetsync.providers.savvycal.client import (
     PermanentApiError,
     SavvyCalClient,
 )
-from store import Failure, Store
-from store.mirror import CREDENTIAL_GRACE, SNAPSHOT_FIELDS
-from worker.applier import StoreThread
+from meetsync.store import Failure, Store
+from meetsync.store.mirror import CREDENTIAL_GRACE, SNAPSHOT_FIELDS
+from meetsync.worker.applier import StoreThread
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ from bench import procs, workload
 from bench.common import Figure, Options, StageResult
 from meetsync.events import Event
 from meetsync.redis_server import RedisServer
-from worker.queue import EVENT_STREAM, FIELD, STATS
+from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
 
 GROWTH_TARGET = 0.10
 CHUNK = 5000

@@ -16,7 +16,7 @@ from arq.worker import Worker
 from bench.common import Figure, Options, StageResult
 from meetsync.events import Event
 from meetsync.redis_server import RedisServer
-from worker.queue import publish
+from meetsync.worker.queue import publish
 
 
 async def noop(ctx: dict[str, Any], payload: bytes) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from bench import procs, workload, wrk
 from bench.common import Figure, Options, StageResult
 from meetsync.redis_server import RedisServer
-from store import open_store
+from meetsync.store import open_store
 
 TARGET = 0.50
 _RAW_SELECT = (

@@ -23,9 +23,9 @@ import orjson
 from bench import procs, workload
 from bench.common import Figure, Options, StageResult
 from meetsync.providers.savvycal.client import MAX_PAGE_SIZE, RequestBudget, SavvyCalClient
-from store import open_store
-from worker.applier import StoreThread
-from worker.reconciler import Reconciler, RunReport
+from meetsync.store import open_store
+from meetsync.worker.applier import StoreThread
+from meetsync.worker.reconciler import Reconciler, RunReport
 
 CPU_TARGET = 3.0
 TOKEN = "sim-token"  # the simulator's default

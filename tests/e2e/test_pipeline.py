@@ -11,11 +11,11 @@ import httpx
 import redis.asyncio as aioredis
 
 from meetsync.settings import Settings
-from simulator import ProviderSim
-from simulator.signing import sign
-from store import open_store
-from webhooks import create_app
-from worker.applier import Applier, StoreThread
+from meetsync.simulator import ProviderSim
+from meetsync.simulator.signing import sign
+from meetsync.store import open_store
+from meetsync.webhooks import create_app
+from meetsync.worker.applier import Applier, StoreThread
 
 NATIVE = "e2e-native-secret"
 STANDARD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

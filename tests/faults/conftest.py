@@ -26,11 +26,11 @@ from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.envelope import parse_envelope
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
-from simulator import Delivery, ProviderSim, serve_in_background
-from store import open_store
-from store.mirror import CREDENTIAL_GRACE
-from worker.queue import EVENT_STREAM, GROUP, publish
-from worker.reconciler import drift, snapshot_of
+from meetsync.simulator import Delivery, ProviderSim, serve_in_background
+from meetsync.store import open_store
+from meetsync.store.mirror import CREDENTIAL_GRACE
+from meetsync.worker.queue import EVENT_STREAM, GROUP, publish
+from meetsync.worker.reconciler import drift, snapshot_of
 
 NATIVE_SECRET = "faults-native-secret-0123456789abcdef"
 STANDARD_SECRET = "whsec_ZmF1bHRzLXN0YW5kYXJkLXNlY3JldC0wMTIzNDU2Nzg5"

@@ -15,12 +15,12 @@ import redis.asyncio as aioredis
 from starlette.routing import Route
 
 from meetsync.settings import Settings
-from simulator.signing import native_headers
-from store import open_store
+from meetsync.simulator.signing import native_headers
+from meetsync.store import open_store
+from meetsync.webhooks import create_app
+from meetsync.worker.applier import Applier, StoreThread
+from meetsync.worker.queue import STATS
 from tests.faults.conftest import NATIVE_SECRET, READ_TOKEN, events_of, recent_sim
-from webhooks import create_app
-from worker.applier import Applier, StoreThread
-from worker.queue import STATS
 
 UNGUARDED = {"/webhooks/{provider}", "/healthz", "/readyz"}
 

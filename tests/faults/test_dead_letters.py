@@ -16,8 +16,10 @@ import redis.asyncio as aioredis
 
 from meetsync.events import Event
 from meetsync.redis_server import RedisServer
-from simulator import ProviderSim
-from store import open_store
+from meetsync.simulator import ProviderSim
+from meetsync.store import open_store
+from meetsync.worker.applier import Applier, StoreThread
+from meetsync.worker.queue import EVENT_STREAM, FIELD
 from tests.faults.conftest import (
     API_TOKEN,
     applied_ids,
@@ -28,8 +30,6 @@ from tests.faults.conftest import (
     queue_settled,
     recent_sim,
 )
-from worker.applier import Applier, StoreThread
-from worker.queue import EVENT_STREAM, FIELD
 
 
 def poisoned(event: Event) -> bytes:

@@ -12,11 +12,11 @@ import httpx
 import orjson
 
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
-from simulator import Faults, ProviderSim
-from store import open_store
+from meetsync.simulator import Faults, ProviderSim
+from meetsync.store import open_store
+from meetsync.worker.applier import StoreThread
+from meetsync.worker.reconciler import Reconciler, RunReport
 from tests.faults.conftest import API_TOKEN, events_of, mismatches, recent_sim
-from worker.applier import StoreThread
-from worker.reconciler import Reconciler, RunReport
 
 ATTEMPTS = 3
 

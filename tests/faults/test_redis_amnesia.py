@@ -13,8 +13,10 @@ import redis.asyncio as aioredis
 from meetsync.events import Event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.redis_server import RedisServer
-from simulator import ProviderSim
-from store import open_store
+from meetsync.simulator import ProviderSim
+from meetsync.store import open_store
+from meetsync.worker.applier import Applier, StoreThread
+from meetsync.worker.reconciler import Reconciler
 from tests.faults.conftest import (
     API_TOKEN,
     applied_ids,
@@ -25,8 +27,6 @@ from tests.faults.conftest import (
     recent_sim,
     restart,
 )
-from worker.applier import Applier, StoreThread
-from worker.reconciler import Reconciler
 
 
 def start_applier(redis: aioredis.Redis, db_path: Path) -> tuple[Applier, asyncio.Task[None]]:

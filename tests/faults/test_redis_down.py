@@ -11,9 +11,11 @@ import redis.asyncio as aioredis
 
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
-from simulator import Delivery
-from simulator.signing import native_headers
-from store import open_store
+from meetsync.simulator import Delivery
+from meetsync.simulator.signing import native_headers
+from meetsync.store import open_store
+from meetsync.webhooks import create_app
+from meetsync.worker.applier import Applier, StoreThread
 from tests.faults.conftest import (
     NATIVE_SECRET,
     READ_TOKEN,
@@ -21,8 +23,6 @@ from tests.faults.conftest import (
     eventually,
     recent_sim,
 )
-from webhooks import create_app
-from worker.applier import Applier, StoreThread
 
 URL = "http://receiver/webhooks/savvycal"
 

@@ -24,9 +24,11 @@ from meetsync.events import Event, Meeting, iso_utc
 from meetsync.log import redact_credentials
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings
-from simulator import Chaos, Faults, ProviderSim, deliver
-from simulator.signing import native_headers, standard_headers
-from store import open_store
+from meetsync.simulator import Chaos, Faults, ProviderSim, deliver
+from meetsync.simulator.signing import native_headers, standard_headers
+from meetsync.store import open_store
+from meetsync.webhooks import create_app
+from meetsync.worker.queue import EVENT_STREAM, FIELD
 from tests.faults.conftest import (
     API_TOKEN,
     NATIVE_SECRET,
@@ -40,8 +42,6 @@ from tests.faults.conftest import (
     stack_env,
 )
 from tests.faults.test_dead_letters import poisoned
-from webhooks import create_app
-from worker.queue import EVENT_STREAM, FIELD
 
 OLD_NATIVE = "faults-native-secret-RETIRED-4242"
 OLD_STANDARD = "whsec_b2xkLXN0YW5kYXJkLXNlY3JldC1yZXRpcmVkLTQyNDI="

@@ -13,7 +13,8 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from meetsync.redis_server import RedisServer
-from store import open_store
+from meetsync.store import open_store
+from meetsync.worker.applier import Applier, StoreThread
 from tests.faults.conftest import (
     applied_ids,
     events_of,
@@ -22,7 +23,6 @@ from tests.faults.conftest import (
     queue_settled,
     recent_sim,
 )
-from worker.applier import Applier, StoreThread
 
 BUSY_TIMEOUT = 0.1
 HELD_FOR = 1.2

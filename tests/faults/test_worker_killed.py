@@ -7,7 +7,8 @@ from pathlib import Path
 
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
-from store import open_store
+from meetsync.store import open_store
+from meetsync.worker.queue import EVENT_STREAM, GROUP
 from tests.faults.conftest import (
     API_TOKEN,
     NATIVE_SECRET,
@@ -22,7 +23,6 @@ from tests.faults.conftest import (
     recent_sim,
     stack_env,
 )
-from worker.queue import EVENT_STREAM, GROUP
 
 
 async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(

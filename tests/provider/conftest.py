@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
-from simulator import ProviderSim
-from simulator.clock import ManualClock
+from meetsync.simulator import ProviderSim
+from meetsync.simulator.clock import ManualClock
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from meetsync.providers.savvycal.client import PermanentApiError, RequestBudget, SavvyCalClient
-from simulator import ProviderSim
+from meetsync.simulator import ProviderSim
 
 MakeClient = Callable[..., SavvyCalClient]
 

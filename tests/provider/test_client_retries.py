@@ -17,7 +17,7 @@ from meetsync.providers.savvycal.client import (
     RetryableApiError,
     SavvyCalClient,
 )
-from simulator import Faults, ManualClock, ProviderSim, serve_in_background
+from meetsync.simulator import Faults, ManualClock, ProviderSim, serve_in_background
 
 MakeClient = Callable[..., SavvyCalClient]
 

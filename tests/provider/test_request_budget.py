@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from meetsync.providers.savvycal.client import Priority, RequestBudget
-from simulator import ManualClock
+from meetsync.simulator import ManualClock
 
 
 async def drive(clock: ManualClock, tasks: list[asyncio.Task[None]]) -> None:

@@ -18,11 +18,11 @@ from meetsync.events import Event, iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.envelope import parse_envelope
-from simulator import Delivery, ProviderSim
-from store import open_store
-from store.mirror import CREDENTIAL_GRACE
-from worker.applier import StoreThread
-from worker.reconciler import Reconciler, snapshot_of
+from meetsync.simulator import Delivery, ProviderSim
+from meetsync.store import open_store
+from meetsync.store.mirror import CREDENTIAL_GRACE
+from meetsync.worker.applier import StoreThread
+from meetsync.worker.reconciler import Reconciler, snapshot_of
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
 UNLIMITED = 1_000_000

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from meetsync import cli
-from simulator import Chaos, ProviderSim, serve_in_background
-from simulator.delivery import plan
+from meetsync.simulator import Chaos, ProviderSim, serve_in_background
+from meetsync.simulator.delivery import plan
 
 
 @pytest.mark.usefixtures("restore_logging")

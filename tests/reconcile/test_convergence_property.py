@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meetsync.events import iso_utc
-from simulator import Chaos, ProviderSim
-from simulator.delivery import plan
-from store.mirror import CREDENTIAL_GRACE
+from meetsync.simulator import Chaos, ProviderSim
+from meetsync.simulator.delivery import plan
+from meetsync.store.mirror import CREDENTIAL_GRACE
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,8 +7,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from simulator import Chaos, ProviderSim
-from simulator.delivery import plan
+from meetsync.simulator import Chaos, ProviderSim
+from meetsync.simulator.delivery import plan
 
 MakeHarness = Callable[..., Any]
 

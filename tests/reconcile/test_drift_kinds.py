@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from simulator import Delivery, ProviderSim
-from store import open_store
+from meetsync.simulator import Delivery, ProviderSim
+from meetsync.store import open_store
 
 MakeHarness = Callable[..., Any]
 

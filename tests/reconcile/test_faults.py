@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from meetsync.providers.savvycal.client import RequestBudget
-from simulator import Delivery, ManualClock, ProviderSim
+from meetsync.simulator import Delivery, ManualClock, ProviderSim
 
 MakeHarness = Callable[..., Any]
 PAGE = 4

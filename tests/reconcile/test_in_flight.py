@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator import ProviderSim
+from meetsync.simulator import ProviderSim
 
 MakeHarness = Callable[..., Any]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from simulator import Delivery, ProviderSim
+from meetsync.simulator import Delivery, ProviderSim
 
 MakeHarness = Callable[..., Any]
 PAGE = 4

@@ -12,8 +12,8 @@ from arq import Retry
 from meetsync.events import to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.settings import Settings
-from simulator import ProviderSim
-from worker.main import WorkerContext, refetch, refetch_appointment
+from meetsync.simulator import ProviderSim
+from meetsync.worker.main import WorkerContext, refetch, refetch_appointment
 
 MakeHarness = Callable[..., Any]
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator import Faults, ManualClock, ProviderSim
+from meetsync.simulator import Faults, ManualClock, ProviderSim
 
 Filters = list[dict[str, str]]
 

@@ -18,8 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from simulator import Chaos, Delivery, ProviderSim, deliver, serve_in_background
-from simulator.delivery import plan
+from meetsync.simulator import Chaos, Delivery, ProviderSim, deliver, serve_in_background
+from meetsync.simulator.delivery import plan
 
 NATIVE_SECRET = "native-secret"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from meetsync.events import Event, to_micros
-from simulator import ProviderSim
+from meetsync.simulator import ProviderSim
 
 envelope = pytest.importorskip("meetsync.providers.savvycal.envelope")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from simulator import Delivery, ProviderSim
+from meetsync.simulator import Delivery, ProviderSim
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
 APPT = re.compile(r"^appt_[A-Za-z0-9]{12}$")

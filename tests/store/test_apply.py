@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from meetsync.events import Event, Meeting
-from store import open_store
+from meetsync.store import open_store
 
 FAR = "2099-01-01T00:00:00Z"
 

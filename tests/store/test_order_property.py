@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meetsync.events import Event, Meeting
-from store import open_store
+from meetsync.store import open_store
 
 STEPS = ("create", "rotate", "fail", "replace", "replace_silent", "reschedule", "cancel")
 

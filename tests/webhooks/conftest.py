@@ -19,8 +19,8 @@ from svix.webhooks import Webhook
 
 from meetsync.events import Event
 from meetsync.settings import Settings
-from webhooks import create_app
-from worker.queue import EVENT_STREAM, FIELD
+from meetsync.webhooks import create_app
+from meetsync.worker.queue import EVENT_STREAM, FIELD
 
 NATIVE_SECRET = "savvycal-native-secret"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

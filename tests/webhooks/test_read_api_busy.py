@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from meetsync.events import Event, Meeting
-from store import open_store
-from webhooks.read_api import ReadOnlyMirror
+from meetsync.store import open_store
+from meetsync.webhooks.read_api import ReadOnlyMirror
 
 
 async def test_locked_mirror_read_waits_off_the_loop_then_answers(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
-from webhooks import create_app
+from meetsync.webhooks import create_app
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from structlog.testing import capture_logs
 from meetsync.events import Event
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
-from webhooks import create_app
-from webhooks.receiver import MAX_BODY_BYTES, Receiver
-from worker.queue import STATS
+from meetsync.webhooks import create_app
+from meetsync.webhooks.receiver import MAX_BODY_BYTES, Receiver
+from meetsync.worker.queue import STATS
 
 if TYPE_CHECKING:
     from tests.webhooks.conftest import Samples

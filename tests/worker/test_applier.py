@@ -8,9 +8,9 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from meetsync.events import Event, Meeting
-from store import open_store
-from worker.applier import Applier, StoreThread
-from worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, publish
+from meetsync.store import open_store
+from meetsync.worker.applier import Applier, StoreThread
+from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, publish
 
 
 def snapshot(eid: str, at: int, mid: str, appt: str = "appt_1", **meeting: str) -> Event:

@@ -14,10 +14,10 @@ from arq.connections import ArqRedis
 from meetsync.events import Event, Meeting
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
-from simulator import ProviderSim, serve_in_background
-from store import open_store
-from worker.main import WorkerContext, reconcile, refetch_appointment, shutdown, startup
-from worker.queue import publish
+from meetsync.simulator import ProviderSim, serve_in_background
+from meetsync.store import open_store
+from meetsync.worker.main import WorkerContext, reconcile, refetch_appointment, shutdown, startup
+from meetsync.worker.queue import publish
 
 
 async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(

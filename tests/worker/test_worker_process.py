@@ -14,7 +14,7 @@ import redis
 
 from meetsync.events import Event, Meeting
 from meetsync.redis_server import RedisServer
-from worker.queue import EVENT_STREAM, FIELD
+from meetsync.worker.queue import EVENT_STREAM, FIELD
 
 
 def publish(url: str, event_id: str, at: int) -> None:

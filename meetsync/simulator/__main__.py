@@ -1,4 +1,4 @@
-"""``python -m simulator serve|play``: the simulated provider from a shell."""
+"""``python -m meetsync.simulator serve|play``: the simulated provider from a shell."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import sys
 
 import uvicorn
 
-from simulator.provider import ProviderSim
+from meetsync.simulator.provider import ProviderSim
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m simulator")
+    parser = argparse.ArgumentParser(prog="python -m meetsync.simulator")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="play a workload, then serve the provider API")
     serve.add_argument("--port", type=int, default=8765)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from simulator.provider import Delivery, ProviderSim
+from meetsync.simulator.provider import Delivery, ProviderSim
 
 
 def lifecycle(sim: ProviderSim) -> Iterator[Delivery]:

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from simulator import shapes
-from simulator.faults import Faults
+from meetsync.simulator import shapes
+from meetsync.simulator.faults import Faults
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from simulator.api import Clock
+    from meetsync.simulator.api import Clock
 
 _HOSTS = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov")
 _FAILURES = (
@@ -82,14 +82,14 @@ class ProviderSim:
     def asgi_app(
         self, *, rate_limit_per_minute: int = 300, clock: Clock | None = None
     ) -> Starlette:
-        """The provider API over this truth (see ``simulator.api``)."""
-        from simulator.api import build_app
+        """The provider API over this truth (see ``meetsync.simulator.api``)."""
+        from meetsync.simulator.api import build_app
 
         return build_app(self, rate_limit_per_minute=rate_limit_per_minute, clock=clock)
 
     def play(self, n_appointments: int) -> list[Delivery]:
         """Book ``n_appointments`` and play their interleaved lifecycles to the end."""
-        from simulator.workload import play
+        from meetsync.simulator.workload import play
 
         return play(self, n_appointments)
 

@@ -11,12 +11,12 @@ Deterministic under its seeds: the same seed and ``start`` give byte-identical d
 
 from __future__ import annotations
 
-from simulator.clock import ManualClock
-from simulator.delivery import Chaos, DeliveryReport, deliver
-from simulator.faults import Faults
-from simulator.provider import Delivery, ProviderSim
-from simulator.serve import serve_in_background
-from simulator.signing import Scheme, sign
+from meetsync.simulator.clock import ManualClock
+from meetsync.simulator.delivery import Chaos, DeliveryReport, deliver
+from meetsync.simulator.faults import Faults
+from meetsync.simulator.provider import Delivery, ProviderSim
+from meetsync.simulator.serve import serve_in_background
+from meetsync.simulator.signing import Scheme, sign
 
 __all__ = [
     "Chaos",

@@ -35,10 +35,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.provider import public
+from meetsync.simulator.provider import public
 
 if TYPE_CHECKING:
-    from simulator.provider import ProviderSim
+    from meetsync.simulator.provider import ProviderSim
 
 Clock = Callable[[], float]
 

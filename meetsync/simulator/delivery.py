@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from simulator import shapes
-from simulator.provider import Delivery
-from simulator.signing import Scheme, sign
+from meetsync.simulator import shapes
+from meetsync.simulator.provider import Delivery
+from meetsync.simulator.signing import Scheme, sign
 
 
 @dataclass(frozen=True, slots=True)

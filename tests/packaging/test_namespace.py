@@ -1,0 +1,38 @@
+"""Installing meetsync puts one package, ``meetsync``, into site-packages, and the code imports
+its own parts only through it (a downstream app may have a module named ``store``)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BARE = re.compile(r"^\s*(from|import) (store|worker|webhooks|simulator)\b", re.MULTILINE)
+
+
+def test_code_imports_its_parts_through_the_meetsync_namespace() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("meetsync", "store", "worker", "webhooks", "tests", "bench", "scripts")
+        for path in (ROOT / folder).rglob("*.py")
+        if BARE.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_the_wheel_holds_only_the_meetsync_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path),
+         str(ROOT)],
+        check=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("meetsync-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"meetsync"}
+    for module in ("store/mirror.py", "worker/applier.py", "webhooks/receiver.py",
+                   "simulator/api.py"):
+        assert f"meetsync/{module}" in names
