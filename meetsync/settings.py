@@ -43,6 +43,7 @@ class Settings:
     api_requests_per_minute: int = 300
     read_token: str | None = None
     claim_idle_ms: int = 30_000
+    clock_skew_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +64,9 @@ class Settings:
             ),
             read_token=env.get("MEETSYNC_READ_TOKEN") or None,
             claim_idle_ms=_positive_int(env, "MEETSYNC_CLAIM_IDLE_MS", cls.claim_idle_ms),
+            clock_skew_seconds=_positive_int(
+                env, "MEETSYNC_CLOCK_SKEW_SECONDS", cls.clock_skew_seconds
+            ),
         )
 
     def require_receiver_secrets(self) -> None:
