@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import machine, report
 from bench.common import Options, StageResult
-from bench.stages import apply, e2e, ingest, memory, queueing, read, sweep
+from bench.stages import apply, e2e, ingest, memory, prune, queueing, read, sweep
 from meetsync.log import configure
 
 STAGES: dict[str, Callable[[Options], StageResult]] = {
@@ -28,6 +28,7 @@ STAGES: dict[str, Callable[[Options], StageResult]] = {
     "memory": memory.run,
     "read": read.run,
     "queueing": queueing.run,
+    "prune": prune.run,
 }
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 

@@ -29,7 +29,7 @@ from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings
 from meetsync.simulator import Chaos, ProviderSim, deliver, serve_in_background
 from meetsync.store import Store, open_store
-from meetsync.store.mirror import CREDENTIAL_GRACE
+from meetsync.store.apply import CREDENTIAL_GRACE
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.queue import EVENT_STREAM, GROUP, STATS
 from meetsync.worker.reconciler import Reconciler, drift, snapshot_of

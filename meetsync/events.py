@@ -3,11 +3,15 @@
 Every provider module turns its own envelope into an ``Event``; the queue carries it as JSON and
 the store applies it. An event is a snapshot of the appointment and its current meeting at
 ``occurred_at`` (microseconds since the epoch, UTC): the newest snapshot wins.
+
+``occurred_at`` is the provider's clock, trusted only so far: ``received`` orders an event dated
+beyond its receipt plus a skew tolerance at the moment meetsync received it, so one bad clock
+cannot date a snapshot into the future and pin the mirror there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +45,13 @@ MEETING_FIELDS = ("status", "conferencing_provider", "external_meeting_id", "joi
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One snapshot of an appointment, ordered by ``(occurred_at, id)``."""
+    """One snapshot of an appointment, ordered by ``(occurred_at, id)``.
+
+    ``meeting`` is the appointment's meeting at that moment; ``no_meeting`` says the snapshot
+    states it has none (``meeting: null``, or gone at the provider), which the mirror applies,
+    while ``meeting=None`` alone means the snapshot does not say. ``claimed_at`` keeps the
+    provider's own date of an event ``received`` re-dated (``occurred_at``) to its receipt.
+    """
 
     id: str
     provider: str
@@ -53,6 +63,9 @@ class Event:
     end_at: str | None = None
     meeting: Meeting | None = None
     previous_meeting_id: str | None = None
+    no_meeting: bool = False
+    received_at: int | None = None
+    claimed_at: int | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -62,6 +75,16 @@ class Event:
         data: dict[str, Any] = orjson.loads(raw)
         meeting = data.pop("meeting", None)
         return cls(**data, meeting=Meeting(**meeting) if meeting else None)
+
+
+def received(event: Event, at: int, tolerance: int) -> Event:
+    """``event`` as received at ``at`` (µs): dated more than ``tolerance`` (µs) after that, its
+    provider's clock is not trusted and it is ordered at ``at`` instead (``claimed_at`` keeps
+    the date it claimed). Within the tolerance the provider's date stands, so ordinary clock
+    skew never reorders events."""
+    if event.occurred_at > at + tolerance:
+        return replace(event, occurred_at=at, received_at=at, claimed_at=event.occurred_at)
+    return replace(event, received_at=at)
 
 
 def to_micros(moment: datetime) -> int:

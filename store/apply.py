@@ -11,7 +11,12 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
 - an appointment's meetings form a chain ordered by when each was first seen (a replacement
   always creates a brand-new meeting id, seeds/001): each meeting's ``replaced_by`` is the next
   one, the last is current, and a superseded meeting never becomes current again, nor keeps a
-  ``host_url`` or ``password``.
+  ``host_url`` or ``password``;
+- absence is a state: when the appointment's newest snapshot says it has no meeting, its
+  ``meeting_id`` is NULL and none of its meetings keeps a credential, until a newer snapshot
+  attaches one again;
+- a credential dead on arrival (its appointment ended more than ``CREDENTIAL_GRACE`` before
+  ``now``) is never written.
 """
 
 from __future__ import annotations
@@ -20,20 +25,27 @@ import itertools
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from meetsync.events import Event, Meeting
+from meetsync.events import Event, Meeting, iso_utc
 from meetsync.store.schema import NOW_SQL
 
+CREDENTIAL_GRACE = timedelta(hours=24)
+"""How long after its appointment ends a host_url (and the password) stays valid."""
+
 _INBOX = f"""
-INSERT INTO events (id, appointment_id, type, occurred_at, outcome, applied_at)
-VALUES (?, ?, ?, ?, 'applied', {NOW_SQL})
+INSERT INTO events (id, appointment_id, type, occurred_at, claimed_at, outcome, applied_at)
+VALUES (?, ?, ?, ?, ?, 'applied', {NOW_SQL})
 ON CONFLICT (id) DO NOTHING
 """
 
+# no_meeting: 1 the snapshot says there is none, 0 it names one (named_meeting_id); when it does
+# not say (the last two parameters NULL) both keep what the mirror knew.
 _APPOINTMENT = f"""
 INSERT INTO appointments
-    (id, provider, status, start_at, end_at, version_at, version_event, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
+    (id, provider, status, start_at, end_at, version_at, version_event, no_meeting,
+     named_meeting_id, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
 ON CONFLICT (id) DO UPDATE SET
     status = excluded.status,
     start_at = excluded.start_at,
@@ -42,10 +54,13 @@ ON CONFLICT (id) DO UPDATE SET
                   THEN excluded.version_at END,
     version_at = excluded.version_at,
     version_event = excluded.version_event,
+    no_meeting = COALESCE(?, appointments.no_meeting),
+    named_meeting_id = CASE WHEN ? IS NULL THEN appointments.named_meeting_id
+                            ELSE excluded.named_meeting_id END,
     updated_at = excluded.updated_at
 WHERE (excluded.version_at, excluded.version_event)
     > (appointments.version_at, appointments.version_event)
-RETURNING tie_at
+RETURNING tie_at, meeting_id, no_meeting
 """
 
 # The losing side of a tie: the stored snapshot has the same instant and a greater event id.
@@ -56,19 +71,31 @@ WHERE id = ? AND version_at = ? AND version_event > ?
 
 _STALE = "UPDATE events SET outcome = 'stale' WHERE id = ?"
 
+# Credentials are written only while they can be live: the appointment (upserted just before,
+# so its row holds the newest word) neither has "no meeting" nor ended past the grace (the
+# second parameter: the cutoff).
+_LIVE = """NOT EXISTS (SELECT 1 FROM appointments WHERE id = ?1
+                       AND (no_meeting = 1 OR end_at <= ?2))"""
+
+# Not superseded, or about to be current again: the newest snapshot names it.
+_CURRENT_TO_BE = """(meetings.replaced_by IS NULL OR (meetings.predecessor = 0 AND meetings.id IS
+                     (SELECT named_meeting_id FROM appointments WHERE id = ?1)))"""
+
 _MEETING = f"""
 INSERT INTO meetings
     (id, appointment_id, status, conferencing_provider, external_meeting_id, join_url,
      host_url, password, error_message, first_seen_at, first_seen_rank,
      version_at, version_event, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, {NOW_SQL})
+VALUES (?3, ?1, ?4, ?5, ?6, ?7,
+        CASE WHEN {_LIVE} THEN ?8 END, CASE WHEN {_LIVE} THEN ?9 END,
+        ?10, ?11, 1, ?11, ?12, {NOW_SQL})
 ON CONFLICT (id) DO UPDATE SET
     status = excluded.status,
     conferencing_provider = excluded.conferencing_provider,
     external_meeting_id = excluded.external_meeting_id,
     join_url = excluded.join_url,
-    host_url = CASE WHEN meetings.replaced_by IS NULL THEN excluded.host_url END,
-    password = CASE WHEN meetings.replaced_by IS NULL THEN excluded.password END,
+    host_url = CASE WHEN {_CURRENT_TO_BE} THEN excluded.host_url END,
+    password = CASE WHEN {_CURRENT_TO_BE} THEN excluded.password END,
     error_message = excluded.error_message,
     version_at = excluded.version_at,
     version_event = excluded.version_event,
@@ -84,18 +111,23 @@ UPDATE meetings SET first_seen_at = ?, first_seen_rank = ?
 WHERE id = ? AND (first_seen_at, first_seen_rank) > (?, ?)
 """
 
-# A replaced event names the old meeting: known by id only, it sorts just before the new one.
+# A replaced event names the old meeting: known by id only, it sorts just before the new one,
+# and stays superseded for good (``predecessor``). Its version is the least there is, so any
+# snapshot of it wins, even one dated before 1970 by a bad clock.
 _PREDECESSOR = f"""
 INSERT INTO meetings
-    (id, appointment_id, first_seen_at, first_seen_rank, version_at, version_event, updated_at)
-VALUES (?, ?, ?, 0, 0, '', {NOW_SQL})
-ON CONFLICT (id) DO NOTHING
+    (id, appointment_id, first_seen_at, first_seen_rank, version_at, version_event, predecessor,
+     updated_at)
+VALUES (?, ?, ?, 0, {-2**63}, '', 1, {NOW_SQL})
+ON CONFLICT (id) DO UPDATE SET predecessor = 1 WHERE meetings.predecessor = 0
 """
 
 _CHAIN = """
-SELECT id, replaced_by FROM meetings WHERE appointment_id = ?
+SELECT id, replaced_by, predecessor FROM meetings WHERE appointment_id = ?
 ORDER BY first_seen_at, first_seen_rank, id
 """
+
+_UNSUPERSEDE = f"UPDATE meetings SET replaced_by = NULL, updated_at = {NOW_SQL} WHERE id = ?"
 
 _SUPERSEDE = f"""
 UPDATE meetings SET replaced_by = ?, host_url = NULL, password = NULL, updated_at = {NOW_SQL}
@@ -105,6 +137,13 @@ WHERE id = ?
 _CURRENT = f"""
 UPDATE appointments SET meeting_id = ?, updated_at = {NOW_SQL}
 WHERE id = ? AND meeting_id IS NOT ?
+"""
+
+_NAMED = "SELECT no_meeting, named_meeting_id FROM appointments WHERE id = ?"
+
+_NO_CREDENTIALS = f"""
+UPDATE meetings SET host_url = NULL, password = NULL, updated_at = {NOW_SQL}
+WHERE appointment_id = ? AND (host_url IS NOT NULL OR password IS NOT NULL)
 """
 
 
@@ -124,26 +163,43 @@ class ApplyResult:
         self.ties |= other.ties
 
 
-def apply_events(conn: sqlite3.Connection, events: Iterable[Event]) -> ApplyResult:
-    """Apply events inside the caller's transaction; returns what happened."""
+def apply_events(
+    conn: sqlite3.Connection, events: Iterable[Event], now: datetime
+) -> ApplyResult:
+    """Apply events inside the caller's transaction; returns what happened.
+
+    ``now`` decides which credentials are already dead (their appointment ended more than
+    ``CREDENTIAL_GRACE`` ago): those are never written.
+    """
     result = ApplyResult()
+    cutoff = iso_utc(now - CREDENTIAL_GRACE)
     touched: set[str] = set()
     for event in events:
-        if _apply_one(conn, event, result):  # the appointment's chain may have changed
+        if _apply_one(conn, event, cutoff, result):  # the current meeting may have changed
             touched.add(event.appointment_id)
     for appointment_id in touched:
         _resolve_chain(conn, appointment_id)
     return result
 
 
-def _apply_one(conn: sqlite3.Connection, event: Event, result: ApplyResult) -> bool:
+def _meeting_state(event: Event) -> int | None:
+    if event.no_meeting:
+        return 1
+    return None if event.meeting is None else 0
+
+
+def _apply_one(
+    conn: sqlite3.Connection, event: Event, cutoff: str, result: ApplyResult
+) -> bool:
     fresh = conn.execute(
-        _INBOX, (event.id, event.appointment_id, event.type, event.occurred_at)
+        _INBOX,
+        (event.id, event.appointment_id, event.type, event.occurred_at, event.claimed_at),
     ).rowcount
     if not fresh:
         result.duplicates += 1
         return False
     result.applied += 1
+    state = _meeting_state(event)
     landed = conn.execute(
         _APPOINTMENT,
         (
@@ -154,34 +210,45 @@ def _apply_one(conn: sqlite3.Connection, event: Event, result: ApplyResult) -> b
             event.end_at,
             event.occurred_at,
             event.id,
+            state or 0,
+            _meeting_id(event.meeting),
+            state,
+            state,
         ),
     ).fetchone()
+    chain_changed = False
     if landed is None:
         result.stale += 1
         conn.execute(_STALE, (event.id,))
         tied = conn.execute(_TIE, (event.appointment_id, event.occurred_at, event.id)).rowcount > 0
     else:
-        tied = landed[0] is not None
+        tied, current, detached = landed[0] is not None, landed[1], landed[2]
+        # The newest word on the appointment detaches its meeting, or attaches one again.
+        chain_changed = (detached == 1 and current is not None) or (
+            event.meeting is not None and current != event.meeting.id
+        )
     if tied:
         result.ties.add(event.appointment_id)
-    chain_changed = False
     if event.previous_meeting_id and event.previous_meeting_id != _meeting_id(event.meeting):
         chain_changed |= conn.execute(
             _PREDECESSOR, (event.previous_meeting_id, event.appointment_id, event.occurred_at)
         ).rowcount > 0
         chain_changed |= _seen(conn, event.previous_meeting_id, event.occurred_at, 0)
     if event.meeting is not None:
-        chain_changed |= _upsert_meeting(conn, event, event.meeting)
+        chain_changed |= _upsert_meeting(conn, event, event.meeting, cutoff)
     return chain_changed
 
 
-def _upsert_meeting(conn: sqlite3.Connection, event: Event, meeting: Meeting) -> bool:
+def _upsert_meeting(
+    conn: sqlite3.Connection, event: Event, meeting: Meeting, cutoff: str
+) -> bool:
     """Write the meeting; True when its place in the chain may have changed."""
     row = conn.execute(
         _MEETING,
         (
-            meeting.id,
             event.appointment_id,
+            cutoff,
+            meeting.id,
             meeting.status,
             meeting.conferencing_provider,
             meeting.external_meeting_id,
@@ -189,7 +256,6 @@ def _upsert_meeting(conn: sqlite3.Connection, event: Event, meeting: Meeting) ->
             meeting.host_url,
             meeting.password,
             meeting.error_message,
-            event.occurred_at,
             event.occurred_at,
             event.id,
         ),
@@ -210,10 +276,23 @@ def _meeting_id(meeting: Meeting | None) -> str | None:
 
 
 def _resolve_chain(conn: sqlite3.Connection, appointment_id: str) -> None:
+    """Link the appointment's meetings in first-seen order and pick its current one.
+
+    The meeting its newest snapshot names is current, moved to the end of the chain if it sorts
+    earlier (first seen under a provider clock running behind), unless a replacement named it
+    as the meeting replaced: a superseded meeting never comes back (seeds/001).
+    """
     chain = conn.execute(_CHAIN, (appointment_id,)).fetchall()
-    if not chain:
-        return
-    for (meeting_id, replaced_by), (successor, _) in itertools.pairwise(chain):
+    detached, named = conn.execute(_NAMED, (appointment_id,)).fetchone() or (0, None)
+    last = [row for row in chain if row[0] == named and not row[2]]
+    chain = [row for row in chain if row not in last] + last
+    for (meeting_id, replaced_by, _), (successor, _, _) in itertools.pairwise(chain):
         if replaced_by != successor:
             conn.execute(_SUPERSEDE, (successor, meeting_id))
-    conn.execute(_CURRENT, (chain[-1][0], appointment_id, chain[-1][0]))
+    if chain and chain[-1][1] is not None:
+        conn.execute(_UNSUPERSEDE, (chain[-1][0],))
+    if detached == 1:
+        conn.execute(_NO_CREDENTIALS, (appointment_id,))
+        conn.execute(_CURRENT, (None, appointment_id, None))
+    elif chain:
+        conn.execute(_CURRENT, (chain[-1][0], appointment_id, chain[-1][0]))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,17 +22,19 @@ from typing import Any
 from sqlite_utils import Database
 
 from meetsync.events import Event, iso_utc
-from meetsync.store.apply import ApplyResult, apply_events
+from meetsync.store.apply import CREDENTIAL_GRACE, ApplyResult, apply_events
 from meetsync.store.schema import NOW_SQL, migrations
 
 BUSY_TIMEOUT_SECONDS = 5.0
-CREDENTIAL_GRACE = timedelta(hours=24)
 INBOX_RETENTION = timedelta(days=30)
+PRUNE_CHUNK = 50_000
+
+Clock = Callable[[], datetime]
 
 _MEETING_COLUMNS = (
     "m.id, m.status, m.conferencing_provider, m.external_meeting_id, m.join_url, m.host_url, "
     "m.password, m.error_message, m.appointment_id, m.replaced_by, m.updated_at, m.version_at, "
-    "a.end_at"
+    "a.end_at, a.status, a.meeting_id"
 )
 
 
@@ -59,13 +61,22 @@ class Failure:
     reason: str
 
 
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 def open_store(
-    path: str | Path, *, readonly: bool = False, busy_timeout: float = BUSY_TIMEOUT_SECONDS
+    path: str | Path,
+    *,
+    readonly: bool = False,
+    busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    clock: Clock = _system_clock,
 ) -> Store:
     """Open (creating and migrating, unless ``readonly``) the mirror at ``path``.
 
     ``busy_timeout`` (seconds) bounds how long one statement waits for another writer's lock
     before ``StoreBusy``; the applier then backs off and retries, so nothing is lost.
+    ``clock`` is the store's "now": which credentials are dead, and what reads may serve.
     """
     path = Path(path)
     if readonly:
@@ -96,14 +107,15 @@ def open_store(
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-    return Store(conn)
+    return Store(conn, clock)
 
 
 class Store:
     """The mirror: guarded writes in batches, and the reads downstream apps use."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, clock: Clock = _system_clock) -> None:
         self.conn = conn
+        self.clock = clock
 
     def close(self) -> None:
         self.conn.close()
@@ -136,7 +148,7 @@ class Store:
     def _transaction(self, events: Sequence[Event]) -> ApplyResult:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            result = apply_events(self.conn, events)
+            result = apply_events(self.conn, events, self.clock())
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -145,7 +157,7 @@ class Store:
 
     def purge_expired_credentials(self, now: datetime | None = None) -> int:
         """Clear ``host_url`` and ``password`` of appointments that ended over 24 h ago."""
-        cutoff = iso_utc((now or datetime.now(UTC)) - CREDENTIAL_GRACE)
+        cutoff = iso_utc((now or self.clock()) - CREDENTIAL_GRACE)
         cur = self.conn.execute(
             """
             UPDATE meetings SET host_url = NULL, password = NULL
@@ -227,12 +239,29 @@ class Store:
 
     def prune_inbox(self, now: datetime | None = None, keep: timedelta = INBOX_RETENTION) -> int:
         """Forget applied event ids older than ``keep``. Safe: a redelivery that old is older
-        than what its rows reflect, so the version guard still rejects it."""
-        cutoff = (now or datetime.now(UTC)) - keep
-        cur = self.conn.execute(
-            "DELETE FROM events WHERE applied_at < ?", (cutoff.strftime("%Y-%m-%dT%H:%M:%S"),)
-        )
-        return cur.rowcount
+        than what its rows reflect, so the version guard still rejects it.
+
+        Cost follows the rows forgotten, not the inbox's size (no index to pay on every
+        insert): rows are appended in ``applied_at`` order, so walking ``rowid`` from the start
+        to the first row still kept finds every row before it old. Whatever an out-of-order
+        clock leaves behind that boundary waits for a later prune. Deleted in chunks, one
+        transaction each, so the applier never waits long for the write lock.
+        """
+        cutoff = ((now or self.clock()) - keep).strftime("%Y-%m-%dT%H:%M:%S")
+        boundary = self.conn.execute(
+            "SELECT rowid FROM events WHERE applied_at >= ? ORDER BY rowid LIMIT 1", (cutoff,)
+        ).fetchone()
+        below = boundary[0] if boundary else 2**63 - 1
+        pruned = 0
+        while True:
+            deleted = self.conn.execute(
+                "DELETE FROM events WHERE rowid IN"
+                " (SELECT rowid FROM events WHERE rowid < ? ORDER BY rowid LIMIT ?)",
+                (below, PRUNE_CHUNK),
+            ).rowcount
+            pruned += deleted
+            if deleted < PRUNE_CHUNK:
+                return pruned
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -243,7 +272,7 @@ class Store:
             "LEFT JOIN appointments a ON a.id = m.appointment_id WHERE m.id = ?",
             (meeting_id,),
         ).fetchone()
-        return _meeting_view(row, now) if row else None
+        return _meeting_view(row, now or self.clock()) if row else None
 
     def latest_meeting(
         self, meeting_id: str, *, now: datetime | None = None
@@ -263,7 +292,7 @@ class Store:
             "JOIN meetings m ON m.id = a.meeting_id WHERE a.id = ?",
             (appointment_id,),
         ).fetchone()
-        return _meeting_view(row, now) if row else None
+        return _meeting_view(row, now or self.clock()) if row else None
 
     def appointment(self, appointment_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(
@@ -326,10 +355,17 @@ class Store:
         return bool(self.conn.execute("SELECT 1").fetchone() == (1,))
 
 
-def _meeting_view(row: tuple[Any, ...], now: datetime | None) -> dict[str, Any]:
+def _meeting_view(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
     (meeting_id, status, provider, external_id, join_url, host_url, password, error,
-     appointment_id, replaced_by, updated_at, version_at, end_at) = row
-    if replaced_by is not None or _expired(end_at, now):
+     appointment_id, replaced_by, updated_at, version_at, end_at, appointment_status,
+     current_id) = row
+    live = (
+        replaced_by is None
+        and current_id == meeting_id
+        and appointment_status not in ("canceled", "deleted")
+        and not _expired(end_at, now)
+    )
+    if not live:
         host_url = password = None
     return {
         "id": meeting_id,
@@ -348,10 +384,10 @@ def _meeting_view(row: tuple[Any, ...], now: datetime | None) -> dict[str, Any]:
     }
 
 
-def _expired(end_at: str | None, now: datetime | None) -> bool:
+def _expired(end_at: str | None, now: datetime) -> bool:
     if end_at is None:
         return False
-    return end_at <= iso_utc((now or datetime.now(UTC)) - CREDENTIAL_GRACE)
+    return end_at <= iso_utc(now - CREDENTIAL_GRACE)
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:

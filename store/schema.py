@@ -154,3 +154,56 @@ def m002_operations(db: Database) -> None:
         );
         """
     )
+
+
+_LIVE_MEETINGS = """
+CREATE VIEW live_meetings AS
+SELECT m.id, m.appointment_id, m.status, m.conferencing_provider,
+       m.external_meeting_id, m.join_url,
+       CASE WHEN live THEN m.host_url END AS host_url,
+       CASE WHEN live THEN m.password END AS password,
+       m.error_message, m.replaced_by, m.updated_at
+FROM (
+    SELECT m.*, (m.replaced_by IS NULL AND a.meeting_id IS m.id
+                 AND a.status IS NOT 'canceled' AND a.status IS NOT 'deleted'
+                 AND (a.end_at IS NULL OR
+                      a.end_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-24 hours'))) AS live
+    FROM meetings m LEFT JOIN appointments a ON a.id = m.appointment_id
+) AS m
+"""
+"""A credential is live only on the appointment's current meeting, while the appointment is not
+canceled or gone, until 24 h after it ends (the provider's host_url lifetime)."""
+
+_TRUSTED_CLOCK_SECONDS = 300
+"""The skew tolerance's default, for healing rows written before the receiver enforced it."""
+
+
+def _micros_sql(column: str) -> str:
+    return f"CAST(ROUND((julianday({column}) - 2440587.5) * 86400000000) AS INTEGER)"
+
+
+@migrations()
+def m003_time_and_absence(db: Database) -> None:
+    # no_meeting: the newest snapshot says the appointment has no meeting (meeting_id NULL);
+    # named_meeting_id: the meeting it names, current unless a replacement superseded it
+    # (predecessor: named as the meeting replaced).
+    # claimed_at: the provider's own date of an event re-dated to its receipt (events.py).
+    # A row dated beyond when it was written plus the tolerance was pinned by a provider clock
+    # running ahead (an earlier release trusted it): re-date it to when it was written, so any
+    # later event, and the next reconcile's snapshot, wins again.
+    db.executescript(
+        f"""
+        ALTER TABLE appointments ADD COLUMN no_meeting INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE appointments ADD COLUMN named_meeting_id TEXT;
+        UPDATE appointments SET named_meeting_id = meeting_id;
+        ALTER TABLE meetings ADD COLUMN predecessor INTEGER NOT NULL DEFAULT 0;
+        UPDATE meetings SET predecessor = 1 WHERE first_seen_rank = 0;
+        ALTER TABLE events ADD COLUMN claimed_at INTEGER;
+        UPDATE appointments SET version_at = {_micros_sql("updated_at")}
+        WHERE version_at > {_micros_sql("updated_at")} + {_TRUSTED_CLOCK_SECONDS * 1_000_000};
+        UPDATE meetings SET version_at = {_micros_sql("updated_at")}
+        WHERE version_at > {_micros_sql("updated_at")} + {_TRUSTED_CLOCK_SECONDS * 1_000_000};
+        DROP VIEW live_meetings;
+        {_LIVE_MEETINGS};
+        """
+    )

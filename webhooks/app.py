@@ -33,7 +33,9 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
             if owned:
                 await client.aclose()
 
-    receiver = Receiver(webhook_providers(settings), client)
+    receiver = Receiver(
+        webhook_providers(settings), client, clock_skew_seconds=settings.clock_skew_seconds
+    )
     readiness = Readiness(client, settings.db_path)
     routes = [
         Route("/webhooks/{provider}", receiver.endpoint, methods=["POST"]),

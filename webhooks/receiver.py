@@ -9,7 +9,8 @@ logged by type and answered 503, so the sender retries once the bug is fixed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import orjson
 import structlog
@@ -18,7 +19,7 @@ from redis.exceptions import RedisError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from meetsync.events import Event
+from meetsync.events import Event, from_micros, received
 from meetsync.providers import EnvelopeError, SignatureError, WebhookProvider
 from meetsync.worker.queue import EVENT_STREAM, FIELD, count
 
@@ -97,10 +98,19 @@ class GroupCommit:
 class Receiver:
     """The webhook endpoint for every configured provider."""
 
-    def __init__(self, providers: Mapping[str, WebhookProvider], redis: Redis) -> None:
+    def __init__(
+        self,
+        providers: Mapping[str, WebhookProvider],
+        redis: Redis,
+        *,
+        clock_skew_seconds: float = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._providers = dict(providers)
         self._redis = redis
         self._queue = GroupCommit(redis)
+        self._tolerance = int(clock_skew_seconds * 1_000_000)
+        self._clock = clock
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["provider"]
@@ -138,6 +148,9 @@ class Receiver:
 
         try:
             if isinstance(parsed, Event):
+                parsed = received(parsed, int(self._clock() * 1_000_000), self._tolerance)
+                if parsed.claimed_at is not None:
+                    await self._clock_ahead(parsed)
                 await self._queue.publish(parsed)
             else:
                 await count(self._redis, f"ignored_type:{parsed}")
@@ -152,6 +165,17 @@ class Receiver:
             return json_response(202, {"status": "queued", "id": parsed.id})
         log.info("webhook_ignored", provider=name, type=parsed)
         return json_response(202, {"status": "ignored"})
+
+    async def _clock_ahead(self, event: Event) -> None:
+        """An event dated beyond receipt + tolerance: logged and counted, ordered at receipt."""
+        assert event.claimed_at is not None and event.received_at is not None
+        log.warning(
+            "event_clock_ahead", provider=event.provider, event_id=event.id,
+            appointment_id=event.appointment_id,
+            claimed_at=from_micros(event.claimed_at).isoformat(),
+            received_at=from_micros(event.received_at).isoformat(),
+        )
+        await count(self._redis, "clamped")
 
 
 async def _read_body(request: Request) -> bytes:

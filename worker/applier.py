@@ -5,6 +5,9 @@ new ones), applies them in one transaction on the store's own thread, then ackno
 deletes them in one pipelined round trip. A crash anywhere before the acknowledgement leaves the
 entries pending, to be claimed again: at-least-once delivery, made harmless by the inbox.
 
+An entry queued without its receipt time (by a release before the receiver stamped one) is
+dated as received now: a provider clock running ahead cannot pin the mirror through the queue.
+
 An event that fails on its own is retried by redelivery; after ``max_attempts`` it goes to the
 dead-letter table (credentials redacted) and the stream moves on.
 
@@ -20,6 +23,7 @@ import asyncio
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +34,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from meetsync.events import Event
+from meetsync.events import Event, received
 from meetsync.redact import redact_payload
 from meetsync.store import ApplyResult, Failure, Store, StoreBusy, is_busy
 from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS
@@ -53,6 +57,7 @@ class Round:
     result: ApplyResult = field(default_factory=ApplyResult)
     dead_lettered: int = 0
     retrying: int = 0
+    clamped: int = 0
 
 
 class StoreThread:
@@ -84,6 +89,8 @@ class Applier:
         max_attempts: int = 5,
         busy_backoff: float = 0.2,
         on_ties: Callable[[set[str]], Any] | None = None,
+        clock_skew_seconds: float = 300,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
         self.store = store
@@ -93,6 +100,8 @@ class Applier:
         self.max_attempts = max_attempts
         self.busy_backoff = busy_backoff
         self.on_ties = on_ties
+        self.tolerance = int(clock_skew_seconds * 1_000_000)
+        self.clock = clock
         self.busy_waits = 0  # times the store stayed locked past its busy timeout
         self._stopping = asyncio.Event()
 
@@ -150,6 +159,7 @@ class Applier:
             total.result.add(one.result)
             total.dead_lettered += one.dead_lettered
             total.retrying += one.retrying
+            total.clamped += one.clamped
             if one.read == 0:
                 return total
 
@@ -175,6 +185,7 @@ class Applier:
         events: list[Event] = []
         entry_of: dict[str, list[bytes]] = {}
         unreadable: list[tuple[bytes, bytes]] = []
+        now = int(self.clock() * 1_000_000)
         for entry_id, fields in entries:
             raw = fields.get(FIELD, b"")
             try:
@@ -182,6 +193,9 @@ class Applier:
             except (ValueError, TypeError):
                 unreadable.append((entry_id, raw))
                 continue
+            if event.received_at is None:
+                event = received(event, now, self.tolerance)
+                round_.clamped += event.claimed_at is not None
             events.append(event)
             entry_of.setdefault(event.id, []).append(entry_id)
 
@@ -216,6 +230,8 @@ class Applier:
             pipe.hincrby(STATS, "duplicates", result.duplicates)
             pipe.hincrby(STATS, "stale", result.stale)
             pipe.hincrby(STATS, "dead_letters", round_.dead_lettered)
+            if round_.clamped:
+                pipe.hincrby(STATS, "clamped", round_.clamped)
             await pipe.execute()
         if result.ties and self.on_ties is not None:
             await self.on_ties(result.ties)

@@ -79,7 +79,8 @@ async def startup(ctx: dict[str, Any]) -> None:
             )
 
     applier = Applier(
-        redis, store, on_ties=refetch_ties, claim_idle_ms=settings.claim_idle_ms
+        redis, store, on_ties=refetch_ties, claim_idle_ms=settings.claim_idle_ms,
+        clock_skew_seconds=settings.clock_skew_seconds,
     )
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
@@ -140,7 +141,7 @@ async def refetch(
         start_at, end_at = keep_times
         return Event(id=event_id, provider="savvycal", type="refetch.gone", occurred_at=asked_at,
                      appointment_id=appointment_id, appointment_status="deleted",
-                     start_at=start_at, end_at=end_at)
+                     start_at=start_at, end_at=end_at, no_meeting=True)
     return appointment_event(row, event_id=event_id, type="refetch", occurred_at=asked_at)
 
 

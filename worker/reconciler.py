@@ -41,7 +41,8 @@ from meetsync.providers.savvycal.client import (
     SavvyCalClient,
 )
 from meetsync.store import Failure, Store
-from meetsync.store.mirror import CREDENTIAL_GRACE, SNAPSHOT_FIELDS
+from meetsync.store.apply import CREDENTIAL_GRACE
+from meetsync.store.mirror import SNAPSHOT_FIELDS
 from meetsync.worker.applier import StoreThread
 
 log = structlog.get_logger(__name__)
@@ -244,7 +245,7 @@ class Reconciler:
                 truth[appointment_id] = Event(
                     id=f"reconcile:{report.run_id}:{appointment_id}", provider="savvycal",
                     type="reconcile.gone", occurred_at=fetched, appointment_id=appointment_id,
-                    appointment_status="deleted",
+                    appointment_status="deleted", no_meeting=True,
                 )
             else:
                 self._take(row, fetched, truth, report)
@@ -259,7 +260,7 @@ class Reconciler:
         for appointment_id, event in truth.items():
             held = mirror.get(appointment_id)
             if event.type == "reconcile.gone":
-                if held is None or held["status"] == "deleted":
+                if held is None or _gone(held):
                     continue
                 # Keep the times the mirror knew: its credentials still expire after the end.
                 event = replace(event, start_at=held["start_at"], end_at=held["end_at"])
@@ -285,9 +286,14 @@ class Reconciler:
         for event in repairs:
             now_held = after.get(event.appointment_id)
             if event.type == "reconcile.gone":
-                report.repaired += bool(now_held and now_held["status"] == "deleted")
+                report.repaired += bool(now_held and _gone(now_held))
             elif not drift(snapshot_of(event), now_held, expired=_expired(event, cutoff)):
                 report.repaired += 1
+
+
+def _gone(held: dict[str, Any]) -> bool:
+    """The mirror already says the appointment is gone: deleted, with no current meeting."""
+    return bool(held["status"] == "deleted" and held["meeting_id"] is None)
 
 
 def _expired(event: Event, cutoff: str) -> bool:

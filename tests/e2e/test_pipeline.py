@@ -23,7 +23,8 @@ TOKEN = "e2e-read-token"
 
 
 def truth_of(appointment: dict[str, Any]) -> dict[str, Any] | None:
-    """What the read API must serve: the provider's meeting, credentials dead 24 h after end."""
+    """What the read API must serve: the provider's meeting, credentials dead 24 h after end
+    and never served for a canceled appointment."""
     meeting = appointment["meeting"]
     if meeting is None:
         return None
@@ -31,7 +32,7 @@ def truth_of(appointment: dict[str, Any]) -> dict[str, Any] | None:
             "host_url", "password", "error_message")
     expected = {k: meeting[k] for k in keys}
     ended = datetime.fromisoformat(appointment["end_at"]["utc"].replace("Z", "+00:00"))
-    if ended + timedelta(hours=24) <= datetime.now(UTC):
+    if ended + timedelta(hours=24) <= datetime.now(UTC) or appointment["status"] == "canceled":
         expected["host_url"] = expected["password"] = None
     return expected
 

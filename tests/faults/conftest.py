@@ -28,7 +28,7 @@ from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import Delivery, ProviderSim, serve_in_background
 from meetsync.store import open_store
-from meetsync.store.mirror import CREDENTIAL_GRACE
+from meetsync.store.apply import CREDENTIAL_GRACE
 from meetsync.worker.queue import EVENT_STREAM, GROUP, publish
 from meetsync.worker.reconciler import drift, snapshot_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -85,11 +85,12 @@ async def test_events_lost_with_redis_data_are_repaired_by_the_next_reconcile(
     assert not {e.id for e in lost} & applied_ids(db_path)
     assert mismatches(sim, db_path), "losing a fifth of the events should leave drift"
 
-    store = StoreThread(lambda: open_store(db_path))
+    def clock() -> datetime:  # the provider's: the reconciler and the mirror agree on "now"
+        return sim.now + timedelta(seconds=1)
+
+    store = StoreThread(lambda: open_store(db_path, clock=clock))
     async with SavvyCalClient(sim_api(sim), API_TOKEN, budget=RequestBudget(10_000)) as client:
-        report = await Reconciler(
-            client, store, clock=lambda: sim.now + timedelta(seconds=1)
-        ).run()
+        report = await Reconciler(client, store, clock=clock).run()
     store.close()
     assert report.outcome == "success"
     assert report.repaired == report.drifted > 0

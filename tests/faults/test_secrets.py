@@ -207,7 +207,8 @@ def test_credentials_are_purged_once_the_appointment_ended_over_24_hours_ago(
     db_path: Path,
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    store = open_store(db_path)
+    # Written an hour ago, while every credential was still alive; purged now.
+    store = open_store(db_path, clock=lambda: now - timedelta(hours=1))
     store.apply([ended("appt_old", now - timedelta(hours=24, seconds=1)),
                  ended("appt_recent", now - timedelta(hours=23, minutes=59)),
                  ended("appt_upcoming", now + timedelta(hours=2))])

@@ -14,35 +14,40 @@ from typing import Any
 import httpx
 import pytest
 
-from meetsync.events import Event, iso_utc, to_micros
+from meetsync.events import Event, iso_utc, received, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.envelope import parse_envelope
 from meetsync.simulator import Delivery, ProviderSim
 from meetsync.store import open_store
-from meetsync.store.mirror import CREDENTIAL_GRACE
+from meetsync.store.apply import CREDENTIAL_GRACE
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.reconciler import Reconciler, snapshot_of
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
 UNLIMITED = 1_000_000
+SKEW_TOLERANCE_US = 300 * 1_000_000
 
 Fault = int | str | None  # an HTTP status to answer, "timeout", or None to serve normally
 
 
 def events_of(deliveries: Iterable[Delivery]) -> list[Event]:
-    """The events the receiver would queue for these webhook deliveries."""
+    """The events the receiver would queue for these webhook deliveries, each received when the
+    provider sent it (``Delivery.created_at``)."""
     events: list[Event] = []
     for delivery in deliveries:
         parsed = parse_envelope(delivery.body)
         assert isinstance(parsed, Event)
-        events.append(parsed)
+        events.append(received(parsed, to_micros(delivery.created_at), SKEW_TOLERANCE_US))
     return events
 
 
-def apply_webhooks(db_path: Path, deliveries: Iterable[Delivery]) -> None:
-    """Apply deliveries to the mirror through the guarded path, as the worker would."""
-    store = open_store(db_path)
+def apply_webhooks(
+    db_path: Path, deliveries: Iterable[Delivery], clock: Callable[[], datetime] | None = None
+) -> None:
+    """Apply deliveries to the mirror through the guarded path, as the worker would, at
+    ``clock``'s time (the real one by default)."""
+    store = open_store(db_path, clock=clock) if clock else open_store(db_path)
     try:
         _, failures = store.apply(events_of(deliveries))
         assert failures == []
@@ -169,7 +174,11 @@ class Harness:
             "http://sim/v1", sim.token, budget=budget or RequestBudget(UNLIMITED),
             transport=self.edge, sleep=self._sleep, max_attempts=max_attempts,
         )
-        self.store = StoreThread(lambda: open_store(db_path))
+        self.store = StoreThread(lambda: open_store(db_path, clock=self.now))
+
+    def now(self) -> datetime:
+        """The provider's clock: the mirror's "now" too."""
+        return self.sim.now
 
     async def _sleep(self, seconds: float) -> None:
         self.delays.append(seconds)
@@ -192,7 +201,7 @@ class Harness:
         return Reconciler(self.client, self.store, **options)
 
     def apply(self, deliveries: Iterable[Delivery]) -> None:
-        apply_webhooks(self.db_path, deliveries)
+        apply_webhooks(self.db_path, deliveries, self.now)
 
     def mirror(self, appointment_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         return mirror_rows(self.db_path, appointment_ids)

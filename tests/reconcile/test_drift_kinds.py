@@ -83,6 +83,12 @@ def missed_cancel(sim: ProviderSim) -> list[Delivery]:
     return got
 
 
+def meeting_removed(sim: ProviderSim) -> list[Delivery]:
+    appointment_id, got = booked(sim)
+    sim.appointments[appointment_id]["meeting"] = None  # the provider says: no meeting now
+    return got
+
+
 SCENARIOS: dict[str, tuple[Scenario, set[str]]] = {
     "never seen": (never_seen, {"missing"}),
     "meeting status": (stale_meeting_status, {"meeting.status"}),
@@ -93,6 +99,7 @@ SCENARIOS: dict[str, tuple[Scenario, set[str]]] = {
     "rescheduled": (missed_reschedule, {"start_at", "end_at", "meeting.status"}),
     "replaced": (missed_replacement, CREATED | {"meeting_id"}),
     "canceled": (missed_cancel, {"status", "meeting.status"}),
+    "meeting removed": (meeting_removed, CREATED | {"meeting_id", "meeting.conferencing_provider"}),
 }
 
 
@@ -109,6 +116,21 @@ async def test_each_drift_kind_is_repaired_by_one_run(
     h.assert_mirror_matches()
     run = h.last_run()
     assert (run["outcome"], run["repaired"], run["errors"]) == ("success", 1, "[]")
+
+
+async def test_a_removed_meeting_is_detached_once_and_for_good(
+    sim: ProviderSim, harness: MakeHarness
+) -> None:
+    h = harness()
+    h.apply(meeting_removed(sim))
+    (appointment_id,) = sim.appointments
+    held = h.mirror([appointment_id])[appointment_id]
+    assert (await h.reconciler().run()).repaired == 1
+    assert h.mirror([appointment_id])[appointment_id]["meeting_id"] is None
+    old = h.meetings()[held["meeting_id"]]  # kept, with no live credential
+    assert (old["host_url"], old["password"]) == (None, None)
+    again = await h.reconciler().run()
+    assert (again.drifted, again.repaired) == (0, 0)
 
 
 async def test_all_kinds_at_once(sim: ProviderSim, harness: MakeHarness) -> None:
@@ -181,9 +203,10 @@ async def test_a_full_sweep_never_writes_back_purged_credentials(
     old = sim.book(start_at=sim.start - timedelta(days=3), minutes=30)
     got = [old, sim.create_meeting(old.appointment_id)]
     h.apply(got)
-    store = open_store(h.db_path)
-    assert store.purge_expired_credentials(now=sim.now) == 1  # the purge cron's work
-    store.close()
+    meeting_id = sim.appointments[old.appointment_id]["meeting"]["id"]
+    # Ended over 24 h ago: its credentials were dead on arrival and never written.
+    assert (h.meetings()[meeting_id]["host_url"], h.meetings()[meeting_id]["password"]) == (
+        None, None)
     sim.cancel(old.appointment_id)  # lost; the provider still shows the old credentials
     assert sim.appointments[old.appointment_id]["meeting"]["host_url"] is not None
     window = await h.reconciler().run()

@@ -123,7 +123,7 @@ def test_newer_event_clears_tie_flag(db_path: Path) -> None:
 
 
 def test_host_url_never_served_after_end_plus_24h(db_path: Path) -> None:
-    store = open_store(db_path)
+    store = open_store(db_path, clock=lambda: datetime(2026, 1, 1, 12, tzinfo=UTC))
     store.apply([event("evt_1", 10, meeting("amtg_a", host="https://h/a"),
                        end="2026-01-01T10:00:00Z")])
     before = datetime(2026, 1, 2, 9, 59, tzinfo=UTC)

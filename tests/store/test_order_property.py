@@ -1,4 +1,5 @@
-"""Any delivery order, with any duplicates, ends in the state in-order delivery reaches."""
+"""Any delivery order, with any duplicates, ends in the state in-order delivery reaches; with one
+reconcile after it, that state is the provider's truth, whatever the provider's clock said."""
 
 from __future__ import annotations
 
@@ -10,27 +11,37 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meetsync.events import Event, Meeting
+from meetsync.events import Event, Meeting, received
 from meetsync.store import open_store
 
-STEPS = ("create", "rotate", "fail", "replace", "replace_silent", "reschedule", "cancel")
+STEPS = ("create", "rotate", "fail", "replace", "replace_silent", "reschedule", "cancel",
+         "detach")
+TOLERANCE = 5  # the receiver's clock-skew tolerance, in this test's time units
+FAR = 10**15  # ~30 years of microseconds: a provider clock gone wrong
 
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[Event]:
-    """The true event history of a few appointments: lifecycles with replacements and ties."""
+    """The true event history of a few appointments, as received: lifecycles with replacements,
+    detached and re-attached meetings, ties, and events dated far in the future or past by a bad
+    clock (re-dated to their receipt by ``received`` when too far ahead)."""
     events: list[Event] = []
     for a in range(draw(st.integers(1, 4))):
         appt = f"appt_{a:012d}"
         at = draw(st.integers(0, 5))
         n_meeting = 0
-        m = Meeting(id=f"amtg_{a:06d}{n_meeting:06d}", status="pending")
+        m: Meeting | None = Meeting(id=f"amtg_{a:06d}{n_meeting:06d}", status="pending")
         status, start = "scheduled", 100
         snaps = [("appointment.created", m, None, status, start)]
         for step in draw(st.lists(st.sampled_from(STEPS), max_size=6)):
             prev = None
             kind = "appointment.meeting.updated"
-            if step == "create":
+            if m is None or step.startswith("replace"):
+                n_meeting += 1  # a detached appointment's next meeting is a new one
+                prev = m.id if m is not None and step == "replace" else None
+                m = Meeting(id=f"amtg_{a:06d}{n_meeting:06d}", status="pending")
+                kind = "appointment.meeting.replaced" if prev else kind
+            elif step == "create":
                 m = replace(m, status="created", join_url=f"https://j/{m.id}",
                             host_url=f"https://h/{m.id}/0", password=f"pw{m.id}")
             elif step == "rotate":
@@ -38,34 +49,48 @@ def histories(draw: st.DrawFn) -> list[Event]:
             elif step == "fail":
                 m = replace(m, status="failed", error_message="zoom said no")
                 kind = "appointment.meeting.create_failed"
-            elif step.startswith("replace"):
-                n_meeting += 1
-                prev = m.id if step == "replace" else None
-                m = Meeting(id=f"amtg_{a:06d}{n_meeting:06d}", status="pending")
-                kind = "appointment.meeting.replaced"
             elif step == "reschedule":
                 start += 60
                 kind = "appointment.rescheduled"
+            elif step == "detach":
+                m = None
             else:
                 status, m = "canceled", replace(m, status="cancel_pending")
                 kind = "appointment.canceled"
             snaps.append((kind, m, prev, status, start))
         for i, (kind, snap, prev, st_, start_) in enumerate(snaps):
             at += draw(st.integers(0, 3))  # 0: an exact tie with the previous event
-            events.append(Event(
+            event = Event(
                 id=f"evt_{a}_{i}_{draw(st.integers(0, 9))}", provider="savvycal", type=kind,
                 occurred_at=at, appointment_id=appt, appointment_status=st_,
                 start_at=f"2099-01-01T{start_ // 60:02d}:{start_ % 60:02d}:00Z",
                 end_at="2099-01-02T00:00:00Z", meeting=snap, previous_meeting_id=prev,
-            ))
+                no_meeting=snap is None,
+            )
+            arrival = at + draw(st.integers(0, 3))
+            if draw(st.integers(0, 5)) == 0:  # the provider's clock for this one is way off
+                event = replace(event, occurred_at=at + draw(st.sampled_from([FAR, -FAR])))
+            events.append(received(event, arrival, TOLERANCE))
     return events
+
+
+def reconciled(history: list[Event]) -> list[Event]:
+    """One API snapshot per appointment, fetched after every delivery arrived: the provider's
+    truth (each appointment's last true snapshot) stamped with the fetch time."""
+    fetched = max(e.received_at or 0 for e in history) + 1
+    last = {e.appointment_id: e for e in history}  # histories() keeps each one's true order
+    return [
+        replace(e, id=f"reconcile:{e.appointment_id}", type="reconcile", occurred_at=fetched,
+                previous_meeting_id=None, received_at=None, claimed_at=None)
+        for e in last.values()
+    ]
 
 
 def state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
     conn = sqlite3.connect(path)
     return (
         conn.execute("SELECT id, meeting_id, status, start_at, end_at, version_at, "
-                     "version_event, tie_at FROM appointments ORDER BY id").fetchall(),
+                     "version_event, tie_at, no_meeting FROM appointments ORDER BY id").fetchall(),
         conn.execute("SELECT id, appointment_id, status, conferencing_provider, "
                      "external_meeting_id, join_url, host_url, password, error_message, "
                      "replaced_by, first_seen_at, first_seen_rank, version_at, version_event "
@@ -100,27 +125,41 @@ def test_any_order_with_duplicates_converges_to_in_order_state(
             deliver(in_order, [e], [])
         deliver(chaos, deliveries, cuts)
         assert state(chaos) == state(in_order)
+        check_chains(chaos, history)
+        deliver(chaos, reconciled(history), [])
         check_against_truth(chaos, history)
 
 
-def check_against_truth(path: Path, history: list[Event]) -> None:
-    """Beyond agreement: the mirror holds what the provider's last word was."""
+def check_chains(path: Path, history: list[Event]) -> None:
+    """One meeting per chain not superseded, and no credential on a superseded meeting."""
     store = open_store(path)
     for appt in {e.appointment_id for e in history}:
         own = [e for e in history if e.appointment_id == appt]
-        truth = own[-1]  # histories() lists each appointment's events in true order
-        tied = len({e.occurred_at for e in own}) < len(own)
-        current = store.current_meeting(appt)
-        assert current is not None
         chain = [store.meeting(m) for m in dict.fromkeys(e.meeting.id for e in own if e.meeting)]
         assert sum(1 for m in chain if m and m["replaced_by"] is None) == 1
         assert all(m["host_url"] is None and m["password"] is None
                    for m in chain if m and m["replaced_by"] is not None)
-        if tied:
+    store.close()
+
+
+def check_against_truth(path: Path, history: list[Event]) -> None:
+    """The mirror holds the provider's last word: its meeting (or none), its status, and
+    credentials only while they may be served."""
+    store = open_store(path)
+    for appt in {e.appointment_id for e in history}:
+        truth = [e for e in history if e.appointment_id == appt][-1]
+        current = store.current_meeting(appt)
+        appointment = store.appointment(appt)
+        assert appointment is not None and appointment["status"] == truth.appointment_status
+        assert not appointment["needs_refetch"]
+        if truth.meeting is None:
+            assert current is None and appointment["meeting_id"] is None
             continue
-        assert truth.meeting is not None
-        assert current["id"] == truth.meeting.id
+        assert current is not None and current["id"] == truth.meeting.id
+        served = truth.appointment_status != "canceled"
         assert (current["status"], current["host_url"], current["password"]) == (
-            truth.meeting.status, truth.meeting.host_url, truth.meeting.password)
-        assert store.appointment(appt)["status"] == truth.appointment_status  # type: ignore[index]
+            truth.meeting.status,
+            truth.meeting.host_url if served else None,
+            truth.meeting.password if served else None,
+        )
     store.close()

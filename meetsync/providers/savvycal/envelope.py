@@ -92,6 +92,8 @@ def appointment_event(
         end_at=_zoned(obj.get("end_at"), "end_at"),
         meeting=_meeting(obj.get("meeting")),
         previous_meeting_id=previous_meeting_id,
+        # ``meeting: null`` is the provider saying there is none; a missing key says nothing.
+        no_meeting="meeting" in obj and obj["meeting"] is None,
     )
 
 

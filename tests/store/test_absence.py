@@ -1,0 +1,116 @@
+"""Absence is a state: a snapshot with no meeting detaches it (no credential kept or served), a
+later meeting re-attaches; canceled appointments serve no credential; a credential dead on arrival
+is never written; the inbox prune forgets only what is old."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from meetsync.events import Event, Meeting
+from meetsync.store import open_store
+
+NOW = datetime(2030, 6, 1, 12, tzinfo=UTC)
+END = "2030-06-02T00:00:00Z"
+
+
+def meeting(mid: str, host: str | None = "https://h/x") -> Meeting:
+    return Meeting(id=mid, status="created", join_url=f"https://j/{mid}", host_url=host,
+                   password="pw" if host else None)
+
+
+def snapshot(eid: str, at: int, m: Meeting | None, *, status: str = "scheduled",
+             end: str = END) -> Event:
+    return Event(id=eid, provider="savvycal", type="appointment.meeting.updated", occurred_at=at,
+                 appointment_id="appt_1", appointment_status=status,
+                 start_at="2030-06-01T23:00:00Z", end_at=end, meeting=m, no_meeting=m is None)
+
+
+def raw(db_path: Path, sql: str) -> list[tuple[object, ...]]:
+    return sqlite3.connect(db_path).execute(sql).fetchall()
+
+
+def test_a_snapshot_without_a_meeting_detaches_it(db_path: Path) -> None:
+    store = open_store(db_path, clock=lambda: NOW)
+    store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a"))])
+    seq = store.changes_since(0)[-1]["seq"]
+    store.apply([snapshot("evt_2", 20, None)])
+    assert store.current_meeting("appt_1") is None
+    assert store.appointment("appt_1")["meeting_id"] is None  # type: ignore[index]
+    # The old meeting keeps its row, with no live credential, in the table and on the API.
+    assert raw(db_path, "SELECT id, host_url, password, replaced_by FROM meetings") == [
+        ("amtg_a", None, None, None)]
+    assert store.meeting("amtg_a")["host_url"] is None  # type: ignore[index]
+    assert raw(db_path, "SELECT host_url FROM live_meetings") == [(None,)]
+    assert ("appointment", "appt_1") in {
+        (c["entity"], c["entity_id"]) for c in store.changes_since(seq)}
+
+
+def test_detached_in_any_order_with_a_late_update_of_the_old_meeting(db_path: Path) -> None:
+    events = [snapshot("evt_1", 10, meeting("amtg_a", "https://h/1")), snapshot("evt_3", 30, None),
+              snapshot("evt_2", 20, meeting("amtg_a", "https://h/2"))]
+    for order in ([0, 1, 2], [1, 2, 0], [2, 1, 0]):
+        path = db_path.with_name(f"m{order}.db")
+        store = open_store(path, clock=lambda: NOW)
+        for i in order:
+            store.apply([events[i]])
+        assert store.current_meeting("appt_1") is None
+        assert raw(path, "SELECT host_url, password FROM meetings") == [(None, None)]
+
+
+def test_a_later_meeting_re_attaches(db_path: Path) -> None:
+    store = open_store(db_path, clock=lambda: NOW)
+    store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a")),
+                 snapshot("evt_2", 20, None)])
+    store.apply([snapshot("evt_3", 30, meeting("amtg_a", "https://h/a2"))])
+    current = store.current_meeting("appt_1")
+    assert current is not None and (current["id"], current["host_url"]) == ("amtg_a", "https://h/a2")
+    store.apply([snapshot("evt_4", 40, None), snapshot("evt_5", 50, meeting("amtg_b", "https://h/b"))])
+    current = store.current_meeting("appt_1")
+    assert current is not None and (current["id"], current["host_url"]) == ("amtg_b", "https://h/b")
+    assert store.meeting("amtg_a")["replaced_by"] == "amtg_b"  # type: ignore[index]
+
+
+def test_a_snapshot_that_does_not_say_keeps_the_meeting(db_path: Path) -> None:
+    store = open_store(db_path, clock=lambda: NOW)
+    store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a"))])
+    store.apply([replace(snapshot("evt_2", 20, None), no_meeting=False)])  # no `meeting` key
+    assert store.current_meeting("appt_1")["host_url"] == "https://h/a"  # type: ignore[index]
+
+
+def test_a_canceled_appointment_serves_no_credential(db_path: Path) -> None:
+    store = open_store(db_path, clock=lambda: NOW)
+    store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a"), status="canceled")])
+    current = store.current_meeting("appt_1")
+    assert current is not None and (current["host_url"], current["password"]) == (None, None)
+    assert raw(db_path, "SELECT host_url, password FROM live_meetings") == [(None, None)]
+
+
+def test_a_credential_dead_on_arrival_is_never_written(db_path: Path) -> None:
+    store = open_store(db_path, clock=lambda: NOW)
+    ended = (NOW - timedelta(hours=24, seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/dead"), end=ended)])
+    assert raw(db_path, "SELECT host_url, password, join_url FROM meetings") == [
+        (None, None, "https://j/amtg_a")]
+    alive = (NOW - timedelta(hours=23)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    store.apply([snapshot("evt_2", 20, meeting("amtg_a", "https://h/alive"), end=alive)])
+    assert raw(db_path, "SELECT host_url FROM meetings") == [("https://h/alive",)]
+    # A late update carrying the old end time is stale; the newest end time decides.
+    store.apply([snapshot("evt_3", 15, meeting("amtg_a", "https://h/x"), end=ended)])
+    assert raw(db_path, "SELECT host_url FROM meetings") == [("https://h/alive",)]
+
+
+def test_the_inbox_prune_forgets_only_old_ids(db_path: Path) -> None:
+    store = open_store(db_path)
+    store.apply([snapshot(f"evt_{n}", n, None) for n in range(5)])
+    conn = store.conn
+    conn.execute("UPDATE events SET applied_at = '2030-02-28T00:00:00.000Z'")
+    conn.execute("UPDATE events SET applied_at = '2030-01-01T00:00:00.000Z' WHERE id IN "
+                 "('evt_0', 'evt_1', 'evt_3')")  # evt_3 is old but sits after a newer row
+    pruned = store.prune_inbox(now=datetime(2030, 3, 1, tzinfo=UTC))
+    assert pruned == 2
+    assert [r[0] for r in conn.execute("SELECT id FROM events ORDER BY rowid")] == [
+        "evt_2", "evt_3", "evt_4"]
+    assert store.prune_inbox(now=datetime(2031, 1, 1, tzinfo=UTC)) == 3
