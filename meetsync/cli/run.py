@@ -7,6 +7,7 @@ import base64
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -114,8 +115,15 @@ def dev(host: str, port: int | None, data_dir: str | None) -> int:
                 lines.append("  generated (kept in the state file for the next start):")
                 lines += [f"    {name}={value}" for name, value in fresh.items()]
             click.echo("\n".join(lines) + "\n")
+            # uvicorn re-raises SIGTERM once it has shut down: unwind (and stop our Redis)
+            # instead of dying there.
+            signal.signal(signal.SIGTERM, _unwind)
             asyncio.run(run_stack(running, host, port))
     return 0
+
+
+def _unwind(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def dev_settings(settings: Settings, saved: dict[str, Any]) -> tuple[Settings, dict[str, str]]:
@@ -160,6 +168,8 @@ def _port_of(url: str | None) -> int | None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # as redis-server binds: a port left in TIME_WAIT by the last run is free to it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
