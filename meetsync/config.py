@@ -236,8 +236,12 @@ class _Source:
     lines: Mapping[tuple[str, ...], int]
 
     def problem(self, path: tuple[str, ...], text: str) -> str:
-        line = next((self.lines[path[:n]] for n in range(len(path), 0, -1)
-                     if path[:n] in self.lines), None)
+        # the key's own line, else its first sub-key's (``[a.b.c]`` defines ``a.b``), else
+        # the nearest enclosing table's
+        within = [n for key, n in self.lines.items() if key[: len(path)] == path]
+        line = min(within) if within else next(
+            (self.lines[path[:n]] for n in range(len(path) - 1, 0, -1) if path[:n] in self.lines),
+            None)
         where = f"{self.path}:{line}" if line else str(self.path)
         return f"{where}: {'.'.join(path)} {text}"
 

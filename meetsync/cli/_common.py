@@ -19,8 +19,7 @@ from typing import Any
 import click
 import orjson
 
-from meetsync.config import caller_dir, user_path
-from meetsync.providers.keys import PROVIDER_KEYS
+from meetsync.config import Registry, caller_dir, user_path
 from meetsync.settings import Settings, SettingsError
 
 EXIT_OK = 0
@@ -60,7 +59,7 @@ class Runtime:
             from meetsync.config import load_settings
             from meetsync.log import configure
 
-            self._settings = load_settings(self.env, PROVIDER_KEYS)
+            self._settings = load_settings(self.env, registry())
             configure(self._settings.log_level)
         settings = self._settings
         if find_dev:
@@ -86,6 +85,14 @@ class Runtime:
         )
 
 
+def registry() -> Registry:
+    """Every provider's keys (imported on use: a provider package is slow to import, and
+    ``--help`` needs none)."""
+    from meetsync.providers.keys import PROVIDER_KEYS
+
+    return PROVIDER_KEYS
+
+
 def runtime() -> Runtime:
     return click.get_current_context().find_object(Runtime) or Runtime(user_path(".meetsync"))
 
@@ -101,9 +108,9 @@ def require(settings: Settings, *, redis: bool = False, read_token: bool = False
     if webhook_secret and not any(
         account.secrets(key.name)
         for account in settings.accounts
-        for key in PROVIDER_KEYS.get(account.provider, ()) if key.webhook
+        for key in registry().get(account.provider, ()) if key.webhook
     ):
-        names = [key.env for keys in PROVIDER_KEYS.values() for key in keys
+        names = [key.env for keys in registry().values() for key in keys
                  if key.webhook and key.env]
         problems.append(f"a webhook secret must be set: {' or '.join(names)}, "
                         "or an account's in MEETSYNC_CONFIG")

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from meetsync.cli._common import Unavailable, mirror_path, print_json, runtime
+from meetsync.cli._common import Unavailable, mirror_path, print_json, registry, runtime
 from meetsync.config import config_path, masked, user_path
-from meetsync.providers.keys import PROVIDER_KEYS
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
@@ -79,7 +78,7 @@ def check(as_json: bool) -> int:
     rt = runtime()
     settings = rt.settings()
     shown = {"config_file": str(config_path(rt.env) or "") or None,
-             **masked(settings, PROVIDER_KEYS)}
+             **masked(settings, registry())}
     if as_json:
         print_json(shown)
         return 0

@@ -19,10 +19,9 @@ from typing import Any
 import click
 import structlog
 
-from meetsync.cli._common import require, runtime, uvicorn_kwargs
+from meetsync.cli._common import registry, require, runtime, uvicorn_kwargs
 from meetsync.cli.devstate import DevState
 from meetsync.config import Key, user_path
-from meetsync.providers.keys import PROVIDER_KEYS
 from meetsync.settings import Account, Settings
 
 log = structlog.get_logger(__name__)
@@ -137,7 +136,7 @@ def dev_settings(settings: Settings, saved: dict[str, Any]) -> tuple[Settings, d
         made[name] = previous.get(name) or fresh
         return made[name]
 
-    for provider, keys in PROVIDER_KEYS.items():
+    for provider, keys in registry().items():
         hooks = [key for key in keys if key.webhook and key.env]
         accounts = settings.accounts_of(provider)
         if not hooks or any(a.secrets(k.name) for a in accounts for k in hooks):
