@@ -94,8 +94,10 @@ def dev(host: str, port: int | None, data_dir: str | None) -> int:
             port = port or running.port
             state.write({
                 "pid": os.getpid(), "url": f"http://{host}:{port}",
-                "redis_url": running.redis_url, "db_path": running.db_path,
-                "redis_port": _port_of(running.redis_url) if not settings.redis_url else None,
+                # a REDIS_URL from the environment (it may hold a password) stays there
+                "redis_url": None if settings.redis_url else running.redis_url,
+                "db_path": running.db_path,
+                "redis_port": None if settings.redis_url else _port_of(running.redis_url),
                 "generated": made,
             })
             base = f"http://{host}:{port}"
