@@ -119,12 +119,17 @@ def dev(host: str, port: int | None, data_dir: str | None) -> int:
             # uvicorn re-raises SIGTERM once it has shut down: unwind (and stop our Redis)
             # instead of dying there.
             signal.signal(signal.SIGTERM, _unwind)
+            signal.signal(signal.SIGINT, _interrupted)
             asyncio.run(run_stack(running, host, port))
     return 0
 
 
 def _unwind(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # exit 130, after the same unwinding
 
 
 def dev_settings(settings: Settings, saved: dict[str, Any]) -> tuple[Settings, dict[str, str]]:
