@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from meetsync.events import iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.redis_server import RedisServer, free_port
-from meetsync.settings import Settings
+from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator import Chaos, ProviderSim, deliver, serve_in_background
 from meetsync.store import Store, open_store
 from meetsync.store.apply import CREDENTIAL_GRACE
@@ -104,7 +105,8 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], patience: float = 
     raise TimeoutError("the receiver did not come up")
 
 
-async def run_demo(options: DemoOptions, workdir: Path) -> int:
+async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
+                   progress: Callable[[str], None] = say) -> int:
     started = time.monotonic()
     sim = ProviderSim(seed=options.seed)
     say(f"playing a workload: {options.appointments} appointments (seed {options.seed})")
@@ -116,7 +118,7 @@ async def run_demo(options: DemoOptions, workdir: Path) -> int:
     with RedisServer(data_dir=workdir / "redis") as redis_server, \
             serve_in_background(sim.asgi_app()) as sim_root:
         port = free_port()
-        settings = Settings(
+        settings = savvycal_settings(
             db_path=str(workdir / "mirror.db"), redis_url=redis_server.url,
             savvycal_webhook_secrets=(native,), standard_webhook_secrets=(standard,),
             savvycal_api_url=f"{sim_root}/v1", savvycal_api_token=sim.token,
@@ -127,7 +129,9 @@ async def run_demo(options: DemoOptions, workdir: Path) -> int:
             "REDIS_URL": redis_server.url, "SAVVYCAL_WEBHOOK_SECRET": native,
             "STANDARD_WEBHOOK_SECRET": standard, "MEETSYNC_READ_TOKEN": settings.read_token or "",
             "SAVVYCAL_API_URL": settings.savvycal_api_url, "SAVVYCAL_API_TOKEN": sim.token,
-            "RECONCILE_INTERVAL_SECONDS": "86400", "LOG_LEVEL": "WARNING",
+            "RECONCILE_INTERVAL_SECONDS": "86400",
+            # A kept log is for reading afterwards: the stack's INFO lines unless told otherwise.
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL") or ("INFO" if kept else "WARNING"),
         }
         log = workdir / "stack.log"
         web = spawn("serve", env, log)
@@ -137,11 +141,11 @@ async def run_demo(options: DemoOptions, workdir: Path) -> int:
             url = f"http://127.0.0.1:{port}"
             await wait_ready(url, web)
             say(f"stack up: receiver {url}, worker, redis {redis_server.url}, "
-                f"provider API {sim_root}/v1 (logs: {log})")
-            report = await _deliver(deliveries, url, options, native, standard)
+                f"provider API {sim_root}/v1" + (f" (logs: {log})" if kept else ""))
+            report = await _deliver(deliveries, url, options, native, standard, progress)
             await wait_until_applied(redis, options.timeout)
             stats = {k.decode(): int(v) for k, v in (await redis.hgetall(STATS)).items()}
-            return await _reconcile_and_report(sim, settings, report, stats, started)
+            return await _reconcile_and_report(sim, settings, report, stats, started, progress)
         finally:
             await redis.aclose()
             for proc in (web, work):
@@ -154,7 +158,7 @@ async def run_demo(options: DemoOptions, workdir: Path) -> int:
 
 
 async def _deliver(deliveries: list[Any], url: str, options: DemoOptions, native: str,
-                   standard: str) -> dict[str, int]:
+                   standard: str, progress: Callable[[str], None]) -> dict[str, int]:
     chaos = Chaos(drop=options.drop, duplicate=options.duplicate, reorder=options.reorder)
     secret = standard if options.scheme == "standard" else native
     totals: Counter[str] = Counter()
@@ -171,13 +175,13 @@ async def _deliver(deliveries: list[Any], url: str, options: DemoOptions, native
                       rejected=sum(part.rejected.values()))
         done = min(start + chunk, len(deliveries))
         rate = totals["sent"] / max(time.monotonic() - t0, 1e-9)
-        say(f"  delivered {done}/{len(deliveries)} webhooks ({rate:,.0f} POST/s)")
+        progress(f"  delivered {done}/{len(deliveries)} webhooks ({rate:,.0f} POST/s)")
     return dict(totals)
 
 
 async def _reconcile_and_report(
     sim: ProviderSim, settings: Settings, delivered: dict[str, int], stats: dict[str, int],
-    started: float,
+    started: float, progress: Callable[[str], None],
 ) -> int:
     store = open_store(settings.db_path)
     before_ok, before_fields, compared = compare(sim, store)
@@ -192,7 +196,7 @@ async def _reconcile_and_report(
     async with SavvyCalClient(settings.savvycal_api_url, settings.savvycal_api_token or "",
                               budget=budget) as client:
         run = await Reconciler(client, thread, clock=lambda: sim.now,
-                               progress=lambda line: say(f"  {line}")).run()
+                               progress=lambda line: progress(f"  {line}")).run()
     thread.close()
     store = open_store(settings.db_path)
     after_ok, after_fields, compared = compare(sim, store)
@@ -219,13 +223,16 @@ async def _reconcile_and_report(
     return 0 if after_ok == compared else 1
 
 
-def main(options: DemoOptions, keep: str | None = None) -> int:
+def main(options: DemoOptions, keep: str | None = None,
+         progress: Callable[[str], None] = say) -> int:
+    """Run the demo in ``keep`` (kept: mirror, Redis data, ``stack.log``) or a temporary
+    directory; ``progress`` gets the delivery and reconcile progress lines."""
     if keep:
-        workdir = Path(keep)
+        workdir = Path(keep).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(run_demo(options, workdir))
+        return asyncio.run(run_demo(options, workdir, kept=True, progress=progress))
     with tempfile.TemporaryDirectory(prefix="meetsync-demo-") as tmp:
-        return asyncio.run(run_demo(options, Path(tmp)))
+        return asyncio.run(run_demo(options, Path(tmp), progress=progress))
 
 
 __all__ = ["DemoOptions", "main"]

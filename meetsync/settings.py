@@ -1,89 +1,174 @@
-"""One frozen settings object, read once from the environment at start-up."""
+"""One frozen settings object, built once at start-up (``meetsync.config.load_settings``).
+
+Core settings are fields; what belongs to a provider lives in its accounts: ``Account`` holds
+one account's validated keys (webhook secrets, API token, request budget...) as its provider
+declares them (``meetsync/providers/<name>/config.py``). Several accounts per provider may be
+configured; the account built from the single-account environment variables is ``default``.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 
 class SettingsError(Exception):
-    """A setting is missing or malformed; the message names it (never its value)."""
+    """Settings are missing or malformed: one message per problem, each naming the setting
+    (never its value: many are secrets)."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems: tuple[str, ...] = problems
+        super().__init__("\n".join(problems))
 
 
-def _secrets(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+@dataclass(frozen=True)
+class Account:
+    """One account of one provider: its keys, validated, with their defaults filled in."""
 
+    provider: str
+    name: str
+    values: Mapping[str, object] = field(default_factory=dict, hash=False, repr=False)
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive")
-    return value
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.provider, self.name)
+
+    def text(self, key: str) -> str | None:
+        value = self.values.get(key)
+        return value if isinstance(value, str) and value else None
+
+    def secrets(self, key: str) -> tuple[str, ...]:
+        value = self.values.get(key)
+        return tuple(value) if isinstance(value, tuple) else ()
+
+    def number(self, key: str) -> int:
+        value = self.values.get(key)
+        if not isinstance(value, int):
+            raise KeyError(f"{self.provider} account {self.name!r} has no number {key!r}")
+        return value
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything configurable, as named in CONTRACT.md."""
+    """Everything configurable: the core settings and every provider account."""
 
     db_path: str = "./meetsync.db"
-    redis_url: str | None = None
-    savvycal_webhook_secrets: tuple[str, ...] = ()
-    standard_webhook_secrets: tuple[str, ...] = ()
-    savvycal_api_url: str = "https://api.savvycal.app/v1"
-    savvycal_api_token: str | None = None
-    savvycal_account_id: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    read_token: str | None = field(default=None, repr=False)
     reconcile_interval_seconds: int = 300
-    api_requests_per_minute: int = 300
-    read_token: str | None = None
     claim_idle_ms: int = 30_000
     clock_skew_seconds: int = 300
+    port: int = 8000
+    log_level: str = "INFO"
+    accounts: tuple[Account, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        return cls(
-            db_path=env.get("MEETSYNC_DB") or "./meetsync.db",
-            redis_url=env.get("REDIS_URL") or None,
-            savvycal_webhook_secrets=_secrets(env.get("SAVVYCAL_WEBHOOK_SECRET")),
-            standard_webhook_secrets=_secrets(env.get("STANDARD_WEBHOOK_SECRET")),
-            savvycal_api_url=(env.get("SAVVYCAL_API_URL") or cls.savvycal_api_url).rstrip("/"),
-            savvycal_api_token=env.get("SAVVYCAL_API_TOKEN") or None,
-            savvycal_account_id=env.get("SAVVYCAL_ACCOUNT_ID") or None,
-            reconcile_interval_seconds=_positive_int(
-                env, "RECONCILE_INTERVAL_SECONDS", cls.reconcile_interval_seconds
-            ),
-            api_requests_per_minute=_positive_int(
-                env, "SAVVYCAL_API_REQUESTS_PER_MINUTE", cls.api_requests_per_minute
-            ),
-            read_token=env.get("MEETSYNC_READ_TOKEN") or None,
-            claim_idle_ms=_positive_int(env, "MEETSYNC_CLAIM_IDLE_MS", cls.claim_idle_ms),
-            clock_skew_seconds=_positive_int(
-                env, "MEETSYNC_CLOCK_SKEW_SECONDS", cls.clock_skew_seconds
-            ),
-        )
+        """Settings from the environment (and ``MEETSYNC_CONFIG``), every provider registered."""
+        from meetsync.config import load_settings
+        from meetsync.providers.keys import PROVIDER_KEYS
 
-    def require_receiver_secrets(self) -> None:
-        """The web process needs a read token and at least one webhook secret."""
-        if not (self.savvycal_webhook_secrets or self.standard_webhook_secrets):
-            raise SettingsError(
-                "SAVVYCAL_WEBHOOK_SECRET or STANDARD_WEBHOOK_SECRET must be set"
-            )
-        if not self.read_token:
-            raise SettingsError("MEETSYNC_READ_TOKEN must be set")
+        return load_settings(env, PROVIDER_KEYS)
+
+    def account(self, provider: str, name: str = "default") -> Account | None:
+        return next((a for a in self.accounts if a.key == (provider, name)), None)
+
+    def accounts_of(self, provider: str) -> tuple[Account, ...]:
+        return tuple(a for a in self.accounts if a.provider == provider)
+
+    def with_account(self, account: Account) -> Settings:
+        """These settings with ``account`` added, or in place of the one with its key."""
+        others = tuple(a for a in self.accounts if a.key != account.key)
+        return replace(self, accounts=(*others, account))
 
     def require_redis(self) -> str:
         if not self.redis_url:
             raise SettingsError("REDIS_URL must be set (or use `meetsync dev`)")
         return self.redis_url
 
+    # --- Compatibility layer: the single SavvyCal account, as flat settings. ---------------
+    # The worker, receiver and reconciler still read these; they move out with the SavvyCal
+    # code once those serve several accounts. Webhook secrets are every SavvyCal account's
+    # (a delivery signed for any configured account verifies); API settings are the ``default``
+    # account's, or the only account's when there is one.
+
+    def _savvycal(self) -> Account | None:
+        found = self.account("savvycal")
+        if found is None and len(self.accounts_of("savvycal")) == 1:
+            found = self.accounts_of("savvycal")[0]
+        return found
+
+    def _savvycal_secrets(self, key: str) -> tuple[str, ...]:
+        return tuple(s for a in self.accounts_of("savvycal") for s in a.secrets(key))
+
+    @property
+    def savvycal_webhook_secrets(self) -> tuple[str, ...]:
+        return self._savvycal_secrets("webhook_secret")
+
+    @property
+    def standard_webhook_secrets(self) -> tuple[str, ...]:
+        return self._savvycal_secrets("standard_webhook_secret")
+
+    @property
+    def savvycal_api_url(self) -> str:
+        account = self._savvycal()
+        return (account and account.text("api_url")) or SAVVYCAL_API_URL
+
+    @property
+    def savvycal_api_token(self) -> str | None:
+        account = self._savvycal()
+        return account.text("api_token") if account else None
+
+    @property
+    def savvycal_account_id(self) -> str | None:
+        account = self._savvycal()
+        return account.text("account_id") if account else None
+
+    @property
+    def api_requests_per_minute(self) -> int:
+        account = self._savvycal()
+        return account.number("requests_per_minute") if account else 300
+
+    def require_receiver_secrets(self) -> None:
+        """The web process needs a read token and at least one webhook secret."""
+        problems = []
+        if not (self.savvycal_webhook_secrets or self.standard_webhook_secrets):
+            problems.append("SAVVYCAL_WEBHOOK_SECRET or STANDARD_WEBHOOK_SECRET must be set")
+        if not self.read_token:
+            problems.append("MEETSYNC_READ_TOKEN must be set")
+        if problems:
+            raise SettingsError(*problems)
+
     def require_api_token(self) -> str:
-        if not self.savvycal_api_token:
+        token = self.savvycal_api_token
+        if not token:
             raise SettingsError("SAVVYCAL_API_TOKEN must be set")
-        return self.savvycal_api_token
+        return token
+
+
+SAVVYCAL_API_URL = "https://api.savvycal.app/v1"
+
+
+def savvycal_settings(
+    *,
+    savvycal_webhook_secrets: tuple[str, ...] = (),
+    standard_webhook_secrets: tuple[str, ...] = (),
+    savvycal_api_url: str = SAVVYCAL_API_URL,
+    savvycal_api_token: str | None = None,
+    savvycal_account_id: str | None = None,
+    api_requests_per_minute: int = 300,
+    **core: object,
+) -> Settings:
+    """Compatibility: settings with a ``default`` SavvyCal account, from the old flat names."""
+    account = Account("savvycal", "default", {
+        "webhook_secret": tuple(savvycal_webhook_secrets),
+        "standard_webhook_secret": tuple(standard_webhook_secrets),
+        "api_url": savvycal_api_url.rstrip("/"),
+        "api_token": savvycal_api_token,
+        "account_id": savvycal_account_id,
+        "requests_per_minute": api_requests_per_minute,
+    })
+    return Settings(**core, accounts=(account,))  # type: ignore[arg-type]
+
+
+__all__ = ["Account", "Settings", "SettingsError", "savvycal_settings"]

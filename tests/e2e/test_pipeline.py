@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from meetsync.settings import Settings
+from meetsync.settings import savvycal_settings
 from meetsync.simulator import ProviderSim
 from meetsync.simulator.signing import sign
 from meetsync.store import open_store
@@ -41,7 +41,7 @@ async def test_chaotic_signed_deliveries_end_as_the_providers_truth(
     redis: aioredis.Redis, tmp_path: Path
 ) -> None:
     db = tmp_path / "mirror.db"
-    settings = Settings(db_path=str(db), savvycal_webhook_secrets=(NATIVE,),
+    settings = savvycal_settings(db_path=str(db), savvycal_webhook_secrets=(NATIVE,),
                         standard_webhook_secrets=(STANDARD,), read_token=TOKEN)
     sim = ProviderSim(seed=3)
     deliveries = sim.play(40)
@@ -96,7 +96,8 @@ async def test_read_api_requires_the_token_and_answers_404_for_unknown(
 ) -> None:
     db = tmp_path / "mirror.db"
     open_store(db).close()
-    settings = Settings(db_path=str(db), savvycal_webhook_secrets=(NATIVE,), read_token=TOKEN)
+    settings = savvycal_settings(db_path=str(db), savvycal_webhook_secrets=(NATIVE,),
+                                 read_token=TOKEN)
     transport = httpx.ASGITransport(app=create_app(settings, redis=redis))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         for path in ("/v1/appointments/appt_000000000000/meeting", "/v1/meetings/amtg_x"):
@@ -114,7 +115,7 @@ async def test_read_api_requires_the_token_and_answers_404_for_unknown(
 async def test_no_read_token_configured_answers_nothing(
     redis: aioredis.Redis, tmp_path: Path
 ) -> None:
-    settings = Settings(db_path=str(tmp_path / "m.db"), savvycal_webhook_secrets=(NATIVE,))
+    settings = savvycal_settings(db_path=str(tmp_path / "m.db"), savvycal_webhook_secrets=(NATIVE,))
     transport = httpx.ASGITransport(app=create_app(settings, redis=redis))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/v1/meetings/amtg_x", headers={"authorization": "Bearer "})

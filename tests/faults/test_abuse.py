@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.routing import Route
 
-from meetsync.settings import Settings
+from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator.signing import native_headers
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
@@ -41,7 +41,7 @@ async def test_a_replayed_native_delivery_is_acknowledged_and_changes_nothing(
 ) -> None:
     sim = recent_sim(71)
     deliveries = sim.play(5)
-    settings = Settings(db_path=str(db_path), savvycal_webhook_secrets=(NATIVE_SECRET,),
+    settings = savvycal_settings(db_path=str(db_path), savvycal_webhook_secrets=(NATIVE_SECRET,),
                         read_token=READ_TOKEN)
     app = create_app(settings, redis=redis)
     applier = Applier(redis, StoreThread(lambda: open_store(db_path)))
@@ -101,7 +101,7 @@ async def test_no_read_route_answers_without_the_token(
     redis: aioredis.Redis, db_path: Path, headers: dict[str, str]
 ) -> None:
     open_store(db_path).close()
-    settings = Settings(db_path=str(db_path), savvycal_webhook_secrets=(NATIVE_SECRET,),
+    settings = savvycal_settings(db_path=str(db_path), savvycal_webhook_secrets=(NATIVE_SECRET,),
                         read_token=READ_TOKEN)
     app = create_app(settings, redis=redis)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
@@ -118,7 +118,7 @@ async def test_without_a_configured_token_nothing_is_readable(
     redis: aioredis.Redis, db_path: Path
 ) -> None:
     open_store(db_path).close()
-    settings = Settings(db_path=str(db_path), savvycal_webhook_secrets=(NATIVE_SECRET,))
+    settings = savvycal_settings(db_path=str(db_path), savvycal_webhook_secrets=(NATIVE_SECRET,))
     app = create_app(settings, redis=redis)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://api") as client:
@@ -132,7 +132,7 @@ async def test_the_token_is_compared_in_constant_time(
     redis: aioredis.Redis, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     open_store(db_path).close()
-    settings = Settings(db_path=str(db_path), savvycal_webhook_secrets=(NATIVE_SECRET,),
+    settings = savvycal_settings(db_path=str(db_path), savvycal_webhook_secrets=(NATIVE_SECRET,),
                         read_token=READ_TOKEN)
     compared: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest

@@ -10,7 +10,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from meetsync.redis_server import RedisServer
-from meetsync.settings import Settings
+from meetsync.settings import savvycal_settings
 from meetsync.simulator import Delivery
 from meetsync.simulator.signing import native_headers
 from meetsync.store import open_store
@@ -38,7 +38,7 @@ async def test_deliveries_get_503_while_redis_is_down_and_every_202_is_applied(
     sim = recent_sim(11)
     deliveries = sim.play(40)
     third = len(deliveries) // 3
-    settings = Settings(db_path=str(db_path), redis_url=own_redis.url,
+    settings = savvycal_settings(db_path=str(db_path), redis_url=own_redis.url,
                         savvycal_webhook_secrets=(NATIVE_SECRET,), read_token=READ_TOKEN)
     # The receiver's own client, with the fail-fast timeouts the web process uses.
     receiver_redis = aioredis.Redis.from_url(

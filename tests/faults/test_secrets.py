@@ -23,7 +23,7 @@ from meetsync.demo import wait_ready
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.log import redact_credentials
 from meetsync.redis_server import RedisServer, free_port
-from meetsync.settings import Settings
+from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator import Chaos, Faults, ProviderSim, deliver
 from meetsync.simulator.signing import native_headers, standard_headers
 from meetsync.store import open_store
@@ -81,7 +81,7 @@ async def test_no_planted_credential_reaches_logs_stored_errors_or_dead_letters(
     deliveries = sim.play(40)
     api = sim_api(sim)
     port = free_port()
-    settings = Settings(
+    settings = savvycal_settings(
         db_path=str(db_path), redis_url=own_redis.url,
         savvycal_webhook_secrets=(OLD_NATIVE, NATIVE_SECRET),
         standard_webhook_secrets=(STANDARD_SECRET,),
@@ -237,10 +237,10 @@ async def test_rotation_accepts_two_secrets_and_removing_the_old_one_rejects_it(
                   standard_headers(body, OLD_STANDARD, "msg_r")]
     new_signed = [native_headers(body, NATIVE_SECRET, "wh_r"),
                   standard_headers(body, STANDARD_SECRET, "msg_r")]
-    rotating = Settings(db_path=str(db_path), read_token=READ_TOKEN,
+    rotating = savvycal_settings(db_path=str(db_path), read_token=READ_TOKEN,
                         savvycal_webhook_secrets=(OLD_NATIVE, NATIVE_SECRET),
                         standard_webhook_secrets=(OLD_STANDARD, STANDARD_SECRET))
-    rotated = Settings(db_path=str(db_path), read_token=READ_TOKEN,
+    rotated = savvycal_settings(db_path=str(db_path), read_token=READ_TOKEN,
                        savvycal_webhook_secrets=(NATIVE_SECRET,),
                        standard_webhook_secrets=(STANDARD_SECRET,))
     for headers in old_signed + new_signed:

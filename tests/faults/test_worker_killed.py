@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from meetsync.redis_server import RedisServer
-from meetsync.settings import Settings
+from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.worker.queue import EVENT_STREAM, GROUP
 from tests.faults.conftest import (
@@ -32,7 +32,7 @@ async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(
     events = events_of(sim.play(400))
     half = len(events) // 2
     open_store(db_path).close()  # migrated up front: the lock below must not stall start-up
-    settings = Settings(db_path=str(db_path), redis_url=own_redis.url,
+    settings = savvycal_settings(db_path=str(db_path), redis_url=own_redis.url,
                         savvycal_webhook_secrets=(NATIVE_SECRET,),
                         savvycal_api_token=API_TOKEN, read_token=READ_TOKEN,
                         savvycal_api_url="http://127.0.0.1:9/v1")

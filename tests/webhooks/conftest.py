@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from svix.webhooks import Webhook
 
 from meetsync.events import Event
-from meetsync.settings import Settings
+from meetsync.settings import Settings, savvycal_settings
 from meetsync.webhooks import create_app
 from meetsync.worker.queue import EVENT_STREAM, FIELD
 
@@ -126,7 +126,7 @@ def samples() -> Samples:
 
 @pytest.fixture
 def settings(db_path: Path) -> Settings:
-    return Settings(
+    return savvycal_settings(
         db_path=str(db_path),
         savvycal_webhook_secrets=(NATIVE_SECRET,),
         standard_webhook_secrets=(STANDARD_SECRET,),

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from meetsync.events import Event
 from meetsync.redis_server import RedisServer
-from meetsync.settings import Settings
+from meetsync.settings import Settings, savvycal_settings
 from meetsync.webhooks import create_app
 from meetsync.webhooks.receiver import MAX_BODY_BYTES, Receiver
 from meetsync.worker.queue import STATS
@@ -150,7 +150,7 @@ async def test_a_delivery_signed_with_another_secret_is_401(
 async def test_a_scheme_without_a_configured_secret_is_401(
     db_path: Path, redis: aioredis.Redis, samples: Samples, queued: Queued
 ) -> None:
-    settings = Settings(db_path=str(db_path), savvycal_webhook_secrets=("only-native",))
+    settings = savvycal_settings(db_path=str(db_path), savvycal_webhook_secrets=("only-native",))
     app = create_app(settings, redis=redis)
     body = samples.body()
     async with _client(app) as client:

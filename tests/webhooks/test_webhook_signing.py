@@ -9,7 +9,7 @@ import pytest
 
 from meetsync.providers import SignatureError
 from meetsync.providers.savvycal import SavvyCalWebhooks
-from meetsync.settings import Settings, SettingsError
+from meetsync.settings import SettingsError, savvycal_settings
 
 if TYPE_CHECKING:
     from tests.webhooks.conftest import Samples
@@ -161,7 +161,7 @@ def test_no_signature_header_is_rejected() -> None:
 
 @pytest.mark.parametrize("secret", ["whsec_", "whsec_!!!!", "whsec_a"])
 def test_a_bad_whsec_secret_fails_at_construction_naming_the_setting(secret: str) -> None:
-    settings = Settings(standard_webhook_secrets=(secret,))
+    settings = savvycal_settings(standard_webhook_secrets=(secret,))
     with pytest.raises(SettingsError, match="STANDARD_WEBHOOK_SECRET") as caught:
         SavvyCalWebhooks.from_settings(settings)
     assert str(caught.value) == "STANDARD_WEBHOOK_SECRET is not a valid whsec_ secret"

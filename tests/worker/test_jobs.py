@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 
 from meetsync.events import Event, Meeting
 from meetsync.redis_server import RedisServer
-from meetsync.settings import Settings
+from meetsync.settings import savvycal_settings
 from meetsync.simulator import ProviderSim, serve_in_background
 from meetsync.store import open_store
 from meetsync.worker.main import WorkerContext, reconcile, refetch_appointment, shutdown, startup
@@ -27,7 +27,7 @@ async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(
     sim = ProviderSim(7, start=start, token="tok")
     sim.play(150)
     with serve_in_background(sim.asgi_app()) as root:
-        settings = Settings(db_path=str(tmp_path / "m.db"), redis_url=redis_server.url,
+        settings = savvycal_settings(db_path=str(tmp_path / "m.db"), redis_url=redis_server.url,
                             savvycal_api_url=f"{root}/v1", savvycal_api_token="tok")
         arq = ArqRedis.from_url(redis_server.url)
         ctx: dict[str, Any] = {"settings": settings, "redis": arq}
@@ -59,7 +59,7 @@ async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(
 async def test_a_tie_makes_the_worker_enqueue_a_refetch_of_that_appointment(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
-    settings = Settings(db_path=str(tmp_path / "m.db"), redis_url=redis_server.url,
+    settings = savvycal_settings(db_path=str(tmp_path / "m.db"), redis_url=redis_server.url,
                         savvycal_api_url="http://127.0.0.1:9/v1", savvycal_api_token="tok")
     arq = ArqRedis.from_url(redis_server.url)
     ctx: dict[str, Any] = {"settings": settings, "redis": arq}

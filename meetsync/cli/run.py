@@ -1,0 +1,256 @@
+"""Commands that run the stack: ``serve``, ``worker``, ``dev``, ``demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from meetsync.cli._common import registry, require, runtime, uvicorn_kwargs
+from meetsync.cli.devstate import DevState
+from meetsync.config import Key, user_path
+from meetsync.settings import Account, Settings
+
+log = structlog.get_logger(__name__)
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True,  # noqa: S104 - a server listens
+              help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: $PORT].")
+def serve(host: str, port: int | None) -> int:
+    """Run the webhook receiver and read API (Procfile `web`)."""
+    import uvicorn
+
+    from meetsync.webhooks import create_app
+
+    settings = runtime().settings()
+    require(settings, redis=True, read_token=True, webhook_secret=True)
+    uvicorn.run(create_app(settings), host=host, port=port or settings.port, **uvicorn_kwargs())
+    return 0
+
+
+@click.command()
+def worker() -> int:
+    """Run the applier, refetch jobs and crons (Procfile `worker`).
+
+    When Redis drops away the worker starts again with a backoff: entries it had read but not
+    committed stay pending and are claimed again.
+    """
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from meetsync.worker.main import run
+
+    settings = runtime().settings()
+    require(settings, redis=True)
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        try:
+            asyncio.run(run(settings))
+            return 0
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            log.error("worker_redis_lost", error_type=type(exc).__name__, retry_in=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: $PORT].")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="State directory: dev.json, the lock, Redis's AOF [default: .meetsync].")
+def dev(host: str, port: int | None, data_dir: str | None) -> int:
+    """Receiver + worker in one process, with a Redis of its own when REDIS_URL is unset.
+
+    Secrets and the read token it generates, and its Redis port, are kept in DATA_DIR/dev.json
+    (0600) and reused on the next start; other commands run beside it find its Redis and mirror
+    there. A second `dev` on the same DATA_DIR is refused (exit 4).
+    """
+    rt = runtime()
+    settings = rt.settings()
+    state = DevState(user_path(data_dir) if data_dir else rt.data_dir)
+    with state.locked():
+        saved = state.read()
+        settings, made = dev_settings(settings, saved)
+        reused = {k: v for k, v in made.items() if saved.get("generated", {}).get(k) == v}
+        with local_redis(settings, state.directory / "redis", saved.get("redis_port")) as running:
+            port = port or running.port
+            state.write({
+                "pid": os.getpid(), "url": f"http://{host}:{port}",
+                # a REDIS_URL from the environment (it may hold a password) stays there
+                "redis_url": None if settings.redis_url else running.redis_url,
+                "db_path": running.db_path,
+                "redis_port": None if settings.redis_url else _port_of(running.redis_url),
+                "generated": made,
+            })
+            base = f"http://{host}:{port}"
+            lines = [
+                "meetsync dev stack",
+                f"  webhooks   POST {base}/webhooks/{{provider}}",
+                f"  read API   GET  {base}/v1/appointments/{{id}}/meeting",
+                f"  mirror     {running.db_path}",
+                f"  redis      {running.redis_url if not settings.redis_url else '$REDIS_URL'}",
+                f"  state      {state.file}",
+            ]
+            if reused:
+                lines.append(f"  reusing the secrets generated earlier (in {state.file})")
+            fresh = {k: v for k, v in made.items() if k not in reused}
+            if fresh:
+                lines.append("  generated (kept in the state file for the next start):")
+                lines += [f"    {name}={value}" for name, value in fresh.items()]
+            click.echo("\n".join(lines) + "\n")
+            # uvicorn re-raises SIGTERM once it has shut down: unwind (and stop our Redis)
+            # instead of dying there.
+            signal.signal(signal.SIGTERM, _unwind)
+            signal.signal(signal.SIGINT, _interrupted)
+            asyncio.run(run_stack(running, host, port))
+    return 0
+
+
+def _unwind(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # exit 130, after the same unwinding
+
+
+def dev_settings(settings: Settings, saved: dict[str, Any]) -> tuple[Settings, dict[str, str]]:
+    """Fill what a developer's machine lacks: webhook secrets for a provider with none, and a
+    read token. Values saved by an earlier run are reused; returns what was made up or reused,
+    by variable name (values from the environment never are)."""
+    previous: dict[str, str] = saved.get("generated") or {}
+    made: dict[str, str] = {}
+
+    def value(name: str, fresh: str) -> str:
+        made[name] = previous.get(name) or fresh
+        return made[name]
+
+    for provider, keys in registry().items():
+        hooks = [key for key in keys if key.webhook and key.env]
+        accounts = settings.accounts_of(provider)
+        if not hooks or any(a.secrets(k.name) for a in accounts for k in hooks):
+            continue
+        current = settings.account(provider)
+        values = dict(current.values) if current else {
+            k.name: () if k.kind == "secrets" else k.default for k in keys}
+        for key in hooks:
+            values[key.name] = (value(key.env or key.name, _new_secret(key)),)
+        settings = settings.with_account(Account(provider, "default", values))
+    if not settings.read_token:
+        settings = replace(settings, read_token=value("MEETSYNC_READ_TOKEN",
+                                                      secrets.token_urlsafe(24)))
+    return settings, made
+
+
+def _new_secret(key: Key) -> str:
+    if key.prefix:  # e.g. whsec_: a prefixed secret is base64 (Standard Webhooks)
+        return key.prefix + base64.b64encode(secrets.token_bytes(24)).decode()
+    return secrets.token_hex(16)
+
+
+def _port_of(url: str | None) -> int | None:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port if url else None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        # as redis-server binds: a port left in TIME_WAIT by the last run is free to it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def local_redis(settings: Settings, data_dir: Path, port: int | None = None) -> Iterator[Settings]:
+    """The settings with ``REDIS_URL`` pointing at our own redis-server when it is unset
+    (on ``port`` when that is free)."""
+    from meetsync.redis_server import RedisServer
+
+    if settings.redis_url:
+        yield settings
+        return
+    server = RedisServer(data_dir=data_dir)
+    if port and _port_free(port):
+        server.port = port
+    with server:
+        log.info("redis_started", url=server.url, data_dir=str(data_dir))
+        yield replace(settings, redis_url=server.url)
+
+
+async def run_stack(settings: Settings, host: str, port: int) -> None:
+    """The receiver and a worker in one process."""
+    import uvicorn
+    from arq.worker import create_worker
+
+    from meetsync.webhooks import create_app
+    from meetsync.worker import worker_settings
+
+    worker = create_worker(worker_settings(settings), handle_signals=False)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_kwargs())
+    server = uvicorn.Server(config)
+    worker_task = asyncio.create_task(worker.async_run())
+    try:
+        await server.serve()
+    finally:
+        worker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker_task
+        await worker.close()
+
+
+@click.command()
+@click.option("--appointments", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Appointments in the workload.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Random seed of the workload and the chaos.")
+@click.option("--drop", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+              help="Fraction of webhooks never delivered (0-1).")
+@click.option("--duplicate", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+              help="Fraction of webhooks delivered twice (0-1).")
+@click.option("--no-reorder", is_flag=True, help="Deliver in order (default: shuffled).")
+@click.option("--scheme", type=click.Choice(["standard", "native"]), default="standard",
+              show_default=True, help="Signature scheme of the deliveries.")
+@click.option("--keep", metavar="DIR", type=click.Path(file_okay=False),
+              help="Keep the mirror, Redis data and the stack's log in DIR [default: a "
+                   "temporary directory, removed at exit].")
+def demo(appointments: int, seed: int, drop: float, duplicate: float, no_reorder: bool,
+         scheme: str, keep: str | None) -> int:
+    """The whole stack against the provider simulator, under chaos, converging.
+
+    Exit 0 only when every appointment matches the provider in the end.
+    """
+    from meetsync.cli.progress import reporter
+    from meetsync.demo import DemoOptions
+    from meetsync.demo import main as run_demo
+    from meetsync.log import configure
+
+    rt = runtime()
+    settings = rt.settings()
+    configure(settings.log_level if rt.env.get("LOG_LEVEL") else "WARNING")  # the report speaks
+    options = DemoOptions(appointments=appointments, seed=seed, drop=drop, duplicate=duplicate,
+                          reorder=not no_reorder, scheme=scheme)
+    with reporter(sys.stdout) as progress:
+        return run_demo(options, keep=str(user_path(keep)) if keep else None, progress=progress)

@@ -1,0 +1,71 @@
+"""The single-account environment variables: unchanged meaning, every bad one named at once,
+relative paths resolved against the caller's directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meetsync.config import load_settings
+from meetsync.providers.keys import PROVIDER_KEYS
+from meetsync.settings import Settings, SettingsError
+
+SECRET = "s3cr3t-planted-value"
+
+
+def test_todays_variables_build_the_default_savvycal_account(tmp_path: Path) -> None:
+    settings = load_settings({
+        "MEETSYNC_CALLER_DIR": str(tmp_path), "MEETSYNC_DB": "sub/m.db",
+        "REDIS_URL": "redis://127.0.0.1:6379/0", "SAVVYCAL_WEBHOOK_SECRET": " a , b ,",
+        "STANDARD_WEBHOOK_SECRET": "whsec_abc", "SAVVYCAL_API_URL": "http://sim:1/v1/",
+        "SAVVYCAL_API_TOKEN": "tok", "SAVVYCAL_ACCOUNT_ID": "acct_1",
+        "SAVVYCAL_API_REQUESTS_PER_MINUTE": "60", "MEETSYNC_READ_TOKEN": "read",
+        "RECONCILE_INTERVAL_SECONDS": "30", "MEETSYNC_CLAIM_IDLE_MS": "100", "PORT": "8080",
+        "LOG_LEVEL": "warning", "MEETSYNC_CLOCK_SKEW_SECONDS": "5",
+    }, PROVIDER_KEYS)
+    assert settings.db_path == str(tmp_path / "sub" / "m.db")
+    assert (settings.port, settings.log_level, settings.claim_idle_ms) == (8080, "WARNING", 100)
+    assert settings.reconcile_interval_seconds == 30 and settings.clock_skew_seconds == 5
+    assert [a.key for a in settings.accounts] == [("savvycal", "default")]
+    assert settings.savvycal_webhook_secrets == ("a", "b")
+    assert settings.standard_webhook_secrets == ("whsec_abc",)
+    assert settings.savvycal_api_url == "http://sim:1/v1"
+    assert (settings.savvycal_api_token, settings.savvycal_account_id) == ("tok", "acct_1")
+    assert settings.api_requests_per_minute == 60 and settings.read_token == "read"
+
+
+def test_nothing_set_means_defaults_and_no_account(tmp_path: Path) -> None:
+    settings = load_settings({"MEETSYNC_CALLER_DIR": str(tmp_path), "PORT": ""}, PROVIDER_KEYS)
+    assert settings.accounts == () and settings.redis_url is None
+    assert settings.db_path == str(tmp_path / "meetsync.db") and settings.port == 8000
+    assert settings.savvycal_api_url == "https://api.savvycal.app/v1"
+    assert settings.api_requests_per_minute == 300
+    with pytest.raises(SettingsError, match=r"^SAVVYCAL_API_TOKEN must be set$"):
+        settings.require_api_token()
+
+
+def test_every_malformed_variable_is_named_at_once_without_its_value() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({
+            "REDIS_URL": f"localhost:{SECRET}", "PORT": "abc", "LOG_LEVEL": "verbose",
+            "MEETSYNC_CLAIM_IDLE_MS": "-1", "SAVVYCAL_API_URL": f"ftp://{SECRET}",
+            "STANDARD_WEBHOOK_SECRET": SECRET, "SAVVYCAL_API_REQUESTS_PER_MINUTE": "1.5",
+        })
+    assert caught.value.problems == (
+        "REDIS_URL must be a redis:// or rediss:// URL",
+        "MEETSYNC_CLAIM_IDLE_MS must be a whole number of at least 1",
+        "PORT must be a whole number from 1 to 65535",
+        "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR",
+        "STANDARD_WEBHOOK_SECRET must start with whsec_ (every secret in it)",
+        "SAVVYCAL_API_URL must be an http:// or https:// URL",
+        "SAVVYCAL_API_REQUESTS_PER_MINUTE must be a whole number of at least 1",
+    )
+    assert SECRET not in str(caught.value)
+
+
+def test_the_config_path_is_the_callers(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('port = 9001\n')
+    settings = load_settings({"MEETSYNC_CALLER_DIR": str(tmp_path), "MEETSYNC_CONFIG": "c.toml"},
+                             PROVIDER_KEYS)
+    assert settings.port == 9001
