@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from meetsync.events import Event
@@ -22,14 +22,19 @@ Request = tuple[str, str, dict[str, str], bytes]  # method, target, headers, bod
 
 
 def start_of_hour() -> datetime:
-    """The simulator's "now": the current hour, so every process of a run plays the same truth."""
+    """The current hour, so every process of a run plays the same truth."""
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def deliveries(appointments: int, *, seed: int = SEED, start: datetime | None = None
                ) -> list[Delivery]:
-    """About three envelopes per appointment, each with a distinct event id, in true order."""
-    return ProviderSim(seed, start=start or start_of_hour()).play(appointments)
+    """About three envelopes per appointment, each with a distinct event id, in true order.
+
+    By default the simulator starts 12 hours before the current hour, so the envelopes (about
+    1.25 s apart) stay behind the real clock: a receiver re-dates envelopes from the future.
+    """
+    start = start or start_of_hour() - timedelta(hours=12)
+    return ProviderSim(seed, start=start).play(appointments)
 
 
 def events(played: Iterable[Delivery]) -> list[Event]:

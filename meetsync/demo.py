@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings, savvycal_settings
-from meetsync.simulator import Chaos, ProviderSim, deliver, serve_in_background
+from meetsync.simulator import Chaos, ProviderSim, deliver, played_until, serve_in_background
 from meetsync.store import Store, open_store
 from meetsync.store.apply import CREDENTIAL_GRACE
 from meetsync.worker.applier import StoreThread
@@ -108,9 +109,10 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], patience: float = 
 async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
                    progress: Callable[[str], None] = say) -> int:
     started = time.monotonic()
-    sim = ProviderSim(seed=options.seed)
     say(f"playing a workload: {options.appointments} appointments (seed {options.seed})")
-    deliveries = sim.play(options.appointments)
+    sim, deliveries = played_until(
+        datetime.now(UTC), options.seed, lambda sim: sim.play(options.appointments)
+    )
     say(f"  {len(deliveries)} webhooks, {len(sim.appointments)} appointments at the provider")
 
     native = secrets.token_hex(16)
@@ -183,7 +185,10 @@ async def _reconcile_and_report(
     sim: ProviderSim, settings: Settings, delivered: dict[str, int], stats: dict[str, int],
     started: float, progress: Callable[[str], None],
 ) -> int:
-    store = open_store(settings.db_path)
+    # Time passed at the provider too: the comparison, the reconciler and the mirror's writes
+    # share this one "now" (what has expired is decided once).
+    sim.now = max(sim.now, datetime.now(UTC))
+    store = open_store(settings.db_path, clock=lambda: sim.now)
     before_ok, before_fields, compared = compare(sim, store)
     replacements = store.conn.execute(
         "SELECT count(*) FROM meetings WHERE replaced_by IS NOT NULL").fetchone()[0]
@@ -192,7 +197,7 @@ async def _reconcile_and_report(
         f"mismatches by field: {dict(sorted(before_fields.items())) or 'none'}")
 
     budget = RequestBudget(settings.api_requests_per_minute)
-    thread = StoreThread(lambda: open_store(settings.db_path))
+    thread = StoreThread(lambda: open_store(settings.db_path, clock=lambda: sim.now))
     async with SavvyCalClient(settings.savvycal_api_url, settings.savvycal_api_token or "",
                               budget=budget) as client:
         run = await Reconciler(client, thread, clock=lambda: sim.now,

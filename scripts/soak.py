@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,15 @@ from meetsync.log import configure
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.envelope import parse_envelope
 from meetsync.redis_server import RedisServer, free_port
-from meetsync.simulator import Chaos, Delivery, ProviderSim, Scheme, deliver, serve_in_background
+from meetsync.simulator import (
+    Chaos,
+    Delivery,
+    ProviderSim,
+    Scheme,
+    deliver,
+    played_until,
+    serve_in_background,
+)
 from meetsync.store import open_store
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
@@ -145,8 +154,10 @@ class Stack:
 
 async def run_soak(options: SoakOptions, workdir: Path) -> dict[str, Any]:
     started = time.monotonic()
-    sim = ProviderSim(options.seed, token="sim-" + secrets.token_urlsafe(24))
-    deliveries = workload(sim, options.events)
+    sim, deliveries = played_until(
+        datetime.now(UTC), options.seed, lambda sim: workload(sim, options.events),
+        token="sim-" + secrets.token_urlsafe(24),
+    )
     say(f"workload: {len(deliveries)} webhooks over {len(sim.appointments)} appointments")
     native = secrets.token_hex(20)
     standard = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -293,10 +304,13 @@ async def _inject_poison(url: str, deliveries: list[Delivery], count: int) -> No
 
 
 async def _reconcile(sim: ProviderSim, db_path: Path, sim_root: str) -> dict[str, Any]:
+    # Time passed at the provider too: the comparison, the reconciler and the mirror's writes
+    # share this one "now" (what has expired is decided once).
+    sim.now = max(sim.now, datetime.now(UTC))
     store = open_store(db_path, readonly=True)
     _, before, compared = compare(sim, store)
     store.close()
-    thread = StoreThread(lambda: open_store(db_path))
+    thread = StoreThread(lambda: open_store(db_path, clock=lambda: sim.now))
     try:
         async with SavvyCalClient(f"{sim_root}/v1", sim.token,
                                   budget=RequestBudget(300)) as client:

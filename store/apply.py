@@ -10,11 +10,10 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
   update is never dropped silently;
 - an appointment's meetings form a chain ordered by when each was first seen (a replacement
   always creates a brand-new meeting id, seeds/001): each meeting's ``replaced_by`` is the next
-  one, the last is current, and a superseded meeting never becomes current again, nor keeps a
-  ``host_url`` or ``password``;
+  one, the last is current, and a superseded meeting never becomes current again;
 - absence is a state: when the appointment's newest snapshot says it has no meeting, its
-  ``meeting_id`` is NULL and none of its meetings keeps a credential, until a newer snapshot
-  attaches one again;
+  ``meeting_id`` is NULL until a newer snapshot attaches one again;
+- only the meeting the newest snapshot names keeps a ``host_url`` and ``password``;
 - a credential dead on arrival (its appointment ended more than ``CREDENTIAL_GRACE`` before
   ``now``) is never written.
 """
@@ -71,15 +70,13 @@ WHERE id = ? AND version_at = ? AND version_event > ?
 
 _STALE = "UPDATE events SET outcome = 'stale' WHERE id = ?"
 
-# Credentials are written only while they can be live: the appointment (upserted just before,
-# so its row holds the newest word) neither has "no meeting" nor ended past the grace (the
-# second parameter: the cutoff).
-_LIVE = """NOT EXISTS (SELECT 1 FROM appointments WHERE id = ?1
-                       AND (no_meeting = 1 OR end_at <= ?2))"""
-
-# Not superseded, or about to be current again: the newest snapshot names it.
-_CURRENT_TO_BE = """(meetings.replaced_by IS NULL OR (meetings.predecessor = 0 AND meetings.id IS
-                     (SELECT named_meeting_id FROM appointments WHERE id = ?1)))"""
+# Credentials are kept by one meeting at most: the one the appointment's newest snapshot names
+# (that snapshot is then the meeting's newest too, so its credentials are the provider's last
+# word), unless a replacement named it as the meeting replaced, or the appointment ended past
+# the grace (?2: the cutoff). A function of the set of events, whatever order or batches.
+_LIVE = """(EXISTS (SELECT 1 FROM appointments WHERE id = ?1 AND named_meeting_id IS ?3
+                    AND (end_at IS NULL OR end_at > ?2))
+         AND NOT EXISTS (SELECT 1 FROM meetings WHERE id = ?3 AND predecessor = 1))"""
 
 _MEETING = f"""
 INSERT INTO meetings
@@ -94,8 +91,8 @@ ON CONFLICT (id) DO UPDATE SET
     conferencing_provider = excluded.conferencing_provider,
     external_meeting_id = excluded.external_meeting_id,
     join_url = excluded.join_url,
-    host_url = CASE WHEN {_CURRENT_TO_BE} THEN excluded.host_url END,
-    password = CASE WHEN {_CURRENT_TO_BE} THEN excluded.password END,
+    host_url = excluded.host_url,
+    password = excluded.password,
     error_message = excluded.error_message,
     version_at = excluded.version_at,
     version_event = excluded.version_event,
@@ -129,10 +126,7 @@ ORDER BY first_seen_at, first_seen_rank, id
 
 _UNSUPERSEDE = f"UPDATE meetings SET replaced_by = NULL, updated_at = {NOW_SQL} WHERE id = ?"
 
-_SUPERSEDE = f"""
-UPDATE meetings SET replaced_by = ?, host_url = NULL, password = NULL, updated_at = {NOW_SQL}
-WHERE id = ?
-"""
+_SUPERSEDE = f"UPDATE meetings SET replaced_by = ?, updated_at = {NOW_SQL} WHERE id = ?"
 
 _CURRENT = f"""
 UPDATE appointments SET meeting_id = ?, updated_at = {NOW_SQL}
@@ -143,7 +137,7 @@ _NAMED = "SELECT no_meeting, named_meeting_id FROM appointments WHERE id = ?"
 
 _NO_CREDENTIALS = f"""
 UPDATE meetings SET host_url = NULL, password = NULL, updated_at = {NOW_SQL}
-WHERE appointment_id = ? AND (host_url IS NOT NULL OR password IS NOT NULL)
+WHERE appointment_id = ? AND id IS NOT ? AND (host_url IS NOT NULL OR password IS NOT NULL)
 """
 
 
@@ -223,7 +217,7 @@ def _apply_one(
         tied = conn.execute(_TIE, (event.appointment_id, event.occurred_at, event.id)).rowcount > 0
     else:
         tied, current, detached = landed[0] is not None, landed[1], landed[2]
-        # The newest word on the appointment detaches its meeting, or attaches one again.
+        # The newest word on the appointment detaches its meeting, or names another one.
         chain_changed = (detached == 1 and current is not None) or (
             event.meeting is not None and current != event.meeting.id
         )
@@ -278,21 +272,23 @@ def _meeting_id(meeting: Meeting | None) -> str | None:
 def _resolve_chain(conn: sqlite3.Connection, appointment_id: str) -> None:
     """Link the appointment's meetings in first-seen order and pick its current one.
 
-    The meeting its newest snapshot names is current, moved to the end of the chain if it sorts
-    earlier (first seen under a provider clock running behind), unless a replacement named it
-    as the meeting replaced: a superseded meeting never comes back (seeds/001).
+    The current meeting is the one its newest snapshot names, moved to the end of the chain if
+    it sorts earlier (first seen under a provider clock running behind); but a meeting a
+    replacement named as the one replaced never comes back (seeds/001): then, and when no
+    snapshot names one, it is the last meeting never replaced.
     """
     chain = conn.execute(_CHAIN, (appointment_id,)).fetchall()
     detached, named = conn.execute(_NAMED, (appointment_id,)).fetchone() or (0, None)
-    last = [row for row in chain if row[0] == named and not row[2]]
-    chain = [row for row in chain if row not in last] + last
+    standing = [row for row in chain if not row[2]]  # never named as replaced
+    current = next((row for row in standing if row[0] == named), None) or (
+        standing[-1] if standing else chain[-1] if chain else None)
+    chain = [row for row in chain if row is not current] + ([current] if current else [])
     for (meeting_id, replaced_by, _), (successor, _, _) in itertools.pairwise(chain):
         if replaced_by != successor:
             conn.execute(_SUPERSEDE, (successor, meeting_id))
-    if chain and chain[-1][1] is not None:
-        conn.execute(_UNSUPERSEDE, (chain[-1][0],))
-    if detached == 1:
-        conn.execute(_NO_CREDENTIALS, (appointment_id,))
-        conn.execute(_CURRENT, (None, appointment_id, None))
-    elif chain:
-        conn.execute(_CURRENT, (chain[-1][0], appointment_id, chain[-1][0]))
+    if current is not None and current[1] is not None:
+        conn.execute(_UNSUPERSEDE, (current[0],))
+    current_id = None if detached == 1 or current is None else current[0]
+    conn.execute(_NO_CREDENTIALS, (appointment_id, current_id if current_id == named else None))
+    if chain:
+        conn.execute(_CURRENT, (current_id, appointment_id, current_id))

@@ -1,5 +1,6 @@
 """Prune: one hourly inbox prune (forget event ids applied over 30 days ago) on an inbox of 1M
-and 10M rows spread evenly over 31 days, so the prune forgets the oldest ~1/744 of them.
+and 10M rows spread evenly over 30 days and 1 hour: the steady state, where each prune forgets
+the oldest hour (1/721 of the rows).
 
 Ours is ``Store.prune_inbox`` (walks ``rowid`` from the start to the first row still kept,
 deletes before it in chunks); the baseline is the release-0.1 prune it replaced,
@@ -19,12 +20,12 @@ from bench.common import Figure, Options, StageResult
 from meetsync.store import open_store
 
 NOW = datetime(2030, 1, 31, 0, 30, tzinfo=UTC)
-SPAN = timedelta(days=31)
 KEEP = timedelta(days=30)
+SPAN = KEEP + timedelta(hours=1)
 
 
 def build(path: Path, rows: int) -> None:
-    """A migrated mirror whose inbox holds ``rows`` ids applied evenly over the 31 days to NOW."""
+    """A migrated mirror whose inbox holds ``rows`` ids applied evenly over SPAN up to NOW."""
     open_store(path).close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from meetsync.simulator.clock import ManualClock
 from meetsync.simulator.delivery import Chaos, DeliveryReport, deliver
 from meetsync.simulator.faults import Faults
-from meetsync.simulator.provider import Delivery, ProviderSim
+from meetsync.simulator.provider import Delivery, ProviderSim, played_until
 from meetsync.simulator.serve import serve_in_background
 from meetsync.simulator.signing import Scheme, sign
 
@@ -27,6 +27,7 @@ __all__ = [
     "ProviderSim",
     "Scheme",
     "deliver",
+    "played_until",
     "serve_in_background",
     "sign",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -280,3 +281,19 @@ class ProviderSim:
 def public(appointment: dict[str, Any]) -> dict[str, Any]:
     """The Appointment as the provider shows it (a deep copy, without our private keys)."""
     return {k: copy.deepcopy(v) for k, v in appointment.items() if not k.startswith("_")}
+
+
+def played_until(
+    end: datetime, seed: int, play: Callable[[ProviderSim], list[Delivery]], **options: Any
+) -> tuple[ProviderSim, list[Delivery]]:
+    """A provider whose workload (``play``) ends at ``end``: its clock never runs ahead of a
+    receiver's real one, which would re-date its events to their receipt (``events.received``).
+
+    Plays twice: once to measure the workload's span, then from ``end`` minus that span (the
+    same seed plays the same lifecycles from any start).
+    """
+    probe = ProviderSim(seed, start=end, **options)
+    play(probe)
+    sim = ProviderSim(seed, start=end - (probe.now - probe.start), **options)
+    return sim, play(sim)
+

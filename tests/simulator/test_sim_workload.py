@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from meetsync.simulator import Delivery, ProviderSim
+from meetsync.simulator import Delivery, ProviderSim, played_until
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
 APPT = re.compile(r"^appt_[A-Za-z0-9]{12}$")
@@ -147,3 +147,14 @@ def test_events_of_many_appointments_interleave(
         a.appointment_id != b.appointment_id for a, b in zip(played[1], played[1][1:], strict=False)
     )
     assert switches > 0.8 * len(played[1])
+
+
+def test_played_until_ends_the_providers_clock_at_the_given_moment() -> None:
+    end = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    sim, played = played_until(end, 9, lambda sim: sim.play(80))
+    assert sim.now == end and max(d.created_at for d in played) == end
+    # The same lifecycles as from any other start, shifted in time.
+    other = ProviderSim(9, start=START).play(80)
+    assert [d.type for d in played] == [d.type for d in other]
+    assert played[-1].created_at - played[0].created_at == (
+        other[-1].created_at - other[0].created_at)

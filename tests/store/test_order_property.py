@@ -90,7 +90,8 @@ def state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
     conn = sqlite3.connect(path)
     return (
         conn.execute("SELECT id, meeting_id, status, start_at, end_at, version_at, "
-                     "version_event, tie_at, no_meeting FROM appointments ORDER BY id").fetchall(),
+                     "version_event, tie_at, no_meeting, named_meeting_id "
+                     "FROM appointments ORDER BY id").fetchall(),
         conn.execute("SELECT id, appointment_id, status, conferencing_provider, "
                      "external_meeting_id, join_url, host_url, password, error_message, "
                      "replaced_by, first_seen_at, first_seen_rank, version_at, version_event "
