@@ -41,7 +41,7 @@ if [ "$have" != "$want" ]; then
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing meetsync and its test tools into $venv with Python $version" \
-      "(about a minute on a first install; later runs skip this)"
+      "(40-50 s the first time; later runs skip this)"
   SECONDS=0
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
