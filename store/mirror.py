@@ -92,6 +92,16 @@ def open_store(
         conn = sqlite3.connect(
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
+    try:
+        _prepare(conn, readonly=readonly, busy_timeout=busy_timeout)
+    except BaseException:
+        conn.close()  # e.g. busy: the caller retries with a new connection
+        raise
+    return Store(conn, clock)
+
+
+def _prepare(conn: sqlite3.Connection, *, readonly: bool, busy_timeout: float) -> None:
+    if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     # 16 MiB of page cache instead of 2: the inbox and the mirror's indexes take random-key
@@ -107,7 +117,6 @@ def open_store(
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-    return Store(conn, clock)
 
 
 class Store:
@@ -119,6 +128,12 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- writes ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from meetsync.providers import webhook_providers
 from meetsync.settings import Settings
 from meetsync.webhooks.health import Readiness, healthz
-from meetsync.webhooks.read_api import read_routes
+from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.webhooks.receiver import Receiver
 
 # Fail fast: a slow Redis must turn into a 503 the sender retries, not a hung delivery.
@@ -21,15 +21,18 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 
 
 def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
-    """The app; builds (and on shutdown closes) its own Redis client unless one is given."""
+    """The app; builds (and on shutdown closes) its own Redis client unless one is given.
+    Shutdown also closes the read API's connections to the mirror."""
     owned = redis is None
     client = redis if redis is not None else _redis_client(settings)
+    mirror = ReadOnlyMirror(settings.db_path)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            mirror.close()
             if owned:
                 await client.aclose()
 
@@ -41,7 +44,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
         Route("/webhooks/{provider}", receiver.endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readiness.endpoint, methods=["GET"]),
-        *read_routes(settings),
+        *read_routes(settings, mirror),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

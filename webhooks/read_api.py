@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import sqlite3
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,10 +38,15 @@ class ReadOnlyMirror:
         self._inline: Store | None = None
         self._patient: Store | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meetsync-read")
+        # What it opened, closed by close() (the app's shutdown) or, for a mirror dropped
+        # without one (an app that never ran its lifespan), when it is collected.
+        self._opened: list[Store] = []
+        self._closer = weakref.finalize(self, _close_all, self._opened)
 
     def _inline_store(self) -> Store | None:
         if self._inline is None and Path(self.path).exists():
             self._inline = open_store(self.path, readonly=True, busy_timeout=0)
+            self._opened.append(self._inline)
         return self._inline  # None: no worker has created the mirror yet, nothing is known
 
     async def read(self, fn: Callable[[Store], Any]) -> Any:
@@ -55,17 +61,29 @@ class ReadOnlyMirror:
     def _wait(self, fn: Callable[[Store], Any]) -> Any:
         if self._patient is None:
             self._patient = open_store(self.path, readonly=True)
+            self._opened.append(self._patient)
         return fn(self._patient)
+
+    def close(self) -> None:
+        """Stop the reader thread and close both connections (the app's shutdown)."""
+        self._executor.shutdown(wait=True)
+        self._closer()
+
+
+def _close_all(stores: list[Store]) -> None:
+    for store in stores:
+        store.close()
+    stores.clear()
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def read_routes(settings: Settings) -> list[Route]:
-    """``GET /v1/appointments/{id}/meeting`` and ``GET /v1/meetings/{id}``."""
+def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
+    """``GET /v1/appointments/{id}/meeting`` and ``GET /v1/meetings/{id}``, read from
+    ``mirror`` (the caller closes it)."""
     token = (settings.read_token or "").encode()
-    mirror = ReadOnlyMirror(settings.db_path)
 
     def authorized(request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")

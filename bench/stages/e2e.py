@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import orjson
@@ -62,7 +63,8 @@ def _wait_for_mirror(db_path: Path, worker: subprocess.Popen[bytes], patience: f
             raise RuntimeError("meetsync worker exited at start-up; see its log")
         if db_path.exists():
             try:
-                with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as conn:
+                uri = f"file:{db_path}?mode=ro"
+                with closing(sqlite3.connect(uri, uri=True, timeout=1)) as conn:
                     conn.execute("SELECT count(*) FROM events").fetchone()
                 return
             except sqlite3.Error:

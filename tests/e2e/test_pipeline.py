@@ -80,9 +80,10 @@ async def test_chaotic_signed_deliveries_end_as_the_providers_truth(
             body = response.json()
             assert {k: body[k] for k in expected} == expected
             assert body["appointment_id"] == appointment_id and body["replaced_by"] is None
-            chain = open_store(db).conn.execute(
-                "SELECT id, replaced_by FROM meetings WHERE appointment_id = ? "
-                "AND replaced_by IS NOT NULL", (appointment_id,)).fetchall()
+            with open_store(db) as store:
+                chain = store.conn.execute(
+                    "SELECT id, replaced_by FROM meetings WHERE appointment_id = ? "
+                    "AND replaced_by IS NOT NULL", (appointment_id,)).fetchall()
             for old_id, _ in chain:
                 old = (await client.get(f"/v1/meetings/{old_id}", headers=auth)).json()
                 assert old["replaced_by"] is not None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from meetsync.events import Event, Meeting
-from meetsync.store import open_store
+from meetsync.store import Store, open_store
 
 FAR = "2099-01-01T00:00:00Z"
 
@@ -23,6 +28,17 @@ def meeting(mid: str, status: str = "created", host: str | None = None) -> Meeti
     )
 
 
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    with open_store(db_path) as store:
+        yield store
+
+
+def query(db_path: Path, sql: str) -> list[Any]:
+    with closing(sqlite3.connect(db_path)) as conn:
+        return conn.execute(sql).fetchall()
+
+
 def event(
     eid: str, at: int, m: Meeting | None, *, appt: str = "appt_1", prev: str | None = None,
     status: str = "scheduled", end: str = FAR, type_: str = "appointment.meeting.updated",
@@ -34,8 +50,7 @@ def event(
     )
 
 
-def test_duplicate_event_changes_nothing(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_duplicate_event_changes_nothing(store: Store) -> None:
     e = event("evt_1", 10, meeting("amtg_a", host="https://h/1"))
     first, _ = store.apply([e])
     seq = store.changes_since(0)[-1]["seq"]
@@ -44,8 +59,7 @@ def test_duplicate_event_changes_nothing(db_path: Path) -> None:
     assert store.changes_since(seq) == []
 
 
-def test_older_event_never_overwrites_newer(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_older_event_never_overwrites_newer(store: Store) -> None:
     store.apply([event("evt_2", 20, meeting("amtg_a", "created", "https://h/new"))])
     result, _ = store.apply([event("evt_1", 10, meeting("amtg_a", "pending"))])
     current = store.current_meeting("appt_1")
@@ -54,15 +68,15 @@ def test_older_event_never_overwrites_newer(db_path: Path) -> None:
     assert (current["status"], current["host_url"]) == ("created", "https://h/new")
 
 
-def test_host_url_rotation_is_refreshed(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_host_url_rotation_is_refreshed(store: Store) -> None:
     store.apply([event("evt_1", 10, meeting("amtg_a", host="https://h/1"))])
     store.apply([event("evt_2", 11, meeting("amtg_a", host="https://h/2"))])
     assert store.current_meeting("appt_1")["host_url"] == "https://h/2"  # type: ignore[index]
 
 
-def test_replacement_chain_resolves_to_newest_and_clears_credentials(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_replacement_chain_resolves_to_newest_and_clears_credentials(
+    store: Store, db_path: Path
+) -> None:
     a, b, c = meeting("amtg_a", host="https://h/a"), meeting("amtg_b", host="https://h/b"), \
         meeting("amtg_c", host="https://h/c")
     # delivered newest first: C, then the A->B replacement, then A's creation
@@ -73,15 +87,12 @@ def test_replacement_chain_resolves_to_newest_and_clears_credentials(db_path: Pa
     old_a, old_b = store.meeting("amtg_a"), store.meeting("amtg_b")
     assert old_a is not None and old_b is not None
     assert (old_a["replaced_by"], old_b["replaced_by"]) == ("amtg_b", "amtg_c")
-    raw = sqlite3.connect(db_path).execute(
-        "SELECT id, host_url, password FROM meetings ORDER BY id"
-    ).fetchall()
+    raw = query(db_path, "SELECT id, host_url, password FROM meetings ORDER BY id")
     assert raw == [("amtg_a", None, None), ("amtg_b", None, None),
                    ("amtg_c", "https://h/c", "pw-amtg_c")]
 
 
-def test_late_update_for_superseded_meeting_never_makes_it_current(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_late_update_for_superseded_meeting_never_makes_it_current(store: Store) -> None:
     store.apply([event("evt_1", 10, meeting("amtg_a")),
                  event("evt_2", 20, meeting("amtg_b"), prev="amtg_a")])
     # A's own late update, newer than anything (the provider still reporting on the old meeting)
@@ -92,53 +103,50 @@ def test_late_update_for_superseded_meeting_never_makes_it_current(db_path: Path
     assert (old["status"], old["host_url"], old["replaced_by"]) == ("canceled", None, "amtg_b")
 
 
-def test_replacement_without_previous_id_follows_what_the_mirror_held(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_replacement_without_previous_id_follows_what_the_mirror_held(store: Store) -> None:
     store.apply([event("evt_1", 10, meeting("amtg_a"))])
     store.apply([event("evt_2", 20, meeting("amtg_b"), type_="appointment.meeting.replaced")])
     assert store.meeting("amtg_a")["replaced_by"] == "amtg_b"  # type: ignore[index]
 
 
-def test_exact_tie_is_deterministic_and_flagged_for_refetch(db_path: Path, tmp_path: Path) -> None:
+def test_exact_tie_is_deterministic_and_flagged_for_refetch(tmp_path: Path) -> None:
     x = event("evt_x", 10, meeting("amtg_a", "created"))
     y = event("evt_y", 10, meeting("amtg_a", "failed"))
     states = []
     for name, order in (("xy", [x, y]), ("yx", [y, x])):
-        store = open_store(tmp_path / f"{name}.db")
-        ties = set()
-        for e in order:
-            result, _ = store.apply([e])
-            ties |= result.ties
-        assert ties == {"appt_1"}
-        assert store.tied_appointments() == ["appt_1"]
-        states.append(store.current_meeting("appt_1")["status"])  # type: ignore[index]
+        with open_store(tmp_path / f"{name}.db") as store:
+            ties = set()
+            for e in order:
+                result, _ = store.apply([e])
+                ties |= result.ties
+            assert ties == {"appt_1"}
+            assert store.tied_appointments() == ["appt_1"]
+            states.append(store.current_meeting("appt_1")["status"])  # type: ignore[index]
     assert states[0] == states[1] == "failed"  # the greater event id wins a tie
 
 
-def test_newer_event_clears_tie_flag(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_newer_event_clears_tie_flag(store: Store) -> None:
     store.apply([event("evt_x", 10, meeting("amtg_a")), event("evt_y", 10, meeting("amtg_a"))])
     store.apply([event("evt_z", 11, meeting("amtg_a"))])
     assert store.tied_appointments() == []
 
 
 def test_host_url_never_served_after_end_plus_24h(db_path: Path) -> None:
-    store = open_store(db_path, clock=lambda: datetime(2026, 1, 1, 12, tzinfo=UTC))
-    store.apply([event("evt_1", 10, meeting("amtg_a", host="https://h/a"),
-                       end="2026-01-01T10:00:00Z")])
-    before = datetime(2026, 1, 2, 9, 59, tzinfo=UTC)
-    after = datetime(2026, 1, 2, 10, 0, tzinfo=UTC)
-    assert store.current_meeting("appt_1", now=before)["host_url"] == "https://h/a"  # type: ignore[index]
-    assert store.current_meeting("appt_1", now=after)["host_url"] is None  # type: ignore[index]
-    view = sqlite3.connect(db_path).execute("SELECT host_url, password FROM live_meetings")
-    assert view.fetchall() == [(None, None)]  # the view uses the real clock: long expired
-    assert store.purge_expired_credentials(now=after) == 1
-    raw = sqlite3.connect(db_path).execute("SELECT host_url, password FROM meetings")
-    assert raw.fetchall() == [(None, None)]
+    with open_store(db_path, clock=lambda: datetime(2026, 1, 1, 12, tzinfo=UTC)) as store:
+        store.apply([event("evt_1", 10, meeting("amtg_a", host="https://h/a"),
+                           end="2026-01-01T10:00:00Z")])
+        before = datetime(2026, 1, 2, 9, 59, tzinfo=UTC)
+        after = datetime(2026, 1, 2, 10, 0, tzinfo=UTC)
+        assert store.current_meeting("appt_1", now=before)["host_url"] == "https://h/a"  # type: ignore[index]
+        assert store.current_meeting("appt_1", now=after)["host_url"] is None  # type: ignore[index]
+        view = query(db_path, "SELECT host_url, password FROM live_meetings")
+        assert view == [(None, None)]  # the view uses the real clock: long expired
+        assert store.purge_expired_credentials(now=after) == 1
+        raw = query(db_path, "SELECT host_url, password FROM meetings")
+        assert raw == [(None, None)]
 
 
-def test_change_log_follows_visible_changes_only(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_change_log_follows_visible_changes_only(store: Store) -> None:
     store.apply([event("evt_1", 10, meeting("amtg_a", "pending"))])
     seq = store.changes_since(0)[-1]["seq"]
     store.apply([event("evt_2", 20, meeting("amtg_a", "pending"))])  # same content, newer
@@ -152,12 +160,10 @@ def test_change_log_follows_visible_changes_only(db_path: Path) -> None:
 def test_mirror_file_is_private_and_wal(db_path: Path) -> None:
     open_store(db_path).close()
     assert db_path.stat().st_mode & 0o777 == 0o600
-    mode = sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone()
-    assert mode == ("wal",)
+    assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
 
 
-def test_poison_event_is_isolated_from_its_batch(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_poison_event_is_isolated_from_its_batch(store: Store) -> None:
     # a NOT NULL violation stands in for any event the database refuses on its own
     bad = Event(id="evt_bad", provider="savvycal", type="t", occurred_at=5,
                 appointment_id=None)  # type: ignore[arg-type]
@@ -175,12 +181,11 @@ def test_meeting_columns_are_the_meeting_fields(db_path: Path) -> None:
 
     assert tuple(f.name for f in fields(Meeting))[1:] == MEETING_FIELDS
     open_store(db_path).close()
-    columns = [row[1] for row in sqlite3.connect(db_path).execute("PRAGMA table_info(meetings)")]
+    columns = [row[1] for row in query(db_path, "PRAGMA table_info(meetings)")]
     assert set(MEETING_FIELDS) <= set(columns)
 
 
-def test_pruned_inbox_still_rejects_an_old_redelivery(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_pruned_inbox_still_rejects_an_old_redelivery(store: Store) -> None:
     old = event("evt_old", 10, meeting("amtg_a", "pending"))
     store.apply([old, event("evt_new", 20, meeting("amtg_a", "created"))])
     later = datetime.now(UTC) + timedelta(days=31)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -87,7 +88,11 @@ def reconciled(history: list[Event]) -> list[Event]:
 
 
 def state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
-    conn = sqlite3.connect(path)
+    with closing(sqlite3.connect(path)) as conn:
+        return _state(conn)
+
+
+def _state(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], ...]:
     return (
         conn.execute("SELECT id, meeting_id, status, start_at, end_at, version_at, "
                      "version_event, tie_at, no_meeting, named_meeting_id "

@@ -48,6 +48,7 @@ async def test_locked_mirror_read_waits_off_the_loop_then_answers(tmp_path: Path
     started = time.monotonic()
     found = await mirror.read(lambda s: s.current_meeting("appt_1"))
     waited = time.monotonic() - started
+    mirror.close()
     ticking.cancel()
     holder.join()
     assert found is not None and found["id"] == "amtg_1"

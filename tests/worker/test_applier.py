@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -38,8 +39,8 @@ async def test_queued_events_reach_the_mirror_and_leave_the_stream(
     assert await redis.xlen(EVENT_STREAM) == 0
     stats = await redis.hgetall(STATS)
     assert int(stats[b"applied"]) == 50 and int(stats[b"duplicates"]) == 1
-    rows = sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()
-    assert rows == (50,)
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (50,)
     app.store.close()
 
 
@@ -54,7 +55,8 @@ async def test_entries_of_a_dead_consumer_are_claimed_and_applied(
     assert len(taken[0][1]) == 1
     drained = await app.drain()
     assert drained.result.applied == 1
-    assert open_store(db_path).current_meeting("appt_1")["host_url"] == "https://h/1"  # type: ignore[index]
+    with open_store(db_path) as store:
+        assert store.current_meeting("appt_1")["host_url"] == "https://h/1"  # type: ignore[index]
     assert (await redis.xpending(EVENT_STREAM, GROUP))["pending"] == 0
     app.store.close()
 
@@ -73,10 +75,10 @@ async def test_poison_event_is_retried_then_dead_lettered_redacted(
     assert sum(r.result.applied for r in rounds) == 1
     assert sum(r.dead_lettered for r in rounds) == 2
     assert rounds[0].retrying == 1
-    store = open_store(db_path)
-    letters = store.dead_letters()
+    with open_store(db_path) as store:
+        letters = store.dead_letters()
+        dump = store.conn.execute("SELECT payload, reason FROM dead_letters").fetchall()
     assert sorted(d["event_id"] for d in letters)[1:] == ["evt_bad"]
-    dump = sqlite3.connect(db_path).execute("SELECT payload, reason FROM dead_letters").fetchall()
     assert "SECRET" not in str(dump) and "PW" not in str(dump)
     assert await redis.xlen(EVENT_STREAM) == 0
     app.store.close()

@@ -46,11 +46,12 @@ async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(
             await arq.aclose()
     assert summary["outcome"] == "success"
     assert summary["api_calls"] == summary["pages"] > 0
-    store = open_store(tmp_path / "m.db", readonly=True)
+    with open_store(tmp_path / "m.db", readonly=True) as store:
+        held_by_id = store.snapshots(list(sim.appointments))
     for appointment_id, appointment in sim.appointments.items():
         if appointment["meeting"] is None:
             continue
-        held = store.snapshots([appointment_id]).get(appointment_id)
+        held = held_by_id.get(appointment_id)
         ended = datetime.fromisoformat(appointment["end_at"]["utc"].replace("Z", "+00:00"))
         if ended > datetime.now(UTC) - timedelta(hours=24):
             assert held is not None and held["meeting_id"] == appointment["meeting"]["id"]

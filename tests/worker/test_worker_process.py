@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import redis
@@ -30,7 +31,7 @@ def wait_applied(db: Path, event_id: str, patience: float = 20) -> None:
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
         try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
                 if conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone():
                     return
         except sqlite3.OperationalError:
