@@ -5,12 +5,16 @@ is never written; the inbox prune forgets only what is old."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from meetsync.events import Event, Meeting
-from meetsync.store import open_store
+from meetsync.store import Store, open_store
 
 NOW = datetime(2030, 6, 1, 12, tzinfo=UTC)
 END = "2030-06-02T00:00:00Z"
@@ -29,11 +33,18 @@ def snapshot(eid: str, at: int, m: Meeting | None, *, status: str = "scheduled",
 
 
 def raw(db_path: Path, sql: str) -> list[tuple[object, ...]]:
-    return sqlite3.connect(db_path).execute(sql).fetchall()
+    with closing(sqlite3.connect(db_path)) as conn:
+        return conn.execute(sql).fetchall()
 
 
-def test_a_snapshot_without_a_meeting_detaches_it(db_path: Path) -> None:
-    store = open_store(db_path, clock=lambda: NOW)
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    """The mirror at a fixed "now" (NOW)."""
+    with open_store(db_path, clock=lambda: NOW) as store:
+        yield store
+
+
+def test_a_snapshot_without_a_meeting_detaches_it(store: Store, db_path: Path) -> None:
     store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a"))])
     seq = store.changes_since(0)[-1]["seq"]
     store.apply([snapshot("evt_2", 20, None)])
@@ -53,15 +64,14 @@ def test_detached_in_any_order_with_a_late_update_of_the_old_meeting(db_path: Pa
               snapshot("evt_2", 20, meeting("amtg_a", "https://h/2"))]
     for order in ([0, 1, 2], [1, 2, 0], [2, 1, 0]):
         path = db_path.with_name(f"m{order}.db")
-        store = open_store(path, clock=lambda: NOW)
-        for i in order:
-            store.apply([events[i]])
-        assert store.current_meeting("appt_1") is None
-        assert raw(path, "SELECT host_url, password FROM meetings") == [(None, None)]
+        with open_store(path, clock=lambda: NOW) as store:
+            for i in order:
+                store.apply([events[i]])
+            assert store.current_meeting("appt_1") is None
+            assert raw(path, "SELECT host_url, password FROM meetings") == [(None, None)]
 
 
-def test_a_later_meeting_re_attaches(db_path: Path) -> None:
-    store = open_store(db_path, clock=lambda: NOW)
+def test_a_later_meeting_re_attaches(store: Store, db_path: Path) -> None:
     store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a")),
                  snapshot("evt_2", 20, None)])
     store.apply([snapshot("evt_3", 30, meeting("amtg_a", "https://h/a2"))])
@@ -73,23 +83,20 @@ def test_a_later_meeting_re_attaches(db_path: Path) -> None:
     assert store.meeting("amtg_a")["replaced_by"] == "amtg_b"  # type: ignore[index]
 
 
-def test_a_snapshot_that_does_not_say_keeps_the_meeting(db_path: Path) -> None:
-    store = open_store(db_path, clock=lambda: NOW)
+def test_a_snapshot_that_does_not_say_keeps_the_meeting(store: Store, db_path: Path) -> None:
     store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a"))])
     store.apply([replace(snapshot("evt_2", 20, None), no_meeting=False)])  # no `meeting` key
     assert store.current_meeting("appt_1")["host_url"] == "https://h/a"  # type: ignore[index]
 
 
-def test_a_canceled_appointment_serves_no_credential(db_path: Path) -> None:
-    store = open_store(db_path, clock=lambda: NOW)
+def test_a_canceled_appointment_serves_no_credential(store: Store, db_path: Path) -> None:
     store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a"), status="canceled")])
     current = store.current_meeting("appt_1")
     assert current is not None and (current["host_url"], current["password"]) == (None, None)
     assert raw(db_path, "SELECT host_url, password FROM live_meetings") == [(None, None)]
 
 
-def test_a_credential_dead_on_arrival_is_never_written(db_path: Path) -> None:
-    store = open_store(db_path, clock=lambda: NOW)
+def test_a_credential_dead_on_arrival_is_never_written(store: Store, db_path: Path) -> None:
     ended = (NOW - timedelta(hours=24, seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/dead"), end=ended)])
     assert raw(db_path, "SELECT host_url, password, join_url FROM meetings") == [
@@ -102,8 +109,7 @@ def test_a_credential_dead_on_arrival_is_never_written(db_path: Path) -> None:
     assert raw(db_path, "SELECT host_url FROM meetings") == [("https://h/alive",)]
 
 
-def test_the_inbox_prune_forgets_only_old_ids(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_the_inbox_prune_forgets_only_old_ids(store: Store) -> None:
     store.apply([snapshot(f"evt_{n}", n, None) for n in range(5)])
     conn = store.conn
     conn.execute("UPDATE events SET applied_at = '2030-02-28T00:00:00.000Z'")

@@ -87,8 +87,9 @@ async def test_an_event_from_900_years_ahead_does_not_pin_the_meeting(
     (ahead,) = [line for line in logs if line["event"] == "event_clock_ahead"]
     assert ahead["event_id"] == "evt_future" and ahead["claimed_at"].startswith("2926-03-01")
     assert "FUTURE-SECRET" not in repr(logs)
-    claimed = open_store(db_path).conn.execute(
-        "SELECT claimed_at FROM events WHERE id = 'evt_future'").fetchone()[0]
+    with open_store(db_path) as store:
+        claimed = store.conn.execute(
+            "SELECT claimed_at FROM events WHERE id = 'evt_future'").fetchone()[0]
     assert claimed is not None and claimed > 30_000_000_000_000_000
 
 
