@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from meetsync.store.apply import ApplyResult
+from meetsync.store.apply import ApplyResult, Conflict
 from meetsync.store.mirror import Failure, Store, StoreBusy, StoreError, is_busy, open_store
 
-__all__ = ["ApplyResult", "Failure", "Store", "StoreBusy", "StoreError", "is_busy", "open_store"]
+__all__ = [
+    "ApplyResult", "Conflict", "Failure", "Store", "StoreBusy", "StoreError", "is_busy",
+    "open_store",
+]

@@ -99,14 +99,19 @@ ON CONFLICT (id) DO UPDATE SET
     updated_at = excluded.updated_at
 WHERE (excluded.version_at, excluded.version_event)
     > (meetings.version_at, meetings.version_event)
+  AND meetings.appointment_id = excluded.appointment_id
 RETURNING first_seen_at, first_seen_rank
 """
 
 # A meeting seen earlier than we knew (late delivery): move it back in the chain.
 _FIRST_SEEN = """
 UPDATE meetings SET first_seen_at = ?, first_seen_rank = ?
-WHERE id = ? AND (first_seen_at, first_seen_rank) > (?, ?)
+WHERE id = ? AND appointment_id = ? AND (first_seen_at, first_seen_rank) > (?, ?)
 """
+
+# A meeting id belongs to the appointment it was first seen under (ids are the provider's, one
+# meeting per appointment): another appointment naming it is a conflict, reported, not applied.
+_OWNER = "SELECT appointment_id FROM meetings WHERE id = ?"
 
 # A replaced event names the old meeting: known by id only, it sorts just before the new one,
 # and stays superseded for good (``predecessor``). Its version is the least there is, so any
@@ -116,7 +121,8 @@ INSERT INTO meetings
     (id, appointment_id, first_seen_at, first_seen_rank, version_at, version_event, predecessor,
      updated_at)
 VALUES (?, ?, ?, 0, {-2**63}, '', 1, {NOW_SQL})
-ON CONFLICT (id) DO UPDATE SET predecessor = 1 WHERE meetings.predecessor = 0
+ON CONFLICT (id) DO UPDATE SET predecessor = 1
+WHERE meetings.predecessor = 0 AND meetings.appointment_id = excluded.appointment_id
 """
 
 _CHAIN = """
@@ -141,6 +147,16 @@ WHERE appointment_id = ? AND id IS NOT ? AND (host_url IS NOT NULL OR password I
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A snapshot named a meeting the mirror holds under another appointment: its appointment
+    fields were applied, the meeting was left with the appointment that has it."""
+
+    meeting_id: str
+    held_by: str
+    named_by: str
+
+
 @dataclass
 class ApplyResult:
     """What one batch did."""
@@ -149,12 +165,14 @@ class ApplyResult:
     duplicates: int = 0
     stale: int = 0
     ties: set[str] = field(default_factory=set)
+    conflicts: list[Conflict] = field(default_factory=list)
 
     def add(self, other: ApplyResult) -> None:
         self.applied += other.applied
         self.duplicates += other.duplicates
         self.stale += other.stale
         self.ties |= other.ties
+        self.conflicts += other.conflicts
 
 
 def apply_events(
@@ -227,14 +245,15 @@ def _apply_one(
         chain_changed |= conn.execute(
             _PREDECESSOR, (event.previous_meeting_id, event.appointment_id, event.occurred_at)
         ).rowcount > 0
-        chain_changed |= _seen(conn, event.previous_meeting_id, event.occurred_at, 0)
+        chain_changed |= _seen(
+            conn, event.previous_meeting_id, event.appointment_id, event.occurred_at, 0)
     if event.meeting is not None:
-        chain_changed |= _upsert_meeting(conn, event, event.meeting, cutoff)
+        chain_changed |= _upsert_meeting(conn, event, event.meeting, cutoff, result)
     return chain_changed
 
 
 def _upsert_meeting(
-    conn: sqlite3.Connection, event: Event, meeting: Meeting, cutoff: str
+    conn: sqlite3.Connection, event: Event, meeting: Meeting, cutoff: str, result: ApplyResult
 ) -> bool:
     """Write the meeting; True when its place in the chain may have changed."""
     row = conn.execute(
@@ -258,11 +277,21 @@ def _upsert_meeting(
         return False  # a known meeting, first seen earlier: the common update, chain untouched
     if row is not None and (row[0], row[1]) == (event.occurred_at, 1):
         return True  # just inserted (or first seen at this very instant): place it
-    return _seen(conn, meeting.id, event.occurred_at, 1)  # a stale write may move it earlier
+    if row is None:
+        (owner,) = conn.execute(_OWNER, (meeting.id,)).fetchone()
+        if owner != event.appointment_id:
+            result.conflicts.append(Conflict(meeting.id, owner, event.appointment_id))
+            return False
+    # A stale write may move it earlier.
+    return _seen(conn, meeting.id, event.appointment_id, event.occurred_at, 1)
 
 
-def _seen(conn: sqlite3.Connection, meeting_id: str, at: int, rank: int) -> bool:
-    return conn.execute(_FIRST_SEEN, (at, rank, meeting_id, at, rank)).rowcount > 0
+def _seen(
+    conn: sqlite3.Connection, meeting_id: str, appointment_id: str, at: int, rank: int
+) -> bool:
+    return conn.execute(
+        _FIRST_SEEN, (at, rank, meeting_id, appointment_id, at, rank)
+    ).rowcount > 0
 
 
 def _meeting_id(meeting: Meeting | None) -> str | None:

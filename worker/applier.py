@@ -232,7 +232,16 @@ class Applier:
             pipe.hincrby(STATS, "dead_letters", round_.dead_lettered)
             if round_.clamped:
                 pipe.hincrby(STATS, "clamped", round_.clamped)
+            if result.conflicts:
+                pipe.hincrby(STATS, "meeting_conflicts", len(result.conflicts))
             await pipe.execute()
+        for conflict in result.conflicts:
+            log.warning(
+                "meeting_conflict", meeting_id=conflict.meeting_id, held_by=conflict.held_by,
+                named_by=conflict.named_by,
+                rule="a meeting stays with the appointment it was first seen under; the other"
+                " appointment's fields were applied without it",
+            )
         if result.ties and self.on_ties is not None:
             await self.on_ties(result.ties)
         log.debug("batch_applied", read=round_.read, applied=result.applied,

@@ -33,6 +33,8 @@ from meetsync.worker.reconciler import Reconciler
 
 log = structlog.get_logger(__name__)
 
+TIES_LOGGED = 20  # appointment ids named per tie_unresolved line
+
 
 @dataclass
 class WorkerContext:
@@ -71,7 +73,12 @@ async def startup(ctx: dict[str, Any]) -> None:
 
     async def refetch_ties(appointment_ids: set[str]) -> None:
         if client is None:
-            log.warning("tie_unresolved", appointments=len(appointment_ids))
+            log.warning(
+                "tie_unresolved", count=len(appointment_ids),
+                appointments=sorted(appointment_ids)[:TIES_LOGGED],
+                fix="set the provider's API token (SAVVYCAL_API_TOKEN) so the worker can refetch"
+                " these appointments and settle which of two same-instant snapshots is current",
+            )
             return
         for appointment_id in appointment_ids:
             await redis.enqueue_job(

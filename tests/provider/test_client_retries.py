@@ -129,6 +129,7 @@ async def test_connection_refused_is_retryable() -> None:
         with pytest.raises(RetryableApiError, match="network error") as caught:
             await client.get_appointment("appt_000000000000")
     assert "secret-token-value" not in str(caught.value)
+    assert f"reaching http://127.0.0.1:{port}/v1" in str(caught.value)  # where to look
     assert client.retries == 2
 
 

@@ -1,6 +1,7 @@
 """Absence is a state: a snapshot with no meeting detaches it (no credential kept or served), a
 later meeting re-attaches; canceled appointments serve no credential; a credential dead on arrival
-is never written; the inbox prune forgets only what is old."""
+is never written; a meeting id named by two appointments stays with the first and is reported;
+the inbox prune forgets only what is old."""
 
 from __future__ import annotations
 
@@ -120,3 +121,14 @@ def test_the_inbox_prune_forgets_only_old_ids(store: Store) -> None:
     assert [r[0] for r in conn.execute("SELECT id FROM events ORDER BY rowid")] == [
         "evt_2", "evt_3", "evt_4"]
     assert store.prune_inbox(now=datetime(2031, 1, 1, tzinfo=UTC)) == 3
+
+
+def test_a_meeting_named_by_another_appointment_stays_with_its_own(store: Store) -> None:
+    store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/a"))])
+    other = replace(snapshot("evt_2", 20, meeting("amtg_a", "https://h/stolen")),
+                    appointment_id="appt_2")
+    result, failures = store.apply([other])
+    assert failures == [] and [(c.meeting_id, c.held_by, c.named_by) for c in result.conflicts] == [
+        ("amtg_a", "appt_1", "appt_2")]
+    assert store.current_meeting("appt_1")["host_url"] == "https://h/a"  # type: ignore[index]
+    assert store.appointment("appt_2")["meeting_id"] is None  # type: ignore[index]

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
+from structlog.testing import capture_logs
 
 from meetsync.events import Event, Meeting
 from meetsync.redis_server import RedisServer
@@ -80,3 +81,28 @@ async def test_a_tie_makes_the_worker_enqueue_a_refetch_of_that_appointment(
     finally:
         await shutdown(ctx)
         await arq.aclose()
+
+
+async def test_a_tie_without_an_api_token_is_logged_with_its_appointments_and_the_fix(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    settings = savvycal_settings(db_path=str(tmp_path / "m.db"), redis_url=redis_server.url)
+    arq = ArqRedis.from_url(redis_server.url)
+    ctx: dict[str, Any] = {"settings": settings, "redis": arq}
+    with capture_logs() as logs:
+        await startup(ctx)
+        try:
+            for eid, status in (("evt_a", "created"), ("evt_b", "failed")):
+                await publish(redis, Event(
+                    id=eid, provider="savvycal", type="appointment.meeting.updated",
+                    occurred_at=5, appointment_id="appt_tied",
+                    meeting=Meeting(id="amtg_1", status=status)))
+            for _ in range(200):
+                if any(line["event"] == "tie_unresolved" for line in logs):
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await shutdown(ctx)
+            await arq.aclose()
+    (line,) = [line for line in logs if line["event"] == "tie_unresolved"]
+    assert line["appointments"] == ["appt_tied"] and "SAVVYCAL_API_TOKEN" in line["fix"]

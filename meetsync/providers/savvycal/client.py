@@ -258,9 +258,11 @@ class SavvyCalClient:
             try:
                 response = await self._http.get(path, params=params)
             except httpx.TimeoutException as exc:
-                error: ApiError = RetryableApiError(f"{label}: timed out ({type(exc).__name__})")
+                error: ApiError = RetryableApiError(
+                    f"{label}: timed out ({type(exc).__name__}) at {self._where()}")
             except httpx.TransportError as exc:
-                error = RetryableApiError(f"{label}: network error ({type(exc).__name__})")
+                error = RetryableApiError(
+                    f"{label}: network error ({type(exc).__name__}) reaching {self._where()}")
             else:
                 status = response.status_code
                 if status == 200:
@@ -275,6 +277,12 @@ class SavvyCalClient:
             self.retries += 1
             await self._sleep(self._delay(attempt, error.retry_after))
         raise AssertionError("unreachable")
+
+    def _where(self) -> str:
+        """The API base URL an operator configured, without any userinfo it may carry."""
+        url = self._http.base_url
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{url.host}{port}{url.path.rstrip('/')}"
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """The provider's ``retry-after`` exactly, else exponential backoff with full jitter."""
