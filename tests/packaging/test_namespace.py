@@ -41,3 +41,29 @@ def test_the_wheel_holds_only_the_meetsync_package(tmp_path: Path) -> None:
     for module in ("store/mirror.py", "worker/applier.py", "webhooks/receiver.py",
                    "simulator/api.py"):
         assert f"meetsync/{module}" in names
+
+
+def test_a_downstream_app_with_its_own_store_module_reads_the_mirror(tmp_path: Path) -> None:
+    from meetsync.events import Event, Meeting
+    from meetsync.store import open_store
+
+    with open_store(tmp_path / "meetsync.db") as store:
+        store.apply([Event(id="evt_1", provider="savvycal", type="appointment.created",
+                           occurred_at=1, appointment_id="appt_1", end_at="2099-01-01T00:00:00Z",
+                           meeting=Meeting(id="amtg_1", status="created"))])
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "store.py").write_text("MINE = True\n")
+    (app / "worker.py").write_text("MINE = True\n")
+    script = (
+        "import store, worker\n"
+        "from meetsync import open_mirror\n"
+        "assert store.MINE and worker.MINE\n"
+        f"with open_mirror({str(tmp_path / 'meetsync.db')!r}) as mirror:\n"
+        "    print(mirror.current_meeting('appt_1')['id'])\n"
+    )
+    # Run from the app's folder, outside the repository: only the installed package is seen.
+    done = subprocess.run([sys.executable, "-c", script], cwd=app, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "amtg_1"
