@@ -23,7 +23,7 @@ def open_mirror(path: str | os.PathLike[str] = "meetsync.db") -> Store:
     ``appointment(id)``, ``changes_since(seq)``. Close it when done (or use ``with``)."""
     from meetsync.store import open_store
 
-    return open_store(path, readonly=True)
+    return open_store(os.fspath(path), readonly=True)
 
 
 __all__ = ["Event", "Meeting", "Settings", "SettingsError", "open_mirror"]
