@@ -73,19 +73,19 @@ _STALE = "UPDATE events SET outcome = 'stale' WHERE id = ?"
 # Credentials are kept by one meeting at most: the one the appointment's newest snapshot names
 # (that snapshot is then the meeting's newest too, so its credentials are the provider's last
 # word), unless a replacement named it as the meeting replaced, or the appointment ended past
-# the grace (?2: the cutoff). A function of the set of events, whatever order or batches.
-_LIVE = """(EXISTS (SELECT 1 FROM appointments WHERE id = ?1 AND named_meeting_id IS ?3
-                    AND (end_at IS NULL OR end_at > ?2))
-         AND NOT EXISTS (SELECT 1 FROM meetings WHERE id = ?3 AND predecessor = 1))"""
+# the grace (:cutoff). A function of the set of events, whatever order or batches.
+_LIVE = """(EXISTS (SELECT 1 FROM appointments WHERE id = :appointment AND named_meeting_id IS :id
+                    AND (end_at IS NULL OR end_at > :cutoff))
+         AND NOT EXISTS (SELECT 1 FROM meetings WHERE id = :id AND predecessor = 1))"""
 
 _MEETING = f"""
 INSERT INTO meetings
     (id, appointment_id, status, conferencing_provider, external_meeting_id, join_url,
      host_url, password, error_message, first_seen_at, first_seen_rank,
      version_at, version_event, updated_at)
-VALUES (?3, ?1, ?4, ?5, ?6, ?7,
-        CASE WHEN {_LIVE} THEN ?8 END, CASE WHEN {_LIVE} THEN ?9 END,
-        ?10, ?11, 1, ?11, ?12, {NOW_SQL})
+VALUES (:id, :appointment, :status, :conferencing_provider, :external_meeting_id, :join_url,
+        CASE WHEN {_LIVE} THEN :host_url END, CASE WHEN {_LIVE} THEN :password END,
+        :error_message, :at, 1, :at, :event, {NOW_SQL})
 ON CONFLICT (id) DO UPDATE SET
     status = excluded.status,
     conferencing_provider = excluded.conferencing_provider,
@@ -258,20 +258,20 @@ def _upsert_meeting(
     """Write the meeting; True when its place in the chain may have changed."""
     row = conn.execute(
         _MEETING,
-        (
-            event.appointment_id,
-            cutoff,
-            meeting.id,
-            meeting.status,
-            meeting.conferencing_provider,
-            meeting.external_meeting_id,
-            meeting.join_url,
-            meeting.host_url,
-            meeting.password,
-            meeting.error_message,
-            event.occurred_at,
-            event.id,
-        ),
+        {
+            "appointment": event.appointment_id,
+            "cutoff": cutoff,
+            "id": meeting.id,
+            "status": meeting.status,
+            "conferencing_provider": meeting.conferencing_provider,
+            "external_meeting_id": meeting.external_meeting_id,
+            "join_url": meeting.join_url,
+            "host_url": meeting.host_url,
+            "password": meeting.password,
+            "error_message": meeting.error_message,
+            "at": event.occurred_at,
+            "event": event.id,
+        },
     ).fetchone()
     if row is not None and (row[0], row[1]) < (event.occurred_at, 1):
         return False  # a known meeting, first seen earlier: the common update, chain untouched
