@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from meetsync.store.apply import ApplyResult, Conflict
-from meetsync.store.mirror import Failure, Store, StoreBusy, StoreError, is_busy, open_store
+from meetsync.store.mirror import (
+    DEFAULT_PROVIDER,
+    Failure,
+    Store,
+    StoreBusy,
+    StoreError,
+    is_busy,
+    open_store,
+)
 
 __all__ = [
-    "ApplyResult", "Conflict", "Failure", "Store", "StoreBusy", "StoreError", "is_busy",
-    "open_store",
+    "DEFAULT_PROVIDER", "ApplyResult", "Conflict", "Failure", "Store", "StoreBusy", "StoreError",
+    "is_busy", "open_store",
 ]

@@ -33,9 +33,10 @@ CREDENTIAL_GRACE = timedelta(hours=24)
 """How long after its appointment ends a host_url (and the password) stays valid."""
 
 _INBOX = f"""
-INSERT INTO events (id, appointment_id, type, occurred_at, claimed_at, outcome, applied_at)
-VALUES (?, ?, ?, ?, ?, 'applied', {NOW_SQL})
-ON CONFLICT (id) DO NOTHING
+INSERT INTO events
+    (id, provider, appointment_id, type, occurred_at, claimed_at, outcome, applied_at)
+VALUES (?, ?, ?, ?, ?, ?, 'applied', {NOW_SQL})
+ON CONFLICT (provider, id) DO NOTHING
 """
 
 # no_meeting: 1 the snapshot says there is none, 0 it names one (named_meeting_id); when it does
@@ -45,7 +46,7 @@ INSERT INTO appointments
     (id, provider, status, start_at, end_at, version_at, version_event, no_meeting,
      named_meeting_id, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
-ON CONFLICT (id) DO UPDATE SET
+ON CONFLICT (provider, id) DO UPDATE SET
     status = excluded.status,
     start_at = excluded.start_at,
     end_at = excluded.end_at,
@@ -65,28 +66,29 @@ RETURNING tie_at, meeting_id, no_meeting
 # The losing side of a tie: the stored snapshot has the same instant and a greater event id.
 _TIE = """
 UPDATE appointments SET tie_at = version_at
-WHERE id = ? AND version_at = ? AND version_event > ?
+WHERE provider = ? AND id = ? AND version_at = ? AND version_event > ?
 """
 
-_STALE = "UPDATE events SET outcome = 'stale' WHERE id = ?"
+_STALE = "UPDATE events SET outcome = 'stale' WHERE provider = ? AND id = ?"
 
 # Credentials are kept by one meeting at most: the one the appointment's newest snapshot names
 # (that snapshot is then the meeting's newest too, so its credentials are the provider's last
 # word), unless a replacement named it as the meeting replaced, or the appointment ended past
 # the grace (:cutoff). A function of the set of events, whatever order or batches.
-_LIVE = """(EXISTS (SELECT 1 FROM appointments WHERE id = :appointment AND named_meeting_id IS :id
-                    AND (end_at IS NULL OR end_at > :cutoff))
-         AND NOT EXISTS (SELECT 1 FROM meetings WHERE id = :id AND predecessor = 1))"""
+_LIVE = """(EXISTS (SELECT 1 FROM appointments WHERE provider = :provider AND id = :appointment
+                    AND named_meeting_id IS :id AND (end_at IS NULL OR end_at > :cutoff))
+         AND NOT EXISTS (SELECT 1 FROM meetings
+                         WHERE provider = :provider AND id = :id AND predecessor = 1))"""
 
 _MEETING = f"""
 INSERT INTO meetings
-    (id, appointment_id, status, conferencing_provider, external_meeting_id, join_url,
+    (id, provider, appointment_id, status, conferencing_provider, external_meeting_id, join_url,
      host_url, password, error_message, first_seen_at, first_seen_rank,
      version_at, version_event, updated_at)
-VALUES (:id, :appointment, :status, :conferencing_provider, :external_meeting_id, :join_url,
-        CASE WHEN {_LIVE} THEN :host_url END, CASE WHEN {_LIVE} THEN :password END,
+VALUES (:id, :provider, :appointment, :status, :conferencing_provider, :external_meeting_id,
+        :join_url, CASE WHEN {_LIVE} THEN :host_url END, CASE WHEN {_LIVE} THEN :password END,
         :error_message, :at, 1, :at, :event, {NOW_SQL})
-ON CONFLICT (id) DO UPDATE SET
+ON CONFLICT (provider, id) DO UPDATE SET
     status = excluded.status,
     conferencing_provider = excluded.conferencing_provider,
     external_meeting_id = excluded.external_meeting_id,
@@ -106,44 +108,50 @@ RETURNING first_seen_at, first_seen_rank
 # A meeting seen earlier than we knew (late delivery): move it back in the chain.
 _FIRST_SEEN = """
 UPDATE meetings SET first_seen_at = ?, first_seen_rank = ?
-WHERE id = ? AND appointment_id = ? AND (first_seen_at, first_seen_rank) > (?, ?)
+WHERE provider = ? AND id = ? AND appointment_id = ?
+  AND (first_seen_at, first_seen_rank) > (?, ?)
 """
 
 # A meeting id belongs to the appointment it was first seen under (ids are the provider's, one
 # meeting per appointment): another appointment naming it is a conflict, reported, not applied.
-_OWNER = "SELECT appointment_id FROM meetings WHERE id = ?"
+_OWNER = "SELECT appointment_id FROM meetings WHERE provider = ? AND id = ?"
 
 # A replaced event names the old meeting: known by id only, it sorts just before the new one,
 # and stays superseded for good (``predecessor``). Its version is the least there is, so any
 # snapshot of it wins, even one dated before 1970 by a bad clock.
 _PREDECESSOR = f"""
 INSERT INTO meetings
-    (id, appointment_id, first_seen_at, first_seen_rank, version_at, version_event, predecessor,
-     updated_at)
-VALUES (?, ?, ?, 0, {-2**63}, '', 1, {NOW_SQL})
-ON CONFLICT (id) DO UPDATE SET predecessor = 1
+    (id, provider, appointment_id, first_seen_at, first_seen_rank, version_at, version_event,
+     predecessor, updated_at)
+VALUES (?, ?, ?, ?, 0, {-2**63}, '', 1, {NOW_SQL})
+ON CONFLICT (provider, id) DO UPDATE SET predecessor = 1
 WHERE meetings.predecessor = 0 AND meetings.appointment_id = excluded.appointment_id
 """
 
 _CHAIN = """
-SELECT id, replaced_by, predecessor FROM meetings WHERE appointment_id = ?
+SELECT id, replaced_by, predecessor FROM meetings WHERE provider = ? AND appointment_id = ?
 ORDER BY first_seen_at, first_seen_rank, id
 """
 
-_UNSUPERSEDE = f"UPDATE meetings SET replaced_by = NULL, updated_at = {NOW_SQL} WHERE id = ?"
+_UNSUPERSEDE = (
+    f"UPDATE meetings SET replaced_by = NULL, updated_at = {NOW_SQL} WHERE provider = ? AND id = ?"
+)
 
-_SUPERSEDE = f"UPDATE meetings SET replaced_by = ?, updated_at = {NOW_SQL} WHERE id = ?"
+_SUPERSEDE = (
+    f"UPDATE meetings SET replaced_by = ?, updated_at = {NOW_SQL} WHERE provider = ? AND id = ?"
+)
 
 _CURRENT = f"""
 UPDATE appointments SET meeting_id = ?, updated_at = {NOW_SQL}
-WHERE id = ? AND meeting_id IS NOT ?
+WHERE provider = ? AND id = ? AND meeting_id IS NOT ?
 """
 
-_NAMED = "SELECT no_meeting, named_meeting_id FROM appointments WHERE id = ?"
+_NAMED = "SELECT no_meeting, named_meeting_id FROM appointments WHERE provider = ? AND id = ?"
 
 _NO_CREDENTIALS = f"""
 UPDATE meetings SET host_url = NULL, password = NULL, updated_at = {NOW_SQL}
-WHERE appointment_id = ? AND id IS NOT ? AND (host_url IS NOT NULL OR password IS NOT NULL)
+WHERE provider = ? AND appointment_id = ? AND id IS NOT ?
+  AND (host_url IS NOT NULL OR password IS NOT NULL)
 """
 
 
@@ -164,7 +172,7 @@ class ApplyResult:
     applied: int = 0
     duplicates: int = 0
     stale: int = 0
-    ties: set[str] = field(default_factory=set)
+    ties: set[tuple[str, str]] = field(default_factory=set)  # (provider, appointment id)
     conflicts: list[Conflict] = field(default_factory=list)
 
     def add(self, other: ApplyResult) -> None:
@@ -185,12 +193,12 @@ def apply_events(
     """
     result = ApplyResult()
     cutoff = iso_utc(now - CREDENTIAL_GRACE)
-    touched: set[str] = set()
+    touched: set[tuple[str, str]] = set()
     for event in events:
         if _apply_one(conn, event, cutoff, result):  # the current meeting may have changed
-            touched.add(event.appointment_id)
-    for appointment_id in touched:
-        _resolve_chain(conn, appointment_id)
+            touched.add((event.provider, event.appointment_id))
+    for provider, appointment_id in touched:
+        _resolve_chain(conn, provider, appointment_id)
     return result
 
 
@@ -205,7 +213,8 @@ def _apply_one(
 ) -> bool:
     fresh = conn.execute(
         _INBOX,
-        (event.id, event.appointment_id, event.type, event.occurred_at, event.claimed_at),
+        (event.id, event.provider, event.appointment_id, event.type, event.occurred_at,
+         event.claimed_at),
     ).rowcount
     if not fresh:
         result.duplicates += 1
@@ -231,8 +240,10 @@ def _apply_one(
     chain_changed = False
     if landed is None:
         result.stale += 1
-        conn.execute(_STALE, (event.id,))
-        tied = conn.execute(_TIE, (event.appointment_id, event.occurred_at, event.id)).rowcount > 0
+        conn.execute(_STALE, (event.provider, event.id))
+        tied = conn.execute(
+            _TIE, (event.provider, event.appointment_id, event.occurred_at, event.id)
+        ).rowcount > 0
     else:
         tied, current, detached = landed[0] is not None, landed[1], landed[2]
         # The newest word on the appointment detaches its meeting, or names another one.
@@ -240,13 +251,13 @@ def _apply_one(
             event.meeting is not None and current != event.meeting.id
         )
     if tied:
-        result.ties.add(event.appointment_id)
+        result.ties.add((event.provider, event.appointment_id))
     if event.previous_meeting_id and event.previous_meeting_id != _meeting_id(event.meeting):
         chain_changed |= conn.execute(
-            _PREDECESSOR, (event.previous_meeting_id, event.appointment_id, event.occurred_at)
+            _PREDECESSOR,
+            (event.previous_meeting_id, event.provider, event.appointment_id, event.occurred_at),
         ).rowcount > 0
-        chain_changed |= _seen(
-            conn, event.previous_meeting_id, event.appointment_id, event.occurred_at, 0)
+        chain_changed |= _seen(conn, event, event.previous_meeting_id, 0)
     if event.meeting is not None:
         chain_changed |= _upsert_meeting(conn, event, event.meeting, cutoff, result)
     return chain_changed
@@ -259,6 +270,7 @@ def _upsert_meeting(
     row = conn.execute(
         _MEETING,
         {
+            "provider": event.provider,
             "appointment": event.appointment_id,
             "cutoff": cutoff,
             "id": meeting.id,
@@ -278,19 +290,19 @@ def _upsert_meeting(
     if row is not None and (row[0], row[1]) == (event.occurred_at, 1):
         return True  # just inserted (or first seen at this very instant): place it
     if row is None:
-        (owner,) = conn.execute(_OWNER, (meeting.id,)).fetchone()
+        (owner,) = conn.execute(_OWNER, (event.provider, meeting.id)).fetchone()
         if owner != event.appointment_id:
             result.conflicts.append(Conflict(meeting.id, owner, event.appointment_id))
             return False
     # A stale write may move it earlier.
-    return _seen(conn, meeting.id, event.appointment_id, event.occurred_at, 1)
+    return _seen(conn, event, meeting.id, 1)
 
 
-def _seen(
-    conn: sqlite3.Connection, meeting_id: str, appointment_id: str, at: int, rank: int
-) -> bool:
+def _seen(conn: sqlite3.Connection, event: Event, meeting_id: str, rank: int) -> bool:
+    """Move the event's meeting back in its chain if the event saw it earlier than known."""
+    at = event.occurred_at
     return conn.execute(
-        _FIRST_SEEN, (at, rank, meeting_id, appointment_id, at, rank)
+        _FIRST_SEEN, (at, rank, event.provider, meeting_id, event.appointment_id, at, rank)
     ).rowcount > 0
 
 
@@ -298,7 +310,7 @@ def _meeting_id(meeting: Meeting | None) -> str | None:
     return meeting.id if meeting else None
 
 
-def _resolve_chain(conn: sqlite3.Connection, appointment_id: str) -> None:
+def _resolve_chain(conn: sqlite3.Connection, provider: str, appointment_id: str) -> None:
     """Link the appointment's meetings in first-seen order and pick its current one.
 
     The current meeting is the one its newest snapshot names, moved to the end of the chain if
@@ -306,18 +318,19 @@ def _resolve_chain(conn: sqlite3.Connection, appointment_id: str) -> None:
     replacement named as the one replaced never comes back (seeds/001): then, and when no
     snapshot names one, it is the last meeting never replaced.
     """
-    chain = conn.execute(_CHAIN, (appointment_id,)).fetchall()
-    detached, named = conn.execute(_NAMED, (appointment_id,)).fetchone() or (0, None)
+    key = (provider, appointment_id)
+    chain = conn.execute(_CHAIN, key).fetchall()
+    detached, named = conn.execute(_NAMED, key).fetchone() or (0, None)
     standing = [row for row in chain if not row[2]]  # never named as replaced
     current = next((row for row in standing if row[0] == named), None) or (
         standing[-1] if standing else chain[-1] if chain else None)
     chain = [row for row in chain if row is not current] + ([current] if current else [])
     for (meeting_id, replaced_by, _), (successor, _, _) in itertools.pairwise(chain):
         if replaced_by != successor:
-            conn.execute(_SUPERSEDE, (successor, meeting_id))
+            conn.execute(_SUPERSEDE, (successor, provider, meeting_id))
     if current is not None and current[1] is not None:
-        conn.execute(_UNSUPERSEDE, (current[0],))
+        conn.execute(_UNSUPERSEDE, (provider, current[0]))
     current_id = None if detached == 1 or current is None else current[0]
-    conn.execute(_NO_CREDENTIALS, (appointment_id, current_id if current_id == named else None))
+    conn.execute(_NO_CREDENTIALS, (*key, current_id if current_id == named else None))
     if chain:
-        conn.execute(_CURRENT, (current_id, appointment_id, current_id))
+        conn.execute(_CURRENT, (current_id, *key, current_id))

@@ -31,10 +31,13 @@ PRUNE_CHUNK = 5_000  # at 10M rows one chunk holds the write lock ~1 s (bench: p
 
 Clock = Callable[[], datetime]
 
+DEFAULT_PROVIDER = "savvycal"
+"""The provider reads serve unless told otherwise: every mirror before m004 was SavvyCal's."""
+
 _MEETING_COLUMNS = (
-    "m.id, m.status, m.conferencing_provider, m.external_meeting_id, m.join_url, m.host_url, "
-    "m.password, m.error_message, m.appointment_id, m.replaced_by, m.updated_at, m.version_at, "
-    "a.end_at, a.status, a.meeting_id"
+    "m.provider, m.id, m.status, m.conferencing_provider, m.external_meeting_id, m.join_url, "
+    "m.host_url, m.password, m.error_message, m.appointment_id, m.replaced_by, m.updated_at, "
+    "m.version_at, a.end_at, a.status, a.meeting_id"
 )
 
 
@@ -171,13 +174,15 @@ class Store:
         return result
 
     def purge_expired_credentials(self, now: datetime | None = None) -> int:
-        """Clear ``host_url`` and ``password`` of appointments that ended over 24 h ago."""
+        """Clear ``host_url`` and ``password`` of appointments (every provider's) that ended
+        over 24 h ago."""
         cutoff = iso_utc((now or self.clock()) - CREDENTIAL_GRACE)
         cur = self.conn.execute(
             """
             UPDATE meetings SET host_url = NULL, password = NULL
             WHERE (host_url IS NOT NULL OR password IS NOT NULL)
-              AND appointment_id IN (SELECT id FROM appointments WHERE end_at <= ?)
+              AND EXISTS (SELECT 1 FROM appointments a WHERE a.provider = meetings.provider
+                          AND a.id = meetings.appointment_id AND a.end_at <= ?)
             """,
             (cutoff,),
         )
@@ -280,40 +285,47 @@ class Store:
 
     # --- reads ----------------------------------------------------------------------------
 
-    def meeting(self, meeting_id: str, *, now: datetime | None = None) -> dict[str, Any] | None:
+    def meeting(
+        self, meeting_id: str, *, provider: str = DEFAULT_PROVIDER, now: datetime | None = None
+    ) -> dict[str, Any] | None:
         """That meeting as the read API serves it (``replaced_by`` set when superseded)."""
         row = self.conn.execute(
-            f"SELECT {_MEETING_COLUMNS} FROM meetings m "
-            "LEFT JOIN appointments a ON a.id = m.appointment_id WHERE m.id = ?",
-            (meeting_id,),
+            f"SELECT {_MEETING_COLUMNS} FROM meetings m LEFT JOIN appointments a"
+            " ON a.provider = m.provider AND a.id = m.appointment_id"
+            " WHERE m.provider = ? AND m.id = ?",
+            (provider, meeting_id),
         ).fetchone()
         return _meeting_view(row, now or self.clock()) if row else None
 
     def latest_meeting(
-        self, meeting_id: str, *, now: datetime | None = None
+        self, meeting_id: str, *, provider: str = DEFAULT_PROVIDER, now: datetime | None = None
     ) -> dict[str, Any] | None:
         """Follow ``replaced_by`` from ``meeting_id`` to the meeting that superseded it last."""
         row = self.conn.execute(
-            "SELECT appointment_id FROM meetings WHERE id = ?", (meeting_id,)
+            "SELECT appointment_id FROM meetings WHERE provider = ? AND id = ?",
+            (provider, meeting_id),
         ).fetchone()
-        return self.current_meeting(row[0], now=now) if row else None
+        return self.current_meeting(row[0], provider=provider, now=now) if row else None
 
     def current_meeting(
-        self, appointment_id: str, *, now: datetime | None = None
+        self, appointment_id: str, *, provider: str = DEFAULT_PROVIDER, now: datetime | None = None
     ) -> dict[str, Any] | None:
         """The appointment's current meeting, or None when the appointment or meeting is unknown."""
         row = self.conn.execute(
-            f"SELECT {_MEETING_COLUMNS} FROM appointments a "
-            "JOIN meetings m ON m.id = a.meeting_id WHERE a.id = ?",
-            (appointment_id,),
+            f"SELECT {_MEETING_COLUMNS} FROM appointments a JOIN meetings m"
+            " ON m.provider = a.provider AND m.id = a.meeting_id"
+            " WHERE a.provider = ? AND a.id = ?",
+            (provider, appointment_id),
         ).fetchone()
         return _meeting_view(row, now or self.clock()) if row else None
 
-    def appointment(self, appointment_id: str) -> dict[str, Any] | None:
+    def appointment(
+        self, appointment_id: str, *, provider: str = DEFAULT_PROVIDER
+    ) -> dict[str, Any] | None:
         row = self.conn.execute(
             "SELECT id, provider, meeting_id, status, start_at, end_at, updated_at, tie_at "
-            "FROM appointments WHERE id = ?",
-            (appointment_id,),
+            "FROM appointments WHERE provider = ? AND id = ?",
+            (provider, appointment_id),
         ).fetchone()
         if row is None:
             return None
@@ -325,30 +337,37 @@ class Store:
     def changes_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         """The change log after ``seq``, oldest first: what downstream apps follow."""
         rows = self.conn.execute(
-            "SELECT seq, entity, entity_id, appointment_id, changed_at FROM changes "
+            "SELECT seq, provider, entity, entity_id, appointment_id, changed_at FROM changes "
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         ).fetchall()
-        keys = ("seq", "entity", "entity_id", "appointment_id", "changed_at")
+        keys = ("seq", "provider", "entity", "entity_id", "appointment_id", "changed_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def tied_appointments(self, limit: int = 1000) -> list[str]:
+    def tied_appointments(
+        self, limit: int = 1000, *, provider: str = DEFAULT_PROVIDER
+    ) -> list[str]:
         """Appointments whose newest snapshot tied with another: a refetch decides them."""
         rows = self.conn.execute(
-            "SELECT id FROM appointments WHERE tie_at IS NOT NULL LIMIT ?", (limit,)
+            "SELECT id FROM appointments WHERE provider = ? AND tie_at IS NOT NULL LIMIT ?",
+            (provider, limit),
         )
         return [row[0] for row in rows]
 
-    def appointments_ending_after(self, cutoff: str) -> list[str]:
+    def appointments_ending_after(
+        self, cutoff: str, *, provider: str = DEFAULT_PROVIDER
+    ) -> list[str]:
         """Appointments (not deleted) that end after ``cutoff`` or have no end time."""
         rows = self.conn.execute(
-            "SELECT id FROM appointments WHERE (end_at IS NULL OR end_at > ?)"
+            "SELECT id FROM appointments WHERE provider = ? AND (end_at IS NULL OR end_at > ?)"
             " AND status IS NOT 'deleted'",
-            (cutoff,),
+            (provider, cutoff),
         )
         return [row[0] for row in rows]
 
-    def snapshots(self, appointment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def snapshots(
+        self, appointment_ids: Sequence[str], *, provider: str = DEFAULT_PROVIDER
+    ) -> dict[str, dict[str, Any]]:
         """What the mirror holds for each appointment, raw (credentials unmasked): the
         reconciler compares it field by field with the provider."""
         found: dict[str, dict[str, Any]] = {}
@@ -358,9 +377,10 @@ class Store:
             cur = self.conn.execute(
                 "SELECT a.id, a.status, a.start_at, a.end_at, a.meeting_id, m.status,"
                 " m.conferencing_provider, m.external_meeting_id, m.join_url, m.host_url,"
-                " m.password, m.error_message FROM appointments a"
-                f" LEFT JOIN meetings m ON m.id = a.meeting_id WHERE a.id IN ({marks})",
-                chunk,
+                " m.password, m.error_message FROM appointments a LEFT JOIN meetings m"
+                " ON m.provider = a.provider AND m.id = a.meeting_id"
+                f" WHERE a.provider = ? AND a.id IN ({marks})",
+                (provider, *chunk),
             )
             for row in cur:
                 found[row[0]] = dict(zip(SNAPSHOT_FIELDS, row[1:], strict=True))
@@ -371,9 +391,9 @@ class Store:
 
 
 def _meeting_view(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
-    (meeting_id, status, provider, external_id, join_url, host_url, password, error,
-     appointment_id, replaced_by, updated_at, version_at, end_at, appointment_status,
-     current_id) = row
+    (provider, meeting_id, status, conferencing_provider, external_id, join_url, host_url,
+     password, error, appointment_id, replaced_by, updated_at, version_at, end_at,
+     appointment_status, current_id) = row
     live = (
         replaced_by is None
         and current_id == meeting_id
@@ -385,8 +405,9 @@ def _meeting_view(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
     return {
         "id": meeting_id,
         "object": "appointment_meeting",
+        "provider": provider,
         "status": status,
-        "conferencing_provider": provider,
+        "conferencing_provider": conferencing_provider,
         "external_meeting_id": external_id,
         "join_url": join_url,
         "host_url": host_url,

@@ -28,6 +28,32 @@ def _changed(fields: tuple[str, ...]) -> str:
     return " OR ".join(f"OLD.{name} IS NOT NEW.{name}" for name in fields)
 
 
+def _change_triggers(*, provider: bool) -> str:
+    """The triggers that write the change log (with the row's provider from m004 on)."""
+    column, value = (", provider", ", NEW.provider") if provider else ("", "")
+
+    def log(entity: str, appointment: str) -> str:
+        return (f"INSERT INTO changes (entity, entity_id, appointment_id{column})"
+                f" VALUES ('{entity}', NEW.id, NEW.{appointment}{value});")
+
+    return f"""
+        CREATE TRIGGER appointments_inserted AFTER INSERT ON appointments BEGIN
+            {log("appointment", "id")}
+        END;
+        CREATE TRIGGER appointments_updated AFTER UPDATE ON appointments
+        WHEN {_changed(("meeting_id", "status", "start_at", "end_at"))} BEGIN
+            {log("appointment", "id")}
+        END;
+        CREATE TRIGGER meetings_inserted AFTER INSERT ON meetings BEGIN
+            {log("meeting", "appointment_id")}
+        END;
+        CREATE TRIGGER meetings_updated AFTER UPDATE ON meetings
+        WHEN {_changed((*MEETING_FIELDS, "replaced_by"))} BEGIN
+            {log("meeting", "appointment_id")}
+        END;
+        """
+
+
 @migrations()
 def m001_mirror(db: Database) -> None:
     # version_at/version_event: the (occurred_at, event id) of the snapshot a row reflects; a
@@ -86,24 +112,7 @@ def m001_mirror(db: Database) -> None:
             changed_at TEXT NOT NULL DEFAULT ({NOW_SQL})
         );
 
-        CREATE TRIGGER appointments_inserted AFTER INSERT ON appointments BEGIN
-            INSERT INTO changes (entity, entity_id, appointment_id)
-            VALUES ('appointment', NEW.id, NEW.id);
-        END;
-        CREATE TRIGGER appointments_updated AFTER UPDATE ON appointments
-        WHEN {_changed(("meeting_id", "status", "start_at", "end_at"))} BEGIN
-            INSERT INTO changes (entity, entity_id, appointment_id)
-            VALUES ('appointment', NEW.id, NEW.id);
-        END;
-        CREATE TRIGGER meetings_inserted AFTER INSERT ON meetings BEGIN
-            INSERT INTO changes (entity, entity_id, appointment_id)
-            VALUES ('meeting', NEW.id, NEW.appointment_id);
-        END;
-        CREATE TRIGGER meetings_updated AFTER UPDATE ON meetings
-        WHEN {_changed((*MEETING_FIELDS, "replaced_by"))} BEGIN
-            INSERT INTO changes (entity, entity_id, appointment_id)
-            VALUES ('meeting', NEW.id, NEW.appointment_id);
-        END;
+        {_change_triggers(provider=False)}
 
         -- host_url is a credential that dies 24 h after the appointment ends (seeds/001);
         -- the password goes with it.
@@ -156,9 +165,13 @@ def m002_operations(db: Database) -> None:
     )
 
 
-_LIVE_MEETINGS = """
+def _live_meetings(*, provider: bool) -> str:
+    """A credential is live only on the appointment's current meeting, while the appointment is
+    not canceled or gone, until 24 h after it ends (the provider's host_url lifetime)."""
+    column, join = ("m.provider, ", "a.provider = m.provider AND ") if provider else ("", "")
+    return f"""
 CREATE VIEW live_meetings AS
-SELECT m.id, m.appointment_id, m.status, m.conferencing_provider,
+SELECT {column}m.id, m.appointment_id, m.status, m.conferencing_provider,
        m.external_meeting_id, m.join_url,
        CASE WHEN live THEN m.host_url END AS host_url,
        CASE WHEN live THEN m.password END AS password,
@@ -168,11 +181,10 @@ FROM (
                  AND a.status IS NOT 'canceled' AND a.status IS NOT 'deleted'
                  AND (a.end_at IS NULL OR
                       a.end_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-24 hours'))) AS live
-    FROM meetings m LEFT JOIN appointments a ON a.id = m.appointment_id
+    FROM meetings m LEFT JOIN appointments a ON {join}a.id = m.appointment_id
 ) AS m
 """
-"""A credential is live only on the appointment's current meeting, while the appointment is not
-canceled or gone, until 24 h after it ends (the provider's host_url lifetime)."""
+
 
 _TRUSTED_CLOCK_SECONDS = 300
 """The skew tolerance's default, for healing rows written before the receiver enforced it."""
@@ -204,6 +216,98 @@ def m003_time_and_absence(db: Database) -> None:
         UPDATE meetings SET version_at = {_micros_sql("updated_at")}
         WHERE version_at > {_micros_sql("updated_at")} + {_TRUSTED_CLOCK_SECONDS * 1_000_000};
         DROP VIEW live_meetings;
-        {_LIVE_MEETINGS};
+        {_live_meetings(provider=False)};
+        """
+    )
+
+
+# The rebuilt tables: ids are unique only within a provider (SavvyCal and Avon Health both use
+# ``appt_``). Same columns as before, ``provider`` second; still rowid tables (the inbox prune
+# walks rowid).
+_KEYED_BY_PROVIDER = {
+    "appointments": """
+        id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        meeting_id TEXT,
+        status TEXT,
+        start_at TEXT,
+        end_at TEXT,
+        version_at INTEGER NOT NULL,
+        version_event TEXT NOT NULL,
+        tie_at INTEGER,
+        updated_at TEXT NOT NULL,
+        no_meeting INTEGER NOT NULL DEFAULT 0,
+        named_meeting_id TEXT""",
+    "meetings": """
+        id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        appointment_id TEXT NOT NULL,
+        status TEXT,
+        conferencing_provider TEXT,
+        external_meeting_id TEXT,
+        join_url TEXT,
+        host_url TEXT,
+        password TEXT,
+        error_message TEXT,
+        replaced_by TEXT,
+        first_seen_at INTEGER NOT NULL,
+        first_seen_rank INTEGER NOT NULL,
+        version_at INTEGER NOT NULL,
+        version_event TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        predecessor INTEGER NOT NULL DEFAULT 0""",
+    "events": """
+        id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        appointment_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        occurred_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        applied_at TEXT NOT NULL,
+        claimed_at INTEGER""",
+}
+
+# Before m004 every row was SavvyCal's; a meeting or event takes its appointment's provider.
+_PROVIDER_OF_APPOINTMENT = """COALESCE(
+    (SELECT a.provider FROM old_appointments a WHERE a.id = o.appointment_id), 'savvycal')"""
+
+
+@migrations()
+def m004_provider_identity(db: Database) -> None:
+    # SQLite cannot change a primary key in place: each table is rebuilt under its name, its
+    # rows copied in rowid order (the inbox prune relies on rowid following insertion order).
+    db.executescript(
+        """
+        DROP VIEW live_meetings;
+        DROP TRIGGER appointments_inserted;
+        DROP TRIGGER appointments_updated;
+        DROP TRIGGER meetings_inserted;
+        DROP TRIGGER meetings_updated;
+        DROP INDEX appointments_end_at;
+        DROP INDEX meetings_chain;
+        ALTER TABLE changes ADD COLUMN provider TEXT NOT NULL DEFAULT 'savvycal';
+        """
+    )
+    for table in _KEYED_BY_PROVIDER:
+        db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+    for table, columns in _KEYED_BY_PROVIDER.items():
+        old = [c.name for c in db[f"old_{table}"].columns]
+        provider = "o.provider" if "provider" in old else _PROVIDER_OF_APPOINTMENT
+        kept = ", ".join(c for c in old if c != "provider")
+        db.execute(f"CREATE TABLE {table} ({columns},\n        PRIMARY KEY (provider, id)\n)")
+        db.execute(
+            f"INSERT INTO {table} (provider, {kept})"
+            f" SELECT {provider}, {kept} FROM old_{table} o ORDER BY o.rowid"
+        )
+    db.executescript(
+        f"""
+        DROP TABLE old_events;
+        DROP TABLE old_meetings;
+        DROP TABLE old_appointments;
+        CREATE INDEX appointments_end_at ON appointments(end_at);
+        CREATE INDEX meetings_chain
+            ON meetings(provider, appointment_id, first_seen_at, first_seen_rank, id);
+        {_change_triggers(provider=True)}
+        {_live_meetings(provider=True)};
         """
     )

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meetsync.settings import Settings
-from meetsync.store import Store, is_busy, open_store
+from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store
 
 
 class ReadOnlyMirror:
@@ -81,8 +81,9 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
 
 
 def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
-    """``GET /v1/appointments/{id}/meeting`` and ``GET /v1/meetings/{id}``, read from
-    ``mirror`` (the caller closes it)."""
+    """``GET /v1/{provider}/appointments/{id}/meeting`` and ``GET /v1/{provider}/meetings/{id}``,
+    and SavvyCal's ``/v1/appointments/...`` and ``/v1/meetings/...``, read from ``mirror`` (the
+    caller closes it). An unknown provider is simply not found."""
     token = (settings.read_token or "").encode()
 
     def authorized(request: Request) -> bool:
@@ -95,28 +96,34 @@ def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
         )
 
     def guarded(
-        lookup: Callable[[Store, str], dict[str, Any] | None], param: str
+        lookup: Callable[[Store, str, str], dict[str, Any] | None], param: str
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not authorized(request):
                 return _error(
                     401, "missing or invalid bearer token", **{"WWW-Authenticate": "Bearer"}
                 )
+            provider = request.path_params.get("provider", DEFAULT_PROVIDER)
             key = request.path_params[param]
-            found = await mirror.read(lambda store: lookup(store, key))
+            found = await mirror.read(lambda store: lookup(store, provider, key))
             if found is None:
                 return _error(404, "not found")
             return JSONResponse(found)
 
         return endpoint
 
+    current = guarded(
+        lambda store, provider, key: store.current_meeting(key, provider=provider),
+        "appointment_id",
+    )
+    meeting = guarded(
+        lambda store, provider, key: store.meeting(key, provider=provider), "meeting_id"
+    )
+    # SavvyCal's routes first: /v1/{provider}/meetings/{id} must not shadow
+    # /v1/appointments/{id}/meeting (an appointment named "meetings").
     return [
-        Route(
-            "/v1/appointments/{appointment_id}/meeting",
-            guarded(lambda store, key: store.current_meeting(key), "appointment_id"),
-        ),
-        Route(
-            "/v1/meetings/{meeting_id}",
-            guarded(lambda store, key: store.meeting(key), "meeting_id"),
-        ),
+        Route("/v1/appointments/{appointment_id}/meeting", current),
+        Route("/v1/meetings/{meeting_id}", meeting),
+        Route("/v1/{provider}/appointments/{appointment_id}/meeting", current),
+        Route("/v1/{provider}/meetings/{meeting_id}", meeting),
     ]

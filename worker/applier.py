@@ -88,7 +88,7 @@ class Applier:
         claim_idle_ms: int = 30_000,
         max_attempts: int = 5,
         busy_backoff: float = 0.2,
-        on_ties: Callable[[set[str]], Any] | None = None,
+        on_ties: Callable[[set[tuple[str, str]]], Any] | None = None,
         clock_skew_seconds: float = 300,
         clock: Callable[[], float] = time.time,
     ) -> None:

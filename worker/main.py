@@ -34,6 +34,10 @@ from meetsync.worker.reconciler import Reconciler
 log = structlog.get_logger(__name__)
 
 TIES_LOGGED = 20  # appointment ids named per tie_unresolved line
+_TIE_FIX = {
+    SavvyCalClient.provider: "set the provider's API token (SAVVYCAL_API_TOKEN) so the worker can"
+    " refetch these appointments and settle which of two same-instant snapshots is current",
+}
 
 
 @dataclass
@@ -71,18 +75,23 @@ async def startup(ctx: dict[str, Any]) -> None:
     if client is None:
         log.warning("reconciler_disabled", reason="SAVVYCAL_API_TOKEN is not set")
 
-    async def refetch_ties(appointment_ids: set[str]) -> None:
-        if client is None:
+    async def refetch_ties(ties: set[tuple[str, str]]) -> None:
+        # Only the client's own provider can be refetched; the rest wait for a newer event.
+        served = client.provider if client is not None else None
+        unresolved: dict[str, list[str]] = {}
+        for provider, appointment_id in sorted(ties):
+            if provider == served:
+                await redis.enqueue_job(
+                    "refetch_appointment", appointment_id, _job_id=f"refetch:{appointment_id}"
+                )
+            else:
+                unresolved.setdefault(provider, []).append(appointment_id)
+        for provider, appointment_ids in unresolved.items():
             log.warning(
-                "tie_unresolved", count=len(appointment_ids),
-                appointments=sorted(appointment_ids)[:TIES_LOGGED],
-                fix="set the provider's API token (SAVVYCAL_API_TOKEN) so the worker can refetch"
-                " these appointments and settle which of two same-instant snapshots is current",
-            )
-            return
-        for appointment_id in appointment_ids:
-            await redis.enqueue_job(
-                "refetch_appointment", appointment_id, _job_id=f"refetch:{appointment_id}"
+                "tie_unresolved", provider=provider, count=len(appointment_ids),
+                appointments=appointment_ids[:TIES_LOGGED], fix=_TIE_FIX.get(
+                    provider, f"no API client refetches {provider} appointments yet: the next"
+                    " event for each settles which of two same-instant snapshots is current"),
             )
 
     applier = Applier(

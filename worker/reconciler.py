@@ -235,7 +235,9 @@ class Reconciler:
     async def _fetch_unlisted(
         self, truth: dict[str, Event], cutoff: str, report: RunReport
     ) -> None:
-        held = await self.store.run(lambda s: s.appointments_ending_after(cutoff))
+        provider = self.client.provider
+        held = await self.store.run(
+            lambda s: s.appointments_ending_after(cutoff, provider=provider))
         unlisted = [appointment_id for appointment_id in held if appointment_id not in truth]
         for n, appointment_id in enumerate(unlisted, 1):
             fetched = to_micros(self.clock())
@@ -243,7 +245,7 @@ class Reconciler:
             if row is None:
                 report.gone += 1
                 truth[appointment_id] = Event(
-                    id=f"reconcile:{report.run_id}:{appointment_id}", provider="savvycal",
+                    id=f"reconcile:{report.run_id}:{appointment_id}", provider=provider,
                     type="reconcile.gone", occurred_at=fetched, appointment_id=appointment_id,
                     appointment_status="deleted", no_meeting=True,
                 )
@@ -255,7 +257,8 @@ class Reconciler:
     async def _repair(self, truth: dict[str, Event], cutoff: str, report: RunReport) -> None:
         report.appointments_seen = len(truth)
         ids = list(truth)
-        mirror = await self.store.run(lambda s: s.snapshots(ids))
+        provider = self.client.provider
+        mirror = await self.store.run(lambda s: s.snapshots(ids, provider=provider))
         repairs: list[Event] = []
         for appointment_id, event in truth.items():
             held = mirror.get(appointment_id)
@@ -282,7 +285,8 @@ class Reconciler:
         for failure in failures:
             report.errors.append(f"could not write {failure.event.appointment_id}: "
                                  f"{failure.reason}")
-        after = await self.store.run(lambda s: s.snapshots([e.appointment_id for e in repairs]))
+        after = await self.store.run(
+            lambda s: s.snapshots([e.appointment_id for e in repairs], provider=provider))
         for event in repairs:
             now_held = after.get(event.appointment_id)
             if event.type == "reconcile.gone":

@@ -36,8 +36,9 @@ def build(path: Path, rows: int) -> None:
     for first in range(0, rows, chunk):
         conn.execute("BEGIN")
         conn.executemany(
-            "INSERT INTO events (id, appointment_id, type, occurred_at, outcome, applied_at)"
-            " VALUES (?, ?, 'appointment.meeting.updated', 0, 'applied', ?)",
+            "INSERT INTO events"
+            " (id, provider, appointment_id, type, occurred_at, outcome, applied_at)"
+            " VALUES (?, 'savvycal', ?, 'appointment.meeting.updated', 0, 'applied', ?)",
             (
                 (f"evt_{(n * 2654435761) % 2**32:08x}{n:08d}", f"appt_{n % 50_000:012d}",
                  (start + step * n).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:23] + "Z")

@@ -19,7 +19,7 @@ TARGET = 0.50
 _RAW_SELECT = (
     "SELECT id, status, conferencing_provider, external_meeting_id, join_url, host_url, "
     "password, error_message, appointment_id, replaced_by, updated_at, version_at "
-    "FROM meetings WHERE id = ?"
+    "FROM meetings WHERE provider = 'savvycal' AND id = ?"
 )
 
 

@@ -34,7 +34,7 @@ from tests.faults.conftest import (
 
 def poisoned(event: Event) -> bytes:
     """The event as a buggy producer might queue it: valid JSON the mirror refuses every time
-    (``appointments.provider`` is NOT NULL)."""
+    (``provider`` is part of every key: NOT NULL, refused at the inbox)."""
     raw: dict[str, Any] = orjson.loads(event.to_json())
     raw["provider"] = None
     return orjson.dumps(raw)
@@ -91,7 +91,7 @@ async def test_poison_is_dead_lettered_and_replayed_from_the_provider(
     store.close()
     assert len(letters) == 2, "one letter per poison event, however often it was delivered"
     assert (letters[0]["event_id"], letters[0]["attempts"]) == (poison.id, 3)
-    assert "NOT NULL constraint failed: appointments.provider" in letters[0]["reason"]
+    assert "NOT NULL constraint failed: events.provider" in letters[0]["reason"]
     assert (letters[1]["appointment_id"], letters[1]["reason"]) == (None, "unreadable event")
     assert poison.meeting.host_url not in str(stored)
     assert poison.meeting.password not in str(stored)

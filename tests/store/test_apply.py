@@ -119,7 +119,7 @@ def test_exact_tie_is_deterministic_and_flagged_for_refetch(tmp_path: Path) -> N
             for e in order:
                 result, _ = store.apply([e])
                 ties |= result.ties
-            assert ties == {"appt_1"}
+            assert ties == {("savvycal", "appt_1")}
             assert store.tied_appointments() == ["appt_1"]
             states.append(store.current_meeting("appt_1")["status"])  # type: ignore[index]
     assert states[0] == states[1] == "failed"  # the greater event id wins a tie

@@ -94,14 +94,14 @@ def state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
 
 def _state(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], ...]:
     return (
-        conn.execute("SELECT id, meeting_id, status, start_at, end_at, version_at, "
+        conn.execute("SELECT provider, id, meeting_id, status, start_at, end_at, version_at, "
                      "version_event, tie_at, no_meeting, named_meeting_id "
-                     "FROM appointments ORDER BY id").fetchall(),
-        conn.execute("SELECT id, appointment_id, status, conferencing_provider, "
+                     "FROM appointments ORDER BY provider, id").fetchall(),
+        conn.execute("SELECT provider, id, appointment_id, status, conferencing_provider, "
                      "external_meeting_id, join_url, host_url, password, error_message, "
                      "replaced_by, first_seen_at, first_seen_rank, version_at, version_event "
-                     "FROM meetings ORDER BY id").fetchall(),
-        conn.execute("SELECT id FROM events ORDER BY id").fetchall(),
+                     "FROM meetings ORDER BY provider, id").fetchall(),
+        conn.execute("SELECT provider, id FROM events ORDER BY provider, id").fetchall(),
     )
 
 

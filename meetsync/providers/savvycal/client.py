@@ -29,6 +29,8 @@ from typing import Any, Literal
 import httpx
 import orjson
 
+from meetsync.providers.savvycal.envelope import PROVIDER
+
 Priority = Literal["refetch", "sweep"]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -126,6 +128,8 @@ class SavvyCalClient:
 
     Counters: ``calls`` (method calls), ``retries`` (extra attempts), ``rate_limited`` (429s).
     """
+
+    provider = PROVIDER  # whose appointments it serves: the mirror's key with their ids
 
     def __init__(
         self,
