@@ -36,18 +36,22 @@ class Meeting:
     host_url: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     error_message: str | None = None
+    host_url_expires_at: str | None = None  # ISO-8601 UTC; None: the provider gives no end
+    password_expires_at: str | None = None
 
 
 MEETING_FIELDS = ("status", "conferencing_provider", "external_meeting_id", "join_url",
                   "host_url", "password", "error_message")
-"""A meeting's fields besides its id, in the provider's order (the mirror's columns too)."""
+"""A meeting's fields besides its id, in the provider's order (the mirror's columns too).
+The credentials' expiry times are the providing package's word on when each dies."""
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """One snapshot of an appointment, ordered by ``(occurred_at, id)``.
 
-    ``meeting`` is the appointment's meeting at that moment; ``no_meeting`` says the snapshot
+    ``account`` names the configured account the event came through (``default`` for the
+    single-account settings). ``meeting`` is the appointment's meeting at that moment; ``no_meeting`` says the snapshot
     states it has none (``meeting: null``, or gone at the provider), which the mirror applies,
     while ``meeting=None`` alone means the snapshot does not say. ``claimed_at`` keeps the
     provider's own date of an event ``received`` re-dated (``occurred_at``) to its receipt.
@@ -66,6 +70,7 @@ class Event:
     no_meeting: bool = False
     received_at: int | None = None
     claimed_at: int | None = None
+    account: str = "default"
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)

@@ -1,8 +1,23 @@
 """The provider seam: everything provider-specific sits behind this small interface.
 
-A provider module knows its signature scheme(s), its webhook envelope and its API; it hands the
-rest of meetsync provider-neutral ``Event`` objects. Adding a provider is adding one package here
-and one entry in ``PROVIDERS``.
+A provider package (``meetsync/providers/<name>/``) knows its settings, its signature scheme(s)
+and any endpoint handshake, its webhook envelope, its API (list, get one, rate limits, errors),
+which fields are credentials and when they die, and its simulator. It hands the rest of
+meetsync provider-neutral ``Event`` objects. The receiver, the worker, the store and the read
+API name no provider; adding one is adding its package and one line in ``PROVIDERS``.
+
+The pieces::
+
+    Provider             one per package: name, settings keys, and factories for
+    ├── WebhookProvider  verify + parse deliveries for all its accounts (None: poll-only)
+    └── ProviderApi      one account's API client: fetch one appointment, sweep a window
+
+A delivery parses to one of::
+
+    Event    a snapshot: queued and applied
+    Hint     "this appointment changed": the worker fetches it (unsigned or partial deliveries)
+    Reply    an endpoint handshake: answered 200 with this body, nothing queued
+    str      an event type we ignore: answered 202 and counted
 
 Errors::
 
@@ -13,11 +28,25 @@ Errors::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+import importlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meetsync.events import Event
-from meetsync.settings import Settings
+
+if TYPE_CHECKING:
+    from meetsync.config import Key
+    from meetsync.providers.http import Priority, RequestBudget
+    from meetsync.settings import Account, Settings
+
+LEGACY_PROVIDER = "savvycal"
+"""Whose rows every mirror held before ids were keyed by provider, and whose unqualified read
+routes (``/v1/appointments/...``) stay."""
+
+PACKAGES = ("savvycal",)
+"""The provider packages, by name: ``meetsync.providers.<name>`` exposes ``PROVIDER``."""
 
 
 class ProviderError(Exception):
@@ -32,32 +61,140 @@ class EnvelopeError(ProviderError):
     """The body is not a valid envelope."""
 
 
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """A delivery that only says an appointment changed: the worker fetches it from the API
+    (once per appointment however many hints arrive meanwhile). Used where a delivery can't be
+    trusted as data (no signature) or carries only part of the object."""
+
+    appointment_id: str
+    account: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An endpoint handshake: answered 200 with ``body`` as JSON; nothing is queued."""
+
+    body: Mapping[str, Any]
+
+
+Delivery = Event | Hint | Reply | str
+
+
 class WebhookProvider(Protocol):
-    """What the receiver needs of a provider."""
+    """What the receiver needs of a provider: one per provider, serving all its accounts."""
 
     name: str
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Raise ``SignatureError`` unless ``body`` is signed by a configured secret."""
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> str:
+        """The name of the account whose secret signed ``body``; ``SignatureError`` if none."""
 
-    def parse(self, body: bytes) -> Event | str:
-        """The event in a verified body; for an event type we ignore, its type name.
+    def parse(self, body: bytes, account: str) -> Delivery:
+        """What a verified delivery to ``account`` says. ``EnvelopeError`` if not an envelope."""
 
-        Raises ``EnvelopeError`` for anything that is not a valid envelope.
-        """
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which appointments a sweep lists; every bound optional (ISO-8601 UTC text)."""
+
+    ending_after: str | None = None
+    starting_from: str | None = None
+    starting_before: str | None = None
+
+
+@dataclass(slots=True)
+class SweepPage:
+    """One page of a sweep: the snapshots it held, and rows that could not be read."""
+
+    events: list[Event]
+    errors: list[str] = field(default_factory=list)
+    number: int = 1
+    of: int | None = None  # pages in all, when the provider says
+
+
+class ProviderApi(Protocol):
+    """One account's API client, as the worker uses it.
+
+    Every snapshot it returns is stamped (``occurred_at``) just before its request was sent: a
+    webhook for a change made while the request was in flight is newer, and wins.
+    """
+
+    provider: str
+    account: str
+    budget: RequestBudget
+    calls: int
+    retries: int
+
+    async def fetch(
+        self, appointment_id: str, *, event_id: str, type: str, priority: Priority,
+        clock: Callable[[], datetime],
+    ) -> Event | None:
+        """The provider's current word on one appointment; None when it does not know it."""
+
+    def sweep(
+        self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
+    ) -> AsyncIterator[SweepPage]:
+        """Every appointment in ``window``, page by page, each id at most once. A sweep that
+        may have missed rows moving under its pages sweeps again before it ends."""
+
+    async def aclose(self) -> None: ...
+
+
+class Provider(Protocol):
+    """One provider package, as the rest of meetsync sees it."""
+
+    name: str
+    keys: tuple[Key, ...]
+    horizon: timedelta
+    """How long after an appointment ends it still matters to a sweep (its credentials live)."""
+
+    def webhooks(self, accounts: Sequence[Account]) -> WebhookProvider | None:
+        """The receiver's half for these accounts; None for a poll-only provider."""
+
+    def budget(self, account: Account) -> RequestBudget:
+        """A fresh request budget for the account's token (one per account per process)."""
+
+    def api(self, account: Account, budget: RequestBudget) -> ProviderApi | None:
+        """A client for the account; None when the account has no API credentials."""
+
+    def missing_api(self, account: Account) -> str:
+        """What to set so ``api`` returns a client (for a log line or an error)."""
+
+
+def providers() -> dict[str, Provider]:
+    """Every provider package, by name."""
+    found: dict[str, Provider] = {}
+    for name in PACKAGES:
+        module = importlib.import_module(f"meetsync.providers.{name}")
+        found[name] = module.PROVIDER
+    return found
 
 
 def webhook_providers(settings: Settings) -> dict[str, WebhookProvider]:
     """The providers the receiver serves, by the name in ``POST /webhooks/{name}``."""
-    from meetsync.providers.savvycal import SavvyCalWebhooks
-
-    return {"savvycal": SavvyCalWebhooks.from_settings(settings)}
+    served: dict[str, WebhookProvider] = {}
+    for name, provider in providers().items():
+        accounts = settings.accounts_of(name)
+        hooks = provider.webhooks(accounts) if accounts else None
+        if hooks is not None:
+            served[name] = hooks
+    return served
 
 
 __all__ = [
+    "LEGACY_PROVIDER",
+    "Delivery",
     "EnvelopeError",
+    "Hint",
+    "Provider",
+    "ProviderApi",
     "ProviderError",
+    "Reply",
     "SignatureError",
+    "SweepPage",
     "WebhookProvider",
+    "Window",
+    "providers",
     "webhook_providers",
 ]
