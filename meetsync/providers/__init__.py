@@ -105,12 +105,18 @@ class Window:
 
 @dataclass(slots=True)
 class SweepPage:
-    """One page of a sweep: the snapshots it held, and rows that could not be read."""
+    """One page of a sweep: the snapshots it held, and rows that could not be read.
+
+    ``complete`` False: the listing lacks fields only a fetch of one appointment returns
+    (credentials, details): the sweep compares what the snapshots hold and fetches just the
+    appointments that drifted, or that the mirror lacks, before repairing.
+    """
 
     events: list[Event]
     errors: list[str] = field(default_factory=list)
     number: int = 1
     of: int | None = None  # pages in all, when the provider says
+    complete: bool = True
 
 
 class ProviderApi(Protocol):
@@ -148,6 +154,9 @@ class Provider(Protocol):
     keys: tuple[Key, ...]
     horizon: timedelta
     """How long after an appointment ends it still matters to a sweep (its credentials live)."""
+    refreshable: bool
+    """Whether fetching an appointment again renews its credentials (Zoom's start_url): then
+    the worker refetches those about to expire before they are needed."""
 
     def webhooks(self, accounts: Sequence[Account]) -> WebhookProvider | None:
         """The receiver's half for these accounts; None for a poll-only provider."""
