@@ -27,11 +27,11 @@ import redis.asyncio as aioredis
 from meetsync.events import iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
+from meetsync.providers.savvycal.envelope import CREDENTIAL_LIFETIME
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator import Chaos, ProviderSim, deliver, played_until, serve_in_background
 from meetsync.store import Store, open_store
-from meetsync.store.apply import CREDENTIAL_GRACE
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.queue import EVENT_STREAM, GROUP, STATS
 from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
@@ -55,7 +55,7 @@ def say(line: str) -> None:
 def compare(sim: ProviderSim, store: Store) -> tuple[int, Counter[str], int]:
     """(appointments matching, mismatches per field, appointments compared) in the window."""
     now = sim.now
-    cutoff = iso_utc(now - CREDENTIAL_GRACE)
+    cutoff = iso_utc(now - CREDENTIAL_LIFETIME)
     truth = {
         appointment_id: snapshot_of(appointment_event(
             obj, event_id="truth", type="truth", occurred_at=to_micros(now)))

@@ -51,9 +51,10 @@ class Event:
     """One snapshot of an appointment, ordered by ``(occurred_at, id)``.
 
     ``account`` names the configured account the event came through (``default`` for the
-    single-account settings). ``meeting`` is the appointment's meeting at that moment; ``no_meeting`` says the snapshot
-    states it has none (``meeting: null``, or gone at the provider), which the mirror applies,
-    while ``meeting=None`` alone means the snapshot does not say. ``claimed_at`` keeps the
+    single-account settings). ``meeting`` is the appointment's meeting at that moment;
+    ``no_meeting`` says the snapshot states it has none (``meeting: null``, or gone at the
+    provider), which the mirror applies, while ``meeting=None`` alone means the snapshot does
+    not say. ``claimed_at`` keeps the
     provider's own date of an event ``received`` re-dated (``occurred_at``) to its receipt.
     """
 
@@ -105,3 +106,16 @@ def from_micros(micros: int) -> datetime:
 def iso_utc(moment: datetime) -> str:
     """The mirror's one timestamp format: ``2025-03-01T15:00:00Z`` (UTC, whole seconds)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def gone(
+    event_id: str, provider: str, appointment_id: str, occurred_at: int, *, type: str,
+    account: str = "default", start_at: str | None = None, end_at: str | None = None,
+) -> Event:
+    """The snapshot of an appointment its provider no longer knows: deleted, no meeting. It
+    keeps the times the mirror knew (``start_at``, ``end_at``), so its credentials still die."""
+    return Event(
+        id=event_id, provider=provider, type=type, occurred_at=occurred_at,
+        appointment_id=appointment_id, appointment_status="deleted", start_at=start_at,
+        end_at=end_at, no_meeting=True, account=account,
+    )

@@ -82,8 +82,9 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
 
 def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
     """``GET /v1/{provider}/appointments/{id}/meeting`` and ``GET /v1/{provider}/meetings/{id}``,
-    and SavvyCal's ``/v1/appointments/...`` and ``/v1/meetings/...``, read from ``mirror`` (the
-    caller closes it). An unknown provider is simply not found."""
+    and the unqualified ``/v1/appointments/...`` and ``/v1/meetings/...`` of the provider every
+    mirror served first (``LEGACY_PROVIDER``), read from ``mirror`` (the caller closes it). An
+    unknown provider is simply not found."""
     token = (settings.read_token or "").encode()
 
     def authorized(request: Request) -> bool:
@@ -119,7 +120,7 @@ def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
     meeting = guarded(
         lambda store, provider, key: store.meeting(key, provider=provider), "meeting_id"
     )
-    # SavvyCal's routes first: /v1/{provider}/meetings/{id} must not shadow
+    # The unqualified routes first: /v1/{provider}/meetings/{id} must not shadow
     # /v1/appointments/{id}/meeting (an appointment named "meetings").
     return [
         Route("/v1/appointments/{appointment_id}/meeting", current),

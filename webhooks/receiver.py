@@ -1,9 +1,14 @@
 """``POST /webhooks/{provider}``: read (bounded), verify, parse, queue, answer.
 
-Statuses (CONTRACT.md): 202 queued, duplicate or ignored type; 400 not an envelope; 401 not
-signed by a configured secret; 404 unknown provider; 413 body over 1 MiB; 503 with
-``Retry-After`` when Redis cannot take the event. No input yields a 500: an unexpected error is
-logged by type and answered 503, so the sender retries once the bug is fixed.
+Statuses (CONTRACT.md): 202 queued, duplicate or ignored type; 200 with the provider's body for
+an endpoint handshake; 400 not an envelope; 401 not signed by a configured secret; 404 unknown
+provider; 413 body over 1 MiB; 503 with ``Retry-After`` when Redis cannot take the event.
+
+A delivery the provider parses to a ``Hint`` queues a fetch of that appointment (once, however
+many hints arrive while it waits) instead of an event: what a hint says is never written.
+
+No input yields a 500: an unexpected error is logged by type and answered 503, so the sender
+retries once the bug is fixed.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from meetsync.events import Event, from_micros, received
-from meetsync.providers import EnvelopeError, SignatureError, WebhookProvider
-from meetsync.worker.queue import EVENT_STREAM, FIELD, count
+from meetsync.providers import EnvelopeError, Hint, Reply, SignatureError, WebhookProvider
+from meetsync.worker.queue import EVENT_STREAM, FIELD, count, request_refetch
 
 MAX_BODY_BYTES = 1_048_576
 RETRY_AFTER_SECONDS = "5"
@@ -135,16 +140,19 @@ class Receiver:
             return json_response(400, {"error": "client disconnected"})
 
         try:
-            provider.verify(body, request.headers)
+            account = provider.verify(body, request.headers)
         except SignatureError as exc:
             log.info("webhook_rejected", provider=name, reason="signature", detail=str(exc))
             return json_response(401, {"error": str(exc)})
 
         try:
-            parsed = provider.parse(body)
+            parsed = provider.parse(body, account)
         except EnvelopeError as exc:
             log.info("webhook_rejected", provider=name, reason="envelope", detail=str(exc))
             return json_response(400, {"error": str(exc)})
+        if isinstance(parsed, Reply):
+            log.info("webhook_handshake", provider=name, account=account)
+            return json_response(200, parsed.body)
 
         try:
             if isinstance(parsed, Event):
@@ -152,6 +160,10 @@ class Receiver:
                 if parsed.claimed_at is not None:
                     await self._clock_ahead(parsed)
                 await self._queue.publish(parsed)
+            elif isinstance(parsed, Hint):
+                queued = await request_refetch(
+                    self._redis, name, parsed.account, parsed.appointment_id)
+                await count(self._redis, "hints" if queued else "hints_folded")
             else:
                 await count(self._redis, f"ignored_type:{parsed}")
         except (RedisError, OSError) as exc:
@@ -163,6 +175,10 @@ class Receiver:
             # and queueing it together (bench/notes.md); rejections stay at INFO.
             log.debug("webhook_queued", provider=name, event_id=parsed.id, type=parsed.type)
             return json_response(202, {"status": "queued", "id": parsed.id})
+        if isinstance(parsed, Hint):
+            log.debug("webhook_hint", provider=name, type=parsed.type,
+                      appointment_id=parsed.appointment_id)
+            return json_response(202, {"status": "fetch queued"})
         log.info("webhook_ignored", provider=name, type=parsed)
         return json_response(202, {"status": "ignored"})
 

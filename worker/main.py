@@ -15,29 +15,39 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from arq import Retry, cron
+from arq import Retry, cron, func
 from arq.connections import ArqRedis, RedisSettings
 
-from meetsync.events import Event, to_micros
-from meetsync.providers.savvycal import appointment_event
-from meetsync.providers.savvycal.client import (
-    PermanentApiError,
-    RequestBudget,
-    RetryableApiError,
-    SavvyCalClient,
-)
-from meetsync.settings import Settings
+from meetsync.events import Event, gone, to_micros
+from meetsync.providers import LEGACY_PROVIDER, EnvelopeError, Provider, ProviderApi, providers
+from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
+from meetsync.settings import Account, Settings
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
+from meetsync.worker.queue import REFETCH_JOB, request_refetch
 from meetsync.worker.reconciler import Reconciler
 
 log = structlog.get_logger(__name__)
 
 TIES_LOGGED = 20  # appointment ids named per tie_unresolved line
-_TIE_FIX = {
-    SavvyCalClient.provider: "set the provider's API token (SAVVYCAL_API_TOKEN) so the worker can"
-    " refetch these appointments and settle which of two same-instant snapshots is current",
-}
+
+AccountKey = tuple[str, str]  # (provider, account)
+
+
+@dataclass
+class Connection:
+    """One configured account of one provider, as the worker talks to it."""
+
+    provider: Provider
+    account: Account
+    budget: RequestBudget  # the token's rate limit, shared by every caller in this process
+    api: ProviderApi  # refetches' client (a reconcile run makes its own, on the same budget)
+
+    def client(self) -> ProviderApi:
+        """A fresh client on the shared budget: its counters are one run's API calls."""
+        api = self.provider.api(self.account, self.budget)
+        assert api is not None
+        return api
 
 
 @dataclass
@@ -49,7 +59,7 @@ class WorkerContext:
     store: StoreThread
     applier: Applier
     applier_task: asyncio.Task[None]
-    client: SavvyCalClient | None
+    connections: dict[AccountKey, Connection]
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
@@ -57,41 +67,46 @@ class WorkerContext:
         return state
 
 
-def api_client(settings: Settings, budget: RequestBudget | None = None) -> SavvyCalClient:
-    """A provider client; pass the process's one budget so every caller shares the rate limit."""
-    return SavvyCalClient(
-        settings.savvycal_api_url,
-        settings.require_api_token(),
-        account_id=settings.savvycal_account_id,
-        budget=budget or RequestBudget(settings.api_requests_per_minute),
-    )
+def connect(settings: Settings, *, quiet: bool = False) -> dict[AccountKey, Connection]:
+    """A client (and a budget) for every configured account that has API credentials."""
+    found: dict[AccountKey, Connection] = {}
+    for name, provider in providers().items():
+        for account in settings.accounts_of(name):
+            budget = provider.budget(account)
+            api = provider.api(account, budget)
+            if api is not None:
+                found[account.key] = Connection(provider, account, budget, api)
+            elif not quiet:
+                log.warning("reconciler_disabled", provider=name, account=account.name,
+                            fix=f"set {provider.missing_api(account) or 'its API credentials'}")
+    return found
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     redis: ArqRedis = ctx["redis"]
     store = StoreThread(lambda: open_store(settings.db_path))
-    client = api_client(settings) if settings.savvycal_api_token else None
-    if client is None:
-        log.warning("reconciler_disabled", reason="SAVVYCAL_API_TOKEN is not set")
+    connections = connect(settings)
 
     async def refetch_ties(ties: set[tuple[str, str]]) -> None:
-        # Only the client's own provider can be refetched; the rest wait for a newer event.
-        served = client.provider if client is not None else None
-        unresolved: dict[str, list[str]] = {}
+        # Only accounts with an API client can be refetched; the rest wait for a newer event.
+        unresolved: dict[AccountKey, list[str]] = {}
+        held = await store.run(lambda s: {tie: s.appointment(tie[1], provider=tie[0])
+                                          for tie in ties})
         for provider, appointment_id in sorted(ties):
-            if provider == served:
-                await redis.enqueue_job(
-                    "refetch_appointment", appointment_id, _job_id=f"refetch:{appointment_id}"
-                )
+            row = held[(provider, appointment_id)]
+            account = str(row.get("account") or "default") if row else "default"
+            if (provider, account) in connections:
+                await request_refetch(redis, provider, account, appointment_id)
             else:
-                unresolved.setdefault(provider, []).append(appointment_id)
-        for provider, appointment_ids in unresolved.items():
+                unresolved.setdefault((provider, account), []).append(appointment_id)
+        for (provider, account), appointment_ids in unresolved.items():
             log.warning(
-                "tie_unresolved", provider=provider, count=len(appointment_ids),
-                appointments=appointment_ids[:TIES_LOGGED], fix=_TIE_FIX.get(
-                    provider, f"no API client refetches {provider} appointments yet: the next"
-                    " event for each settles which of two same-instant snapshots is current"),
+                "tie_unresolved", provider=provider, account=account, count=len(appointment_ids),
+                appointments=appointment_ids[:TIES_LOGGED],
+                fix=f"set {_missing_api(settings, provider, account)} so the worker can refetch"
+                " these appointments and settle which of two same-instant snapshots is current;"
+                " until then the next event for each settles it",
             )
 
     applier = Applier(
@@ -100,8 +115,17 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
-    ctx["meetsync"] = WorkerContext(settings, redis, store, applier, task, client)
-    log.info("worker_started", db=settings.db_path)
+    ctx["meetsync"] = WorkerContext(settings, redis, store, applier, task, connections)
+    log.info("worker_started", db=settings.db_path,
+             accounts=[f"{p}/{a}" for p, a in sorted(connections)])
+
+
+def _missing_api(settings: Settings, provider: str, account: str) -> str:
+    configured = settings.account(provider, account)
+    known = providers().get(provider)
+    if configured is None or known is None:
+        return f"up a {provider} account named {account!r} with API credentials"
+    return known.missing_api(configured) or "its API credentials"
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -115,14 +139,14 @@ async def shutdown(ctx: dict[str, Any]) -> None:
             await asyncio.wait_for(state.applier_task, timeout=5)
         except TimeoutError:
             state.applier_task.cancel()
-    if state.client is not None:
-        await state.client.aclose()
+    for connection in state.connections.values():
+        await connection.api.aclose()
     state.store.close()
     log.info("worker_stopped")
 
 
 async def purge_credentials(ctx: dict[str, Any]) -> int:
-    """Clear host_url/password of appointments that ended over 24 h ago (seeds/001)."""
+    """Clear every host_url and password past the expiry its provider gave it."""
     purged = await WorkerContext.of(ctx).store.run(lambda store: store.purge_expired_credentials())
     if purged:
         log.info("credentials_purged", meetings=purged)
@@ -138,56 +162,72 @@ async def prune_inbox(ctx: dict[str, Any]) -> int:
 
 
 async def refetch(
-    client: SavvyCalClient,
+    api: ProviderApi,
     appointment_id: str,
     event_id: str,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     keep_times: tuple[str | None, str | None] = (None, None),
 ) -> Event:
-    """The provider's current word on one appointment, as an event (404: deleted).
+    """The provider's current word on one appointment, as an event (unknown to it: deleted).
 
     Stamped before the request is sent: a webhook for a change made while it is in flight is
     newer and wins. A deleted appointment keeps ``keep_times`` (the mirror's start and end), so
     its credentials still expire and get purged.
     """
     asked_at = to_micros(clock())
-    row = await client.get_appointment(appointment_id, priority="refetch")
-    if row is None:
+    event = await api.fetch(
+        appointment_id, event_id=event_id, type="refetch", priority="refetch", clock=clock)
+    if event is None:
         start_at, end_at = keep_times
-        return Event(id=event_id, provider="savvycal", type="refetch.gone", occurred_at=asked_at,
-                     appointment_id=appointment_id, appointment_status="deleted",
-                     start_at=start_at, end_at=end_at, no_meeting=True)
-    return appointment_event(row, event_id=event_id, type="refetch", occurred_at=asked_at)
+        return gone(event_id, api.provider, appointment_id, asked_at, type="refetch.gone",
+                    account=api.account, start_at=start_at, end_at=end_at)
+    return event
 
 
-async def refetch_appointment(ctx: dict[str, Any], appointment_id: str) -> str:
-    """Load one appointment from the API and write it through the guarded path."""
+async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
+    """Load one appointment from its account's API and write it through the guarded path.
+
+    ``job`` is ``(provider, account, appointment id)``; a job queued by a release before
+    several providers is ``(appointment id,)``, the one account of the first provider.
+    """
     state = WorkerContext.of(ctx)
-    if state.client is None:
-        return "skipped: no SAVVYCAL_API_TOKEN"
+    provider, account, appointment_id = (
+        (LEGACY_PROVIDER, "default", *job) if len(job) == 1 else job)
+    connection = state.connections.get((provider, account))
+    if connection is None:
+        return f"skipped: no API credentials for {provider} account {account}"
     event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}"
-    held = await state.store.run(lambda store: store.appointment(appointment_id))
+    held = await state.store.run(lambda store: store.appointment(appointment_id,
+                                                                provider=provider))
     times = (held["start_at"], held["end_at"]) if held else (None, None)
     try:
-        event = await refetch(state.client, appointment_id, event_id, keep_times=times)
+        event = await refetch(connection.api, appointment_id, event_id, keep_times=times)
     except RetryableApiError as exc:
         raise Retry(defer=exc.retry_after or 5 * ctx["job_try"]) from exc
-    except PermanentApiError as exc:
-        log.error("refetch_failed", appointment_id=appointment_id, error=str(exc))
+    except (PermanentApiError, EnvelopeError) as exc:
+        log.error("refetch_failed", provider=provider, account=account,
+                  appointment_id=appointment_id, error=str(exc))
         return "failed"
     await state.store.run(lambda store: store.apply([event]))
     return "applied"
 
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
+    """One reconcile run per account with API credentials, one account after another."""
     state = WorkerContext.of(ctx)
-    if state.client is None:
+    if not state.connections:
         return {"outcome": "skipped"}
-    # A client of its own (its counters are this run's API calls), on the shared budget.
-    async with api_client(state.settings, state.client.budget) as client:
-        report = await Reconciler(client, state.store).run()
-    return report.summary()
+    summaries: dict[str, Any] = {}
+    for (provider, account), connection in sorted(state.connections.items()):
+        client = connection.client()
+        try:
+            report = await Reconciler(
+                client, state.store, horizon=connection.provider.horizon).run()
+        finally:
+            await client.aclose()
+        summaries[f"{provider}/{account}"] = report.summary()
+    return summaries
 
 
 def _every(seconds: int) -> dict[str, Any]:
@@ -220,7 +260,7 @@ async def run(settings: Settings) -> None:
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """arq settings; poll fast and read many jobs per poll (a default worker tops at ~200/s)."""
     return {
-        "functions": [refetch_appointment],
+        "functions": [func(refetch_appointment, name=REFETCH_JOB, keep_result=0)],
         "cron_jobs": [
             cron(purge_credentials, second=0, run_at_startup=True),
             cron(prune_inbox, minute=17, second=0),

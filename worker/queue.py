@@ -8,6 +8,7 @@ for another worker to claim: at-least-once, made harmless by the store's inbox.
 
 from __future__ import annotations
 
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from meetsync.events import Event
@@ -26,3 +27,25 @@ async def publish(redis: Redis, event: Event) -> None:
 async def count(redis: Redis, name: str, amount: int = 1) -> None:
     """Bump one of the pipeline's counters (``meetsync stats`` shows them)."""
     await redis.hincrby(STATS, name, amount)  # type: ignore[misc]
+
+
+REFETCH_JOB = "refetch_appointment"
+
+
+def refetch_job_id(provider: str, account: str, appointment_id: str) -> str:
+    """One queued refetch per appointment: asking again while one waits adds nothing."""
+    return f"refetch:{provider}:{account}:{appointment_id}"
+
+
+async def request_refetch(
+    redis: Redis, provider: str, account: str, appointment_id: str
+) -> bool:
+    """Queue a fetch of one appointment from its provider's API (an arq job); False when one
+    is already waiting. A request made while that fetch runs is folded into it: the fetch is
+    stamped before it asks, and the next sweep repairs what it could not see."""
+    arq = redis if isinstance(redis, ArqRedis) else ArqRedis(connection_pool=redis.connection_pool)
+    job = await arq.enqueue_job(
+        REFETCH_JOB, provider, account, appointment_id,
+        _job_id=refetch_job_id(provider, account, appointment_id),
+    )
+    return job is not None

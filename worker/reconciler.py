@@ -1,14 +1,16 @@
-"""The reconciler: sweep the provider's API, compare with the mirror field by field, repair.
+"""The reconciler: sweep one account's API, compare with the mirror field by field, repair.
 
-Webhooks get lost, arrive late or out of order; the provider's API is the truth. One run:
+Webhooks get lost, arrive late or out of order; the provider's API is the truth. One run, for
+one account of one provider (its ``ProviderApi``):
 
-1. lists the appointments that matter (ending after now - 24 h: upcoming, in progress and
-   recently ended; ``period == upcoming`` if the provider refuses that filter; every one with
-   ``scope="all"``) page by page; pages are offsets, so rows can shift while we page:
-   repeats are dropped, and a sweep that saw fewer rows than the provider counted at any
-   point while it paged pages again once;
-2. fetches one by one the appointments the mirror holds in the window (ending after now - 24 h)
-   that the listing did not return: in progress, rescheduled out of it, canceled, or gone (404);
+1. lists the appointments that matter (ending after now minus the provider's ``horizon``:
+   upcoming, in progress and recently ended; every one with ``scope="all"``) page by page, as
+   the provider pages (it drops repeats and pages again when rows shifted under it);
+   a listing that lacks fields only a fetch returns (``SweepPage.complete`` False) is compared
+   on what it holds, and only the appointments that drifted or are new are fetched in full;
+2. fetches one by one the appointments the mirror holds in the window that the listing did not
+   return: in progress, rescheduled out of it, canceled, or gone (the provider does not know
+   them);
 3. compares each with the mirror and writes every drifted one through the same guarded path
    webhooks use, as a snapshot stamped when its request was sent (the response may reflect
    any moment after that): a webhook for a change made meanwhile still wins;
@@ -25,29 +27,22 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 import structlog
 
-from meetsync.events import Event, iso_utc, to_micros
-from meetsync.providers import EnvelopeError
-from meetsync.providers.savvycal import appointment_event
-from meetsync.providers.savvycal.client import (
-    MAX_PAGE_SIZE,
-    ApiError,
-    PermanentApiError,
-    SavvyCalClient,
-)
+from meetsync.events import Event, gone, iso_utc, to_micros
+from meetsync.providers import EnvelopeError, ProviderApi, Window
+from meetsync.providers.http import ApiError
 from meetsync.store import Failure, Store
-from meetsync.store.apply import CREDENTIAL_GRACE
 from meetsync.store.mirror import SNAPSHOT_FIELDS
 from meetsync.worker.applier import StoreThread
 
 log = structlog.get_logger(__name__)
 
-UPCOMING = [{"field": "period", "op": "==", "value": "upcoming"}]
+DEFAULT_HORIZON = timedelta(hours=24)
 CREDENTIALS = ("meeting.host_url", "meeting.password")
 Scope = Literal["window", "all"]
 
@@ -97,37 +92,44 @@ def snapshot_of(event: Event) -> dict[str, Any]:
     return dict(zip(SNAPSHOT_FIELDS, values, strict=True))
 
 
-def drift(truth: dict[str, Any], mirror: dict[str, Any] | None, *, expired: bool) -> list[str]:
+def drift(
+    truth: dict[str, Any], mirror: dict[str, Any] | None, *, expired: bool = False,
+    skip: tuple[str, ...] = (),
+) -> list[str]:
     """The fields where the mirror differs from the provider (all of them if it lacks the row).
 
-    Credentials of an appointment over its 24 h grace are purged locally on purpose: no drift.
+    Dead credentials are purged locally on purpose: no drift (``expired``: both are dead;
+    ``skip``: fields the provider's snapshot does not hold).
     """
     if mirror is None:
         return ["missing"]
     return [
         name for name in SNAPSHOT_FIELDS
         if truth[name] != mirror[name] and not (expired and name in CREDENTIALS)
+        and name not in skip
     ]
 
 
 class Reconciler:
-    """Finds and repairs drift between the mirror and the provider."""
+    """Finds and repairs drift between the mirror and one account of a provider."""
 
     def __init__(
         self,
-        client: SavvyCalClient,
+        api: ProviderApi,
         store: StoreThread,
         *,
         scope: Scope = "window",
-        filters: list[dict[str, Any]] | None = None,
-        page_size: int = MAX_PAGE_SIZE,
+        window: Window | None = None,
+        horizon: timedelta = DEFAULT_HORIZON,
+        page_size: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        self.client = client
+        self.api = api
         self.store = store
         self.scope = scope
-        self.filters = filters
+        self.window = window or Window()
+        self.horizon = horizon
         self.page_size = page_size
         self.clock = clock
         self.progress = progress or (lambda _line: None)
@@ -136,7 +138,7 @@ class Reconciler:
         started = time.monotonic()
         spent_before = self._attempts()
         now = self.clock()
-        cutoff = iso_utc(now - CREDENTIAL_GRACE)
+        cutoff = iso_utc(now - self.horizon)
         report = RunReport(scope=self.scope)
         report.run_id = await self.store.run(
             lambda s: s.start_run(cutoff if self.scope == "window" else None, None)
@@ -144,12 +146,13 @@ class Reconciler:
         truth: dict[str, Event] = {}
         try:
             try:
-                await self._sweep(truth, cutoff, report)
-                await self._fetch_unlisted(truth, cutoff, report)
+                listed = await self._sweep(truth, cutoff, report)
+                await self._fetch_unlisted(truth, listed, cutoff, report)
             except ApiError as exc:
                 report.errors.append(str(exc))
-                log.warning("reconcile_interrupted", error=str(exc), run_id=report.run_id)
-            await self._repair(truth, cutoff, report)
+                log.warning("reconcile_interrupted", error=str(exc), run_id=report.run_id,
+                            provider=self.api.provider, account=self.api.account)
+            await self._repair(truth, now, report)
         except BaseException as exc:
             # Cancelled (a job timeout) or a bug: the run must not stay "running" forever.
             report.errors.append(f"run died: {type(exc).__name__}: {exc}"[:500])
@@ -161,13 +164,14 @@ class Reconciler:
         else:
             report.outcome = "partial" if report.pages or truth else "failed"
         await self._finish(report, started, spent_before)
-        log.info("reconcile_finished", **report.summary())
+        log.info("reconcile_finished", provider=self.api.provider, account=self.api.account,
+                 **report.summary())
         return report
 
     def _attempts(self) -> int:
         """HTTP requests this run's client made (retries included); the shared budget's count
         would include other callers' requests."""
-        return self.client.calls + self.client.retries
+        return self.api.calls + self.api.retries
 
     async def _finish(self, report: RunReport, started: float, spent_before: int) -> None:
         report.api_calls = self._attempts() - spent_before
@@ -179,87 +183,80 @@ class Reconciler:
             errors=orjson.dumps(report.errors).decode(),
         ))
 
-    async def _sweep(self, truth: dict[str, Event], cutoff: str, report: RunReport) -> None:
-        if self.scope == "all":
-            await self._list(self.filters, truth, report)
-            return
-        try:
-            # Everything ending after now - 24 h: upcoming, in progress and recently ended.
-            await self._list([{"field": "end_at", "op": ">=", "value": cutoff}], truth, report)
-        except PermanentApiError as exc:
-            if exc.status not in (400, 422):
-                raise
-            # The documented filter only; held appointments it misses are fetched one by one.
-            log.info("reconcile_filter_fallback", filter="period == upcoming")
-            await self._list(UPCOMING, truth, report)
+    def _event_id(self, report: RunReport) -> Callable[[str], str]:
+        return lambda appointment_id: f"reconcile:{report.run_id}:{appointment_id}"
 
-    async def _list(
-        self, filters: list[dict[str, Any]] | None, truth: dict[str, Event], report: RunReport
+    async def _sweep(self, truth: dict[str, Event], cutoff: str, report: RunReport) -> set[str]:
+        """List the window into ``truth``; returns every id listed."""
+        window = self.window
+        if self.scope == "window":
+            window = replace(window, ending_after=cutoff)
+        options = {} if self.page_size is None else {"page_size": self.page_size}
+        partial: dict[str, Event] = {}
+        async for page in self.api.sweep(
+            window, event_id=self._event_id(report), clock=self.clock, **options
+        ):
+            report.pages += 1
+            report.errors += page.errors
+            for event in page.events:
+                (truth if page.complete else partial).setdefault(event.appointment_id, event)
+            of = f"/{page.of}" if page.of else ""
+            self.progress(f"sweep: page {page.number}{of}, {len(truth) + len(partial)} seen")
+        if partial:
+            await self._complete(partial, truth, report)
+        return set(truth) | set(partial)
+
+    async def _complete(
+        self, partial: dict[str, Event], truth: dict[str, Event], report: RunReport
     ) -> None:
-        for _pass in range(2):
-            page, seen, most = 1, set[str](), 0
-            while True:
-                # Stamped before asking: whatever the answer holds happened after this.
-                fetched = to_micros(self.clock())
-                result = await self.client.list_appointments(
-                    page=page, page_size=self.page_size, filters=filters
-                )
-                report.pages += 1
-                most = max(most, result.total_count)
-                for row in result.data:
-                    seen.add(str(row.get("id")))
-                    self._take(row, fetched, truth, report)
-                self.progress(f"sweep: page {page}/{result.total_pages}, {len(truth)} seen")
-                if page >= result.total_pages or not result.data:
-                    break
-                page += 1
-            # Fewer rows than the provider ever counted while we paged: one added before the
-            # cursor is behind us, or one removed before it let the next slip past unseen.
-            # (Rows added after the cursor are seen: new bookings alone cost no second pass.)
-            if len(seen) >= most:
-                return
-            log.info("reconcile_sweep_short", seen=len(seen), total=most)
-
-    def _take(self, row: dict[str, Any], fetched: int, truth: dict[str, Event],
-              report: RunReport) -> None:
-        try:
-            event = appointment_event(
-                row, event_id=f"reconcile:{report.run_id}:{row.get('id')}",
-                type="reconcile", occurred_at=fetched,
-            )
-        except EnvelopeError as exc:
-            report.errors.append(f"unreadable appointment from the API: {exc}")
-            return
-        truth.setdefault(event.appointment_id, event)
+        """Fetch in full the listed appointments whose listing differs from the mirror."""
+        ids = list(partial)
+        provider, account = self.api.provider, self.api.account
+        mirror = await self.store.run(lambda s: s.snapshots(ids, provider=provider))
+        stale = [
+            appointment_id for appointment_id, event in partial.items()
+            if drift(snapshot_of(event), mirror.get(appointment_id), skip=CREDENTIALS)
+        ]
+        log.debug("reconcile_partial_listing", provider=provider, account=account,
+                  listed=len(partial), fetching=len(stale))
+        await self._fetch(stale, truth, report, "listed and drifted")
 
     async def _fetch_unlisted(
-        self, truth: dict[str, Event], cutoff: str, report: RunReport
+        self, truth: dict[str, Event], listed: set[str], cutoff: str, report: RunReport
     ) -> None:
-        provider = self.client.provider
+        provider, account = self.api.provider, self.api.account
         held = await self.store.run(
-            lambda s: s.appointments_ending_after(cutoff, provider=provider))
-        unlisted = [appointment_id for appointment_id in held if appointment_id not in truth]
-        for n, appointment_id in enumerate(unlisted, 1):
-            fetched = to_micros(self.clock())
-            row = await self.client.get_appointment(appointment_id, priority="sweep")
-            if row is None:
-                report.gone += 1
-                truth[appointment_id] = Event(
-                    id=f"reconcile:{report.run_id}:{appointment_id}", provider=provider,
-                    type="reconcile.gone", occurred_at=fetched, appointment_id=appointment_id,
-                    appointment_status="deleted", no_meeting=True,
-                )
-            else:
-                self._take(row, fetched, truth, report)
-            if n % 50 == 0 or n == len(unlisted):
-                self.progress(f"fetch: {n}/{len(unlisted)} held appointments not listed")
+            lambda s: s.appointments_ending_after(cutoff, provider=provider, account=account))
+        await self._fetch([a for a in held if a not in listed], truth, report, "held, not listed")
 
-    async def _repair(self, truth: dict[str, Event], cutoff: str, report: RunReport) -> None:
+    async def _fetch(
+        self, ids: list[str], truth: dict[str, Event], report: RunReport, what: str
+    ) -> None:
+        event_id = self._event_id(report)
+        for n, appointment_id in enumerate(ids, 1):
+            asked_at = to_micros(self.clock())
+            try:
+                event = await self.api.fetch(
+                    appointment_id, event_id=event_id(appointment_id), type="reconcile",
+                    priority="sweep", clock=self.clock)
+            except EnvelopeError as exc:
+                report.errors.append(f"unreadable appointment from the API: {exc}")
+                continue
+            if event is None:
+                report.gone += 1
+                event = gone(event_id(appointment_id), self.api.provider, appointment_id,
+                             asked_at, type="reconcile.gone", account=self.api.account)
+            truth[appointment_id] = event
+            if n % 50 == 0 or n == len(ids):
+                self.progress(f"fetch: {n}/{len(ids)} {what}")
+
+    async def _repair(self, truth: dict[str, Event], now: datetime, report: RunReport) -> None:
         report.appointments_seen = len(truth)
         ids = list(truth)
-        provider = self.client.provider
+        provider = self.api.provider
         mirror = await self.store.run(lambda s: s.snapshots(ids, provider=provider))
         repairs: list[Event] = []
+        at = iso_utc(now)
         for appointment_id, event in truth.items():
             held = mirror.get(appointment_id)
             if event.type == "reconcile.gone":
@@ -269,12 +266,8 @@ class Reconciler:
                 event = replace(event, start_at=held["start_at"], end_at=held["end_at"])
                 found = ["status"]
             else:
-                expired = _expired(event, cutoff)
-                if expired and event.meeting is not None:
-                    # Purged here on purpose: never write a dead credential back.
-                    event = replace(event, meeting=replace(
-                        event.meeting, host_url=None, password=None))
-                found = drift(snapshot_of(event), held, expired=expired)
+                event = _without_dead_credentials(event, at)
+                found = drift(snapshot_of(event), held, skip=_dead_fields(event, at))
             if found:
                 report.drift.update(found)
                 repairs.append(event)
@@ -291,7 +284,7 @@ class Reconciler:
             now_held = after.get(event.appointment_id)
             if event.type == "reconcile.gone":
                 report.repaired += bool(now_held and _gone(now_held))
-            elif not drift(snapshot_of(event), now_held, expired=_expired(event, cutoff)):
+            elif not drift(snapshot_of(event), now_held, skip=_dead_fields(event, at)):
                 report.repaired += 1
 
 
@@ -300,9 +293,29 @@ def _gone(held: dict[str, Any]) -> bool:
     return bool(held["status"] == "deleted" and held["meeting_id"] is None)
 
 
-def _expired(event: Event, cutoff: str) -> bool:
-    """Ended over 24 h ago: its credentials are dead (seeds/001) and purged from the mirror."""
-    return bool(event.end_at and event.end_at <= cutoff)
+def _dead_fields(event: Event, now: str) -> tuple[str, ...]:
+    """The meeting's credentials dead at ``now`` (purged from the mirror: no drift)."""
+    m = event.meeting
+    if m is None:
+        return ()
+    dead = (_dead(m.host_url_expires_at, now), _dead(m.password_expires_at, now))
+    return tuple(name for name, is_dead in zip(CREDENTIALS, dead, strict=True) if is_dead)
+
+
+def _dead(expires_at: str | None, now: str) -> bool:
+    return expires_at is not None and expires_at <= now
+
+
+def _without_dead_credentials(event: Event, now: str) -> Event:
+    """Never write a dead credential back: the mirror purged it on purpose."""
+    m = event.meeting
+    if m is None:
+        return event
+    host_url = None if _dead(m.host_url_expires_at, now) else m.host_url
+    password = None if _dead(m.password_expires_at, now) else m.password
+    if (host_url, password) == (m.host_url, m.password):
+        return event
+    return replace(event, meeting=replace(m, host_url=host_url, password=password))
 
 
 def _apply_all(store: Store, events: list[Event]) -> list[Failure]:

@@ -114,10 +114,24 @@ def require(settings: Settings, *, redis: bool = False, read_token: bool = False
                  if key.webhook and key.env]
         problems.append(f"a webhook secret must be set: {' or '.join(names)}, "
                         "or an account's in MEETSYNC_CONFIG")
-    if api_token and not settings.savvycal_api_token:  # compatibility: one SavvyCal account
-        problems.append("SAVVYCAL_API_TOKEN must be set")
+    if api_token:
+        problems += _missing_api(settings)
     if problems:
         raise SettingsError(*problems)
+
+
+def _missing_api(settings: Settings) -> list[str]:
+    """Nothing when some account has API credentials; else what to set for each."""
+    from meetsync.providers import providers
+
+    found = providers()
+    missing = [found[a.provider].missing_api(a) for a in settings.accounts if a.provider in found]
+    if any(what is None for what in missing):
+        return []
+    if not settings.accounts:
+        return ["an account's API credentials must be set (e.g. SAVVYCAL_API_TOKEN, or an"
+                " account in MEETSYNC_CONFIG)"]
+    return [f"{what} must be set" for what in missing]
 
 
 def mirror_path(settings: Settings) -> Path:

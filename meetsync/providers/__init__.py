@@ -167,8 +167,9 @@ class Provider(Protocol):
     def api(self, account: Account, budget: RequestBudget) -> ProviderApi | None:
         """A client for the account; None when the account has no API credentials."""
 
-    def missing_api(self, account: Account) -> str:
-        """What to set so ``api`` returns a client (for a log line or an error)."""
+    def missing_api(self, account: Account) -> str | None:
+        """What to set so ``api`` returns a client (for a log line or an error); None when
+        the account has its API credentials."""
 
 
 def providers() -> dict[str, Provider]:

@@ -134,8 +134,8 @@ class JsonApi:
         backoff_cap: float = 30.0,
     ) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers={"accept": "application/json", **(headers or {})},
-            transport=transport, timeout=timeout,
+            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout,
+            headers={"accept": "application/json", **(headers or {})},
         )
         self.budget = budget
         self.max_attempts = max_attempts

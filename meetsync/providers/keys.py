@@ -1,15 +1,18 @@
 """Every provider's settings keys, by provider name: what ``meetsync.config`` validates.
 
-A new provider adds one line here and a ``config.py`` of its own.
+Each provider package declares its keys in its own ``config.py`` (imported alone, so loading
+settings does not import the providers' clients).
 """
 
 from __future__ import annotations
 
+import importlib
+
 from meetsync.config import Key
-from meetsync.providers.savvycal.config import KEYS as SAVVYCAL
+from meetsync.providers import PACKAGES
 
 PROVIDER_KEYS: dict[str, tuple[Key, ...]] = {
-    "savvycal": SAVVYCAL,
+    name: importlib.import_module(f"meetsync.providers.{name}.config").KEYS for name in PACKAGES
 }
 
 __all__ = ["PROVIDER_KEYS"]

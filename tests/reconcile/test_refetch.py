@@ -10,10 +10,10 @@ import pytest
 from arq import Retry
 
 from meetsync.events import to_micros
-from meetsync.providers.savvycal import appointment_event
-from meetsync.settings import Settings
+from meetsync.providers.savvycal import PROVIDER, appointment_event
+from meetsync.settings import Account, Settings
 from meetsync.simulator import ProviderSim
-from meetsync.worker.main import WorkerContext, refetch, refetch_appointment
+from meetsync.worker.main import Connection, WorkerContext, refetch, refetch_appointment
 
 MakeHarness = Callable[..., Any]
 
@@ -52,8 +52,11 @@ async def test_refetch_of_an_unknown_appointment_is_a_deletion(
 
 
 def context(h: Any) -> dict[str, Any]:
+    account = Account("savvycal", "default")
+    connection = Connection(PROVIDER, account, h.client.budget, h.client)
     state = WorkerContext(Settings(), redis=None, store=h.store, applier=None,  # type: ignore[arg-type]
-                          applier_task=None, client=h.client)  # type: ignore[arg-type]
+                          applier_task=None,  # type: ignore[arg-type]
+                          connections={account.key: connection})
     return {"meetsync": state, "job_id": "refetch:appt", "job_try": 1}
 
 
@@ -62,8 +65,29 @@ async def test_the_refetch_job_repairs_the_mirror(sim: ProviderSim, harness: Mak
     sim.create_meeting(booked.appointment_id)  # lost
     h = harness()
     h.apply([booked])
+    assert await refetch_appointment(
+        context(h), "savvycal", "default", booked.appointment_id) == "applied"
+    h.assert_mirror_matches()
+
+
+async def test_a_refetch_job_queued_by_the_previous_release_still_runs(
+    sim: ProviderSim, harness: MakeHarness
+) -> None:
+    """Jobs queued before several providers name only the appointment: SavvyCal's default."""
+    booked = sim.book(start_at=sim.start + timedelta(hours=2))
+    sim.create_meeting(booked.appointment_id)
+    h = harness()
     assert await refetch_appointment(context(h), booked.appointment_id) == "applied"
     h.assert_mirror_matches()
+
+
+async def test_a_refetch_for_an_account_without_credentials_is_skipped(
+    sim: ProviderSim, harness: MakeHarness
+) -> None:
+    h = harness()
+    outcome = await refetch_appointment(context(h), "savvycal", "other", created(sim))
+    assert outcome == "skipped: no API credentials for savvycal account other"
+    assert h.edge.requests == []
 
 
 async def test_the_refetch_job_retries_after_what_the_provider_said(
@@ -72,6 +96,6 @@ async def test_the_refetch_job_retries_after_what_the_provider_said(
     appointment_id = created(sim)
     h = harness(faults=lambda _request, _n: 429, max_attempts=2)
     with pytest.raises(Retry) as caught:
-        await refetch_appointment(context(h), appointment_id)
+        await refetch_appointment(context(h), "savvycal", "default", appointment_id)
     assert caught.value.defer_score == 2000  # the edge's retry-after, in ms
     assert h.delays == [2.0]

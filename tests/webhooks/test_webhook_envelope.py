@@ -37,6 +37,9 @@ def test_meeting_update_maps_every_field(samples: Samples) -> None:
             host_url=samples.host_url,
             password="abc123",
             error_message=None,
+            # Credentials die 24 h after the appointment ends (CONTRACT.md).
+            host_url_expires_at="2025-03-02T15:30:00Z",
+            password_expires_at="2025-03-02T15:30:00Z",
         ),
     )
 
@@ -99,7 +102,9 @@ def test_zoned_times_fall_back_to_unix_ts_and_normalise_offsets(samples: Samples
 def test_missing_nullable_meeting_fields_become_none(samples: Samples) -> None:
     obj = samples.appointment(meeting={"id": "amtg_a1b2c3d4e5f6", "status": "pending"})
     event = appointment_event(obj, event_id="e", type="appointment.created", occurred_at=1)
-    assert event.meeting == Meeting(id="amtg_a1b2c3d4e5f6", status="pending")
+    assert event.meeting == Meeting(
+        id="amtg_a1b2c3d4e5f6", status="pending",
+        host_url_expires_at="2025-03-02T15:30:00Z", password_expires_at="2025-03-02T15:30:00Z")
 
 
 def test_appointment_without_a_meeting_has_none(samples: Samples) -> None:

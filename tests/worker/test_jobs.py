@@ -39,9 +39,9 @@ async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(
             held_id = next(iter(sim.appointments))
             ctx.update(job_id="refetch:x", job_try=1)
             assert await refetch_appointment(ctx, held_id) == "applied"
-            assert state.client is not None and state.client.calls == 1
+            assert state.connections[("savvycal", "default")].api.calls == 1
 
-            summary = await reconcile(ctx)
+            summary = (await reconcile(ctx))["savvycal/default"]
         finally:
             await shutdown(ctx)
             await arq.aclose()
@@ -72,10 +72,10 @@ async def test_a_tie_makes_the_worker_enqueue_a_refetch_of_that_appointment(
                 id=eid, provider="savvycal", type="appointment.meeting.updated", occurred_at=5,
                 appointment_id="appt_tied", meeting=Meeting(id="amtg_1", status=status)))
         for _ in range(200):
-            if await redis.exists("arq:job:refetch:appt_tied"):
+            if await redis.exists("arq:job:refetch:savvycal:default:appt_tied"):
                 break
             await asyncio.sleep(0.02)
-        assert await redis.exists("arq:job:refetch:appt_tied")
+        assert await redis.exists("arq:job:refetch:savvycal:default:appt_tied")
         queued = [job.function for job in await arq.queued_jobs()]
         assert queued == ["refetch_appointment"]
     finally:

@@ -1,25 +1,42 @@
-"""SavvyCal: its webhook signatures and envelope, behind the ``WebhookProvider`` seam."""
+"""SavvyCal Appointments: its settings, webhook signatures and envelope, and its API client.
+
+``PROVIDER`` is this package behind the seam (``meetsync.providers.Provider``).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 
 from meetsync.events import Event
 from meetsync.providers import SignatureError
-from meetsync.providers.savvycal.envelope import appointment_event, parse_envelope
+from meetsync.providers.http import RequestBudget
+from meetsync.providers.savvycal.client import SavvyCalClient
+from meetsync.providers.savvycal.config import KEYS
+from meetsync.providers.savvycal.envelope import (
+    CREDENTIAL_LIFETIME,
+    appointment_event,
+    parse_envelope,
+)
+from meetsync.providers.savvycal.envelope import (
+    PROVIDER as NAME,
+)
 from meetsync.providers.savvycal.signing import NativeScheme, StandardScheme
-from meetsync.settings import Settings
+from meetsync.settings import Account, Settings
 
+DEFAULT_API_URL = "https://api.savvycal.app/v1"
 _STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
 _NATIVE_HEADER = "x-savvycal-signature"
 
 
 class SavvyCalWebhooks:
-    """Verifies and parses SavvyCal deliveries, natively signed or relayed via Standard Webhooks."""
+    """Verifies and parses SavvyCal deliveries, natively signed or relayed via Standard
+    Webhooks, for every configured account (a delivery belongs to the account whose secret
+    signed it)."""
 
-    name: str = "savvycal"
+    name: str = NAME
 
     def __init__(
         self,
@@ -27,43 +44,110 @@ class SavvyCalWebhooks:
         standard_secrets: Iterable[str] = (),
         *,
         clock: Callable[[], float] = time.time,
+        account: str = "default",
     ) -> None:
-        self._native = NativeScheme(savvycal_secrets)
-        self._standard = StandardScheme(standard_secrets, clock)
+        self._accounts: list[tuple[str, NativeScheme, StandardScheme]] = []
+        self._clock = clock
+        self.add_account(account, savvycal_secrets, standard_secrets)
+
+    def add_account(
+        self, name: str, savvycal_secrets: Iterable[str], standard_secrets: Iterable[str]
+    ) -> None:
+        self._accounts.append(
+            (name, NativeScheme(savvycal_secrets), StandardScheme(standard_secrets, self._clock)))
+
+    @classmethod
+    def for_accounts(
+        cls, accounts: Sequence[Account], *, clock: Callable[[], float] = time.time
+    ) -> SavvyCalWebhooks:
+        hooks = cls(clock=clock)  # no account: every delivery fails as the schemes say
+        if accounts:
+            hooks._accounts.clear()
+        for account in accounts:
+            hooks.add_account(account.name, account.secrets("webhook_secret"),
+                              account.secrets("standard_webhook_secret"))
+        return hooks
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, clock: Callable[[], float] = time.time
     ) -> SavvyCalWebhooks:
-        return cls(
-            settings.savvycal_webhook_secrets, settings.standard_webhook_secrets, clock=clock
-        )
+        return cls.for_accounts(settings.accounts_of(NAME), clock=clock)
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Accept a delivery that any scheme it carries headers for verifies.
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> str:
+        """The account whose secret signed the delivery, by any scheme it carries headers for.
 
         A delivery relayed through Svix may carry both schemes' headers; either is proof.
         """
         lowered = {key.lower(): value for key, value in headers.items()}
         native = lowered.get(_NATIVE_HEADER)
-        if any(name in lowered for name in _STANDARD_HEADERS + _SVIX_HEADERS):
+        standard = any(name in lowered for name in _STANDARD_HEADERS + _SVIX_HEADERS)
+        if not standard and native is None:
+            raise SignatureError("missing signature")
+        reason: SignatureError | None = None
+        for name, native_scheme, standard_scheme in self._accounts:
+            try:
+                self._verify(body, lowered, native, standard, native_scheme, standard_scheme)
+                return name
+            except SignatureError as exc:  # say why, unless only "no secret" for some account
+                if reason is None or str(reason).startswith("no secret"):
+                    reason = exc
+        raise reason or SignatureError("no secret configured for this provider")
+
+    @staticmethod
+    def _verify(
+        body: bytes, lowered: Mapping[str, str], native: str | None, standard: bool,
+        native_scheme: NativeScheme, standard_scheme: StandardScheme,
+    ) -> None:
+        if standard:
             msg_id, timestamp, signature = (
                 lowered.get(std) or lowered.get(svix)
                 for std, svix in zip(_STANDARD_HEADERS, _SVIX_HEADERS, strict=True)
             )
             try:
-                self._standard.verify(body, msg_id, timestamp, signature)
+                standard_scheme.verify(body, msg_id, timestamp, signature)
                 return
             except SignatureError:
                 if native is None:
                     raise
-        if native is not None:
-            self._native.verify(body, native)
-            return
-        raise SignatureError("missing signature")
+        assert native is not None
+        native_scheme.verify(body, native)
 
-    def parse(self, body: bytes) -> Event | str:
-        return parse_envelope(body, provider=self.name)
+    def parse(self, body: bytes, account: str = "default") -> Event | str:
+        return parse_envelope(body, provider=self.name, account=account)
 
 
-__all__ = ["SavvyCalWebhooks", "appointment_event"]
+class SavvyCal:
+    """The SavvyCal Appointments provider, behind the seam."""
+
+    name = NAME
+    keys = KEYS
+    horizon: timedelta = CREDENTIAL_LIFETIME  # ended longer ago, its credentials are dead
+    refreshable = False  # a fetch returns the same host_url: its life ends with the appointment
+
+    def webhooks(self, accounts: Sequence[Account]) -> SavvyCalWebhooks:
+        return SavvyCalWebhooks.for_accounts(accounts)
+
+    def budget(self, account: Account) -> RequestBudget:
+        return RequestBudget(account.number("requests_per_minute"))
+
+    def api(self, account: Account, budget: RequestBudget) -> SavvyCalClient | None:
+        token = account.text("api_token")
+        if token is None:
+            return None
+        return SavvyCalClient(
+            account.text("api_url") or DEFAULT_API_URL, token,
+            account_id=account.text("account_id"), account=account.name, budget=budget,
+        )
+
+    def missing_api(self, account: Account) -> str | None:
+        if account.text("api_token") is not None:
+            return None
+        if account.name == "default":
+            return "SAVVYCAL_API_TOKEN"
+        return f"api_token in [providers.savvycal.accounts.{account.name}]"
+
+
+PROVIDER = SavvyCal()
+
+__all__ = ["PROVIDER", "SavvyCal", "SavvyCalWebhooks", "appointment_event"]

@@ -13,7 +13,7 @@ is an ``EnvelopeError`` with a short message that never quotes the body.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
 import orjson
@@ -24,11 +24,15 @@ from meetsync.providers import EnvelopeError
 PROVIDER = "savvycal"
 APPOINTMENT_PREFIX = "appointment."
 REPLACED = "appointment.meeting.replaced"
+CREDENTIAL_LIFETIME = timedelta(hours=24)
+"""How long after its appointment ends a host_url (and the password) stays valid."""
 
 _MEETING_TEXT_FIELDS = MEETING_FIELDS[1:]  # all but status, which is required
 
 
-def parse_envelope(body: bytes, *, provider: str = PROVIDER) -> Event | str:
+def parse_envelope(
+    body: bytes, *, provider: str = PROVIDER, account: str = "default"
+) -> Event | str:
     """The event a delivery carries, or the type name of an event that is not about appointments."""
     try:
         envelope = orjson.loads(body)
@@ -60,6 +64,7 @@ def parse_envelope(body: bytes, *, provider: str = PROVIDER) -> Event | str:
         occurred_at=_micros(occurred, "created_at"),
         previous_meeting_id=_previous_meeting_id(data) if event_type == REPLACED else None,
         provider=provider,
+        account=account,
     )
 
 
@@ -71,8 +76,13 @@ def appointment_event(
     occurred_at: int,
     previous_meeting_id: str | None = None,
     provider: str = PROVIDER,
+    account: str = "default",
 ) -> Event:
-    """The ``Event`` for one Appointment object (from a webhook or an API response)."""
+    """The ``Event`` for one Appointment object (from a webhook or an API response).
+
+    Its meeting's ``host_url`` and ``password`` die 24 h after the appointment ends (the
+    provider answers 410 after that, CONTRACT.md).
+    """
     if not isinstance(obj, dict):
         raise EnvelopeError("appointment must be an object")
     appointment_id = obj.get("id")
@@ -81,6 +91,7 @@ def appointment_event(
     status = obj.get("status")
     if status is not None and not isinstance(status, str):
         raise EnvelopeError("appointment status must be a string")
+    end_at = _zoned(obj.get("end_at"), "end_at")
     return Event(
         id=event_id,
         provider=provider,
@@ -89,15 +100,24 @@ def appointment_event(
         appointment_id=appointment_id,
         appointment_status=status,
         start_at=_zoned(obj.get("start_at"), "start_at"),
-        end_at=_zoned(obj.get("end_at"), "end_at"),
-        meeting=_meeting(obj.get("meeting")),
+        end_at=end_at,
+        meeting=_meeting(obj.get("meeting"), _credentials_die(end_at)),
         previous_meeting_id=previous_meeting_id,
         # ``meeting: null`` is the provider saying there is none; a missing key says nothing.
         no_meeting="meeting" in obj and obj["meeting"] is None,
     )
 
 
-def _meeting(value: object) -> Meeting | None:
+def _credentials_die(end_at: str | None) -> str | None:
+    if end_at is None:
+        return None
+    if end_at.endswith("Z") and len(end_at) == 20 and end_at < "9999-12-30":
+        moment = datetime.fromisoformat(end_at[:19]).replace(tzinfo=UTC)
+        return iso_utc(moment + CREDENTIAL_LIFETIME)
+    return None
+
+
+def _meeting(value: object, expires_at: str | None = None) -> Meeting | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -116,7 +136,8 @@ def _meeting(value: object) -> Meeting | None:
         if field is not None and not isinstance(field, str):
             raise EnvelopeError(f"meeting {name} must be a string or null")
         fields[name] = field
-    return Meeting(id=meeting_id, status=status, **fields)
+    return Meeting(id=meeting_id, status=status, **fields,
+                   host_url_expires_at=expires_at, password_expires_at=expires_at)
 
 
 def _zoned(value: object, name: str) -> str | None:
