@@ -68,23 +68,24 @@ def ok(payload: dict[str, Any]) -> Response:
 
 
 class RateLimiter:
-    """A sliding 60 s log per token."""
+    """A sliding log per key: ``per_minute`` requests in any ``window`` seconds (default 60)."""
 
-    def __init__(self, per_minute: int, clock: Clock) -> None:
+    def __init__(self, per_minute: int, clock: Clock, *, window: float = _WINDOW) -> None:
         self.per_minute = per_minute
         self.clock = clock
+        self.window = window
         self._log: dict[str, deque[float]] = {}
 
     def retry_after(self, key: str) -> int | None:
         """None when the request may go ahead (and is counted); else seconds to wait."""
         now = self.clock()
         log = self._log.setdefault(key, deque())
-        while log and log[0] <= now - _WINDOW:
+        while log and log[0] <= now - self.window:
             log.popleft()
         if len(log) < self.per_minute:
             log.append(now)
             return None
-        return max(1, math.ceil(log[0] + _WINDOW - now))
+        return max(1, math.ceil(log[0] + self.window - now))
 
 
 def _epoch(value: Any) -> float:

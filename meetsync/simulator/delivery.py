@@ -4,6 +4,10 @@ Chaos is decided up front from ``seed`` (which deliveries are dropped, which dou
 order); concurrency then adds the ordinary disorder of parallel POSTs. A POST answered 5xx or
 failing to connect is retried a few times with a short backoff, as a real sender would (with
 the same event id, hence the same ``webhook-id``).
+
+Any provider's deliveries can ride on it: anything with an ``event_id`` and the ``body`` bytes,
+signed per attempt by a ``signer`` (e.g. Zoom's timestamped ``x-zm-signature``) instead of a
+SavvyCal ``scheme``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,29 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import httpx
 
 from meetsync.simulator import shapes
-from meetsync.simulator.provider import Delivery
 from meetsync.simulator.signing import Scheme, sign
+
+
+class Sendable(Protocol):
+    """What ``deliver`` needs of a delivery: a stable id (shared by duplicates) and the bytes."""
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+
+D = TypeVar("D", bound=Sendable)
+# The signature headers for one POST attempt of one delivery.
+Signer = Callable[[D], Mapping[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +68,10 @@ class DeliveryReport:
 
 
 def plan(
-    deliveries: Sequence[Delivery], chaos: Chaos, rng: random.Random
-) -> tuple[list[Delivery], list[str], int]:
+    deliveries: Sequence[D], chaos: Chaos, rng: random.Random
+) -> tuple[list[D], list[str], int]:
     """The send order after drops, duplicates and bounded reordering."""
-    kept: list[Delivery] = []
+    kept: list[D] = []
     dropped: list[str] = []
     duplicated = 0
     for delivery in deliveries:
@@ -71,11 +90,12 @@ def plan(
 
 
 async def deliver(
-    deliveries: Sequence[Delivery],
+    deliveries: Sequence[D],
     url: str,
     *,
-    scheme: Scheme,
-    secret: str,
+    scheme: Scheme | None = None,
+    secret: str = "",
+    signer: Signer[D] | None = None,
     chaos: Chaos | None = None,
     seed: int = 0,
     concurrency: int = 32,
@@ -84,7 +104,10 @@ async def deliver(
     backoff: float = 0.05,
     request_timeout: float = 10.0,
 ) -> DeliveryReport:
-    """POST ``deliveries`` to ``url`` signed by ``scheme``; ``transport`` may be an ASGI app's."""
+    """POST ``deliveries`` to ``url`` signed by ``scheme`` (SavvyCal's, with ``secret``) or by
+    ``signer`` (any provider's); ``transport`` may be an ASGI app's."""
+    if (scheme is None) == (signer is None):
+        raise ValueError("pass exactly one of scheme and signer")
     chaos = chaos or Chaos()
     rng = random.Random(seed)
     webhook_id = f"wh_{shapes.token(rng)}"
@@ -99,7 +122,15 @@ async def deliver(
     )
     gate = asyncio.Semaphore(concurrency)
 
-    async def post(client: httpx.AsyncClient, delivery: Delivery, delay: float) -> None:
+    def headers_for(delivery: D) -> dict[str, str]:
+        if signer is not None:
+            return dict(signer(delivery))
+        assert scheme is not None
+        return sign(
+            scheme, delivery.body, secret, event_id=delivery.event_id, webhook_id=webhook_id
+        )
+
+    async def post(client: httpx.AsyncClient, delivery: D, delay: float) -> None:
         async with gate:
             if delay:
                 await asyncio.sleep(delay)
@@ -107,9 +138,7 @@ async def deliver(
             for attempt in range(max_attempts):
                 if attempt:
                     await asyncio.sleep(backoff * 2 ** (attempt - 1))
-                headers = sign(
-                    scheme, delivery.body, secret, event_id=delivery.event_id, webhook_id=webhook_id
-                )
+                headers = headers_for(delivery)
                 headers["content-type"] = "application/json"
                 report.attempts += 1
                 try:

@@ -1,0 +1,265 @@
+"""One Zoom account's API client: Server-to-Server OAuth, one meeting, and the sweep listing.
+
+Auth (Server-to-Server OAuth, "account credentials" grant)::
+
+    POST {ZOOM_OAUTH_URL}   authorization: Basic base64(client_id:client_secret)
+        form body: grant_type=account_credentials&account_id={ZOOM_ACCOUNT_ID}
+    → {"access_token": "...", "token_type": "bearer", "expires_in": 3600, "scope": "..."}
+
+Zoom's docs show the two parameters in the query string; its SDK (rivet-javascript) sends them
+as a form body, which OAuth servers accept: we send the form body (a guess either way). The
+token is cached until ``TOKEN_MARGIN_SECONDS`` before it expires (one request at a time fetches
+it), dropped on a 401 (``reauthenticate``: the request is retried once with a fresh one), and
+its request takes a unit of the account's budget like any other. Neither the token nor the
+client secret is ever logged or put in an error message.
+
+Calls::
+
+    fetch   GET /meetings/{id}            404 (Zoom's code 3001 "meeting not found" comes
+                                          with 404) → None
+    sweep   GET /users/{user_id}/meetings?type=upcoming&page_size=300&next_page_token=...
+
+The listing's rows lack ``start_url`` and the passcode, so sweep pages are incomplete
+(``complete=False``): the sweeper fetches those that drifted. ``type=upcoming`` lists meetings
+still to come; meetings in progress or just ended are the worker's to fetch one by one. Paging
+stops with an error on a repeated ``next_page_token`` or after ``MAX_PAGES`` pages.
+
+Errors are ``meetsync.providers.http``'s: ``RetryableApiError`` / ``PermanentApiError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import httpx
+
+from meetsync.events import Event, to_micros
+from meetsync.providers import EnvelopeError, SweepPage, Window
+from meetsync.providers.http import (
+    DEFAULT_TIMEOUT,
+    JsonApi,
+    PermanentApiError,
+    Priority,
+    RequestBudget,
+    RetryableApiError,
+    Sleep,
+    _status_error,
+    json_body,
+)
+from meetsync.providers.zoom.config import API_URL, OAUTH_URL, START_URL_TTL_SECONDS
+from meetsync.providers.zoom.mapping import PROVIDER, meeting_event, meeting_id
+
+PAGE_SIZE = 300  # Zoom's maximum for this listing
+MAX_PAGES = 1000
+TOKEN_MARGIN_SECONDS = 300
+DEFAULT_TOKEN_SECONDS = 3600  # Zoom's S2S tokens live an hour; used if expires_in is missing
+
+_ID = re.compile(r"[0-9]{1,20}")
+_OAUTH_LABEL = "POST oauth token"
+
+
+class ZoomClient(JsonApi):
+    """``ProviderApi`` for one Zoom account (see the module docstring)."""
+
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        account: str = "default",
+        account_id: str,
+        client_id: str,
+        client_secret: str,
+        budget: RequestBudget,
+        api_url: str = API_URL,
+        oauth_url: str = OAUTH_URL,
+        ttl_seconds: int = START_URL_TTL_SECONDS,
+        user_id: str = "me",
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_attempts: int = 5,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        super().__init__(
+            api_url, budget=budget, transport=transport, timeout=timeout,
+            max_attempts=max_attempts, sleep=sleep, rng=rng, backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+        )
+        self.account = account
+        self.ttl_seconds = ttl_seconds
+        self.user_id = user_id
+        self.tokens_fetched = 0
+        self._oauth_url = oauth_url
+        self._account_id = account_id
+        self._credentials = httpx.BasicAuth(client_id, client_secret)
+        self._clock = clock
+        self._token: str | None = None
+        self._token_until = 0.0
+        self._token_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"ZoomClient(account={self.account!r})"
+
+    # --- OAuth ---------------------------------------------------------------------------
+
+    async def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {await self._access_token()}"}
+
+    async def reauthenticate(self) -> bool:
+        self._token = None
+        return True
+
+    async def _access_token(self) -> str:
+        async with self._token_lock:
+            if self._token is not None and self._clock() < self._token_until:
+                return self._token
+            self._token = None
+            await self.budget.acquire("refetch")
+            asked = self._clock()
+            try:
+                response = await self._http.post(
+                    self._oauth_url,
+                    data={"grant_type": "account_credentials", "account_id": self._account_id},
+                    auth=self._credentials,
+                )
+            except httpx.TimeoutException as exc:
+                raise RetryableApiError(
+                    f"{_OAUTH_LABEL}: timed out ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise RetryableApiError(
+                    f"{_OAUTH_LABEL}: network error ({type(exc).__name__})") from None
+            if response.status_code != 200:
+                raise _status_error(_OAUTH_LABEL, response)
+            body = json_body(response, _OAUTH_LABEL)
+            token = body.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise PermanentApiError(f"{_OAUTH_LABEL}: response has no access_token")
+            lifetime = body.get("expires_in")
+            if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
+                lifetime = DEFAULT_TOKEN_SECONDS
+            self.tokens_fetched += 1
+            self._token = token
+            self._token_until = asked + lifetime - min(TOKEN_MARGIN_SECONDS, lifetime // 2)
+            return token
+
+    # --- ProviderApi ---------------------------------------------------------------------
+
+    async def fetch(
+        self, appointment_id: str, *, event_id: str, type: str, priority: Priority,
+        clock: Callable[[], datetime],
+    ) -> Event | None:
+        """``GET /meetings/{id}``, stamped just before the request is sent; None on 404."""
+        if not _ID.fullmatch(appointment_id):
+            raise PermanentApiError("GET /meetings/{id}: not a Zoom meeting id")
+        stamp = to_micros(clock())
+        body = await self.get_json(f"/meetings/{appointment_id}", None, priority, missing_ok=True)
+        if body is None:
+            return None
+        try:
+            event = meeting_event(
+                body, event_id=event_id, type=type, occurred_at=stamp, account=self.account,
+                ttl_seconds=self.ttl_seconds, fetched=True)
+        except EnvelopeError as exc:
+            raise PermanentApiError(f"GET /meetings/{{id}}: unexpected response shape: {exc}",
+                                    status=200) from None
+        if event.appointment_id != appointment_id:
+            raise PermanentApiError("GET /meetings/{id}: answered for another meeting",
+                                    status=200)
+        return event
+
+    async def sweep(
+        self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
+    ) -> AsyncIterator[SweepPage]:
+        """Every upcoming meeting of ``user_id`` in ``window``, page by page, each id once."""
+        path = f"/users/{quote(self.user_id, safe='')}/meetings"
+        bounds = _Bounds(window)
+        seen_ids: set[str] = set()
+        seen_tokens: set[str] = set()
+        next_token = ""
+        for number in range(1, MAX_PAGES + 1):
+            params = httpx.QueryParams(
+                {"type": "upcoming", "page_size": str(PAGE_SIZE)}
+                | ({"next_page_token": next_token} if next_token else {}))
+            stamp = to_micros(clock())
+            body = await self.get_json(path, params, "sweep")
+            assert body is not None  # not missing_ok
+            rows = body.get("meetings", [])
+            if not isinstance(rows, list):
+                raise PermanentApiError(f"GET {path}: unexpected response shape: meetings "
+                                        "is not a list", status=200)
+            page = SweepPage(events=[], number=number, complete=False)
+            for index, row in enumerate(rows):
+                self._take(row, index, stamp, event_id, bounds, seen_ids, page)
+            token = body.get("next_page_token")
+            if not isinstance(token, str) or not token:
+                yield page
+                return
+            if token in seen_tokens:
+                page.errors.append("paging stopped: next_page_token repeated")
+                yield page
+                return
+            seen_tokens.add(token)
+            next_token = token
+            if number == MAX_PAGES:
+                page.errors.append(f"paging stopped after {MAX_PAGES} pages")
+            yield page
+
+    def _take(
+        self, row: object, index: int, stamp: int, event_id: Callable[[str], str],
+        bounds: _Bounds, seen: set[str], page: SweepPage,
+    ) -> None:
+        try:
+            if not isinstance(row, dict):
+                raise EnvelopeError("meeting must be an object")
+            appointment_id = meeting_id(row)
+            if appointment_id in seen:
+                return
+            event = meeting_event(
+                row, event_id=event_id(appointment_id), type="sweep", occurred_at=stamp,
+                account=self.account, ttl_seconds=self.ttl_seconds, fetched=False, listed=True)
+        except EnvelopeError as exc:
+            page.errors.append(f"page {page.number} row {index}: {exc}")
+            return
+        seen.add(appointment_id)
+        if bounds.admits(event):
+            page.events.append(event)
+
+
+class _Bounds:
+    """A ``Window``, applied to listed rows (Zoom's listing takes no time filter)."""
+
+    def __init__(self, window: Window) -> None:
+        self.ending_after = _moment(window.ending_after)
+        self.starting_from = _moment(window.starting_from)
+        self.starting_before = _moment(window.starting_before)
+
+    def admits(self, event: Event) -> bool:
+        start, end = _moment(event.start_at), _moment(event.end_at)
+        if self.ending_after and end and end <= self.ending_after:
+            return False
+        if self.starting_from and start and start < self.starting_from:
+            return False
+        return not (self.starting_before and start and start >= self.starting_before)
+
+
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+__all__ = ["MAX_PAGES", "PAGE_SIZE", "ZoomClient"]

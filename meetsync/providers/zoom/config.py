@@ -1,0 +1,44 @@
+"""Zoom's settings, as data: one account's keys, their variables and defaults.
+
+The variables are the single-account deployment's (CONTRACT.md, "Single-account settings for
+the new providers"); ``MEETSYNC_CONFIG`` may hold further accounts under
+``[providers.zoom.accounts.NAME]``.
+
+Two keys are ours, not the contract's (guesses, documented here):
+
+- ``ZOOM_API_REQUESTS_PER_SECOND`` (default 4): Zoom limits requests per second per account,
+  shared by every app of that account. 4/s is the "Light" limit of the Free plan, the lowest
+  there is (PROVIDERS.md): safe everywhere; Pro accounts may raise it to 30, Business+ to 80.
+  The daily caps (6,000 Light requests/day on Free) are not budgeted: a 429 says so with an
+  ISO-8601 ``Retry-After`` the client honours.
+- ``ZOOM_USER_ID`` (default ``me``): whose meetings a sweep lists
+  (``GET /users/{user_id}/meetings``). ``me`` is the token's own user; an account-wide sweep
+  of several hosts needs one account entry per host (or a future users listing).
+"""
+
+from __future__ import annotations
+
+from meetsync.config import Key
+
+API_URL = "https://api.zoom.us/v2"
+OAUTH_URL = "https://zoom.us/oauth/token"
+START_URL_TTL_SECONDS = 7200  # start_url lives 2 h for regular users (seeds/004)
+
+KEYS: tuple[Key, ...] = (
+    Key("webhook_secret_token", "ZOOM_WEBHOOK_SECRET_TOKEN", "secrets", secret=True,
+        webhook=True),
+    Key("api_url", "ZOOM_API_URL", "url", default=API_URL),
+    Key("oauth_url", "ZOOM_OAUTH_URL", "url", default=OAUTH_URL),
+    Key("account_id", "ZOOM_ACCOUNT_ID"),
+    Key("client_id", "ZOOM_CLIENT_ID"),
+    Key("client_secret", "ZOOM_CLIENT_SECRET", secret=True),
+    Key("start_url_ttl_seconds", "ZOOM_START_URL_TTL_SECONDS", "int",
+        default=START_URL_TTL_SECONDS),
+    Key("requests_per_second", "ZOOM_API_REQUESTS_PER_SECOND", "int", default=4),
+    Key("user_id", "ZOOM_USER_ID", default="me"),
+)
+
+API_CREDENTIALS = ("account_id", "client_id", "client_secret")
+"""The keys ``api`` needs (Server-to-Server OAuth, account credentials grant)."""
+
+__all__ = ["API_CREDENTIALS", "API_URL", "KEYS", "OAUTH_URL", "START_URL_TTL_SECONDS"]

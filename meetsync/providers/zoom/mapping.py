@@ -1,0 +1,278 @@
+"""One Zoom meeting object (webhook, list row or ``GET /meetings/{id}``) as an ``Event``.
+
+Each Zoom meeting is both the appointment and its meeting: ``appointment_id`` = meeting id =
+``external_meeting_id`` = the numeric meeting id as text (``uuid`` names one instance of a
+meeting and changes per occurrence: never a key, PROVIDERS.md).
+
+What each source may say (``source``):
+
+- ``fetch`` (``GET /meetings/{id}``): everything, credentials included. ``host_url`` is the
+  ``start_url``, which Zoom lets live 2 h (seeds/004): ``host_url_expires_at`` = the stamp
+  (``occurred_at``, taken before the request was sent) + ``ttl_seconds``. ``password`` is the
+  meeting passcode; ``password_expires_at`` = end + 24 h, the same retention SavvyCal gives its
+  credentials (a guess: Zoom documents none; a passcode lives as long as the meeting).
+- ``list`` (``GET /users/{id}/meetings`` rows): no ``start_url`` and no passcode. The Meeting it
+  carries has ``host_url``/``password`` None meaning "not listed", never "none": such events
+  belong in incomplete sweep pages (``SweepPage.complete=False``), compared, not applied.
+- ``webhook``: Zoom never puts ``start_url`` in a webhook. A Meeting with ``host_url=None``
+  would erase the one the mirror holds (the newest snapshot's meeting fields win), so webhook
+  events carry ``meeting=None`` ("says nothing about the meeting"); the refetch fills it.
+
+Appointment status: ``scheduled`` (Zoom ``status`` ``waiting`` or absent), ``started``,
+``ended`` (``meeting.ended``, or a ``finished``/``ended`` status, which ``GET`` may not report:
+after a meeting ends Zoom answers ``waiting`` again, so a later fetch says ``scheduled``; a
+known limitation), ``deleted`` (``meeting.deleted``: gone, as an API 404 is; the mirror then
+detaches the meeting, ``no_meeting``, and serves no credential; ``meeting.recovered`` brings it
+back through a fetch). We use ``deleted``, not ``canceled``: Zoom has no canceled state, and the
+worker and reconciler already call an appointment the API no longer knows ``deleted``.
+
+Times: ``start_at`` = ``start_time`` (``...Z``; a naive value is read as UTC, a guess),
+``end_at`` = start + ``duration`` minutes. ``meeting.ended`` also carries ``end_time`` (the
+instance's actual end), preferred there. Lifecycle events carry the instance's ACTUAL start,
+not the scheduled one: the mirror shows it until the next fetch. A meeting without a start
+(type 3, recurring with no fixed time) has None.
+
+Recurring meetings (types 8, 3) list ``occurrences``; ``occurrences()`` reads them, but the
+mirror does not store occurrences yet: one appointment per meeting id.
+
+Malformed objects raise ``EnvelopeError`` with a short message that quotes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from meetsync.events import Event, Meeting, from_micros, iso_utc
+from meetsync.providers import EnvelopeError
+
+PROVIDER = "zoom"
+PASSWORD_GRACE = timedelta(hours=24)
+
+Source = Literal["webhook", "list", "fetch"]
+
+_ID = re.compile(r"[0-9]{1,20}")
+_LIFECYCLE = {"meeting.started": "started", "meeting.ended": "ended"}
+_STATUS = {"waiting": "scheduled", "started": "started", "finished": "ended", "ended": "ended"}
+_MAX_MINUTES = 60 * 24 * 366
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One occurrence of a recurring meeting (``occurrences[]``)."""
+
+    occurrence_id: str
+    start_at: str | None
+    duration: int | None
+    status: str | None
+
+
+def meeting_id(obj: dict[str, Any]) -> str:
+    """``obj["id"]`` as text: a number in most payloads, a string in started/ended."""
+    value = obj.get("id")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise EnvelopeError("meeting id must be a number or a string of digits")
+    if not _ID.fullmatch(text):  # also keeps it safe inside an API path
+        raise EnvelopeError("meeting id must be a number or a string of digits")
+    return text
+
+
+def meeting_event(
+    obj: dict[str, Any],
+    *,
+    event_id: str,
+    type: str,
+    occurred_at: int,
+    account: str,
+    ttl_seconds: int,
+    fetched: bool,
+    listed: bool = False,
+) -> Event:
+    """The ``Event`` for one meeting object; ``fetched`` from ``GET /meetings/{id}``, else
+    ``listed`` from a list page, else from a webhook (see the module docstring)."""
+    if not isinstance(obj, dict):
+        raise EnvelopeError("meeting must be an object")
+    appointment_id = meeting_id(obj)
+    start = _start(obj)
+    end = _end(obj, start, prefer_end_time=type == "meeting.ended")
+    status = _LIFECYCLE.get(type) or _status(obj.get("status"))
+    source: Source = "fetch" if fetched else "list" if listed else "webhook"
+    meeting = None if source == "webhook" else _meeting(
+        obj, appointment_id, source, occurred_at, ttl_seconds, end)
+    return Event(
+        id=event_id,
+        provider=PROVIDER,
+        type=type,
+        occurred_at=occurred_at,
+        appointment_id=appointment_id,
+        appointment_status=status,
+        start_at=_iso(start),
+        end_at=_iso(end),
+        meeting=meeting,
+        account=account,
+    )
+
+
+def deleted_event(
+    obj: dict[str, Any], *, event_id: str, type: str, occurred_at: int, account: str
+) -> Event:
+    """A meeting Zoom deleted: ``deleted``, no meeting (the mirror detaches it and serves no
+    credential); the times the object still gives are kept so expiry and purges still work."""
+    if not isinstance(obj, dict):
+        raise EnvelopeError("meeting must be an object")
+    start = _start(obj)
+    return Event(
+        id=event_id,
+        provider=PROVIDER,
+        type=type,
+        occurred_at=occurred_at,
+        appointment_id=meeting_id(obj),
+        appointment_status="deleted",
+        start_at=_iso(start),
+        end_at=_iso(_end(obj, start, prefer_end_time=False)),
+        no_meeting=True,
+        account=account,
+    )
+
+
+def occurrences(obj: dict[str, Any]) -> list[Occurrence]:
+    """The occurrences a recurring meeting object lists (malformed entries skipped)."""
+    found: list[Occurrence] = []
+    listed = obj.get("occurrences")
+    if not isinstance(listed, list):
+        return found
+    for item in listed:
+        if not isinstance(item, dict):
+            continue
+        occurrence_id = item.get("occurrence_id")
+        if isinstance(occurrence_id, int) and not isinstance(occurrence_id, bool):
+            occurrence_id = str(occurrence_id)
+        if not isinstance(occurrence_id, str) or not occurrence_id:
+            continue
+        try:
+            start = _start(item)
+        except EnvelopeError:
+            start = None
+        duration = item.get("duration")
+        status = item.get("status")
+        found.append(Occurrence(
+            occurrence_id=occurrence_id,
+            start_at=_iso(start),
+            duration=duration if _minutes(duration) else None,
+            status=status if isinstance(status, str) else None,
+        ))
+    return found
+
+
+def _meeting(
+    obj: dict[str, Any], appointment_id: str, source: Source, occurred_at: int, ttl_seconds: int,
+    end: datetime | None,
+) -> Meeting:
+    join_url = _optional_text(obj, "join_url")
+    host_url = password = host_expires = password_expires = None
+    if source == "fetch":
+        host_url = _optional_text(obj, "start_url")
+        password = _optional_text(obj, "password")
+        if host_url is not None:
+            host_expires = _iso(from_micros(occurred_at) + timedelta(seconds=ttl_seconds))
+        if password is not None and end is not None:
+            password_expires = _iso(end + PASSWORD_GRACE)
+    return Meeting(
+        id=appointment_id,
+        status="created",
+        conferencing_provider=PROVIDER,
+        external_meeting_id=appointment_id,
+        join_url=join_url,
+        host_url=host_url,
+        password=password,
+        host_url_expires_at=host_expires,
+        password_expires_at=password_expires,
+    )
+
+
+def _status(value: object) -> str:
+    if value is None:
+        return "scheduled"
+    if not isinstance(value, str):
+        raise EnvelopeError("meeting status must be a string")
+    return _STATUS.get(value, "scheduled")
+
+
+def _start(obj: dict[str, Any]) -> datetime | None:
+    value = obj.get("start_time")
+    if value is None or value == "":
+        return None
+    moment = _datetime(value)
+    if moment is None:
+        raise EnvelopeError("meeting start_time must be an ISO-8601 date-time")
+    return moment
+
+
+def _end(obj: dict[str, Any], start: datetime | None, *, prefer_end_time: bool) -> datetime | None:
+    if prefer_end_time and obj.get("end_time") not in (None, ""):
+        moment = _datetime(obj.get("end_time"))
+        if moment is None:
+            raise EnvelopeError("meeting end_time must be an ISO-8601 date-time")
+        return moment
+    duration = obj.get("duration")
+    if duration is None:
+        return None
+    if not _minutes(duration):
+        raise EnvelopeError("meeting duration must be a whole number of minutes")
+    if start is None:
+        return None
+    try:
+        return start + timedelta(minutes=duration)
+    except OverflowError:
+        raise EnvelopeError("meeting end is out of range") from None
+
+
+def _minutes(value: object) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and 0 <= value <= _MAX_MINUTES)
+
+
+def _datetime(value: object) -> datetime | None:
+    """An aware datetime from ISO-8601 text (``Z`` or an offset; naive means UTC), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    try:
+        return iso_utc(moment)
+    except (OverflowError, ValueError):
+        raise EnvelopeError("meeting time is out of range") from None
+
+
+def _optional_text(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise EnvelopeError(f"meeting {name} must be a string")
+    return value
+
+
+__all__ = [
+    "PASSWORD_GRACE",
+    "PROVIDER",
+    "Occurrence",
+    "deleted_event",
+    "meeting_event",
+    "meeting_id",
+    "occurrences",
+]
