@@ -95,9 +95,9 @@ class Zoom:
     horizon = timedelta(hours=24)
     refreshable = True
 
-    def webhooks(self, accounts: Sequence[Account]) -> ZoomWebhooks | None:
-        with_secrets = [a for a in accounts if a.secrets(SECRET_KEY)]
-        return ZoomWebhooks(with_secrets) if with_secrets else None
+    def webhooks(self, accounts: Sequence[Account]) -> ZoomWebhooks:
+        # With no secret token configured every delivery is refused (401), as for SavvyCal.
+        return ZoomWebhooks(accounts)
 
     def budget(self, account: Account) -> RequestBudget:
         # Zoom limits requests per second: the budget's window is one second.
@@ -119,14 +119,14 @@ class Zoom:
             user_id=account.text("user_id") or "me",
         )
 
-    def missing_api(self, account: Account) -> str:
+    def missing_api(self, account: Account) -> str | None:
         missing = [k for k in KEYS if k.name in API_CREDENTIALS and not account.text(k.name)]
         if not missing:
-            return ""
+            return None
         if account.name == "default":
-            return " and ".join(k.env or k.name for k in missing) + " must be set"
+            return " and ".join(k.env or k.name for k in missing)
         names = ", ".join(k.name for k in missing)
-        return f"[providers.zoom.accounts.{account.name}] needs {names}"
+        return f"{names} in [providers.zoom.accounts.{account.name}]"
 
 
 PROVIDER = Zoom()

@@ -17,6 +17,9 @@ What each source may say (``source``):
 - ``webhook``: Zoom never puts ``start_url`` in a webhook. A Meeting with ``host_url=None``
   would erase the one the mirror holds (the newest snapshot's meeting fields win), so webhook
   events carry ``meeting=None`` ("says nothing about the meeting"); the refetch fills it.
+  Except ``meeting.created``: it carries the join URL and passcode, and no fetch can have
+  seen the meeting before it was created, so its Meeting (without ``host_url``) erases
+  nothing; the worker's credential refresh then fetches the start URL before it is needed.
 
 Appointment status: ``scheduled`` (Zoom ``status`` ``waiting`` or absent), ``started``,
 ``ended`` (``meeting.ended``, or a ``finished``/``ended`` status, which ``GET`` may not report:
@@ -50,6 +53,7 @@ from meetsync.providers import EnvelopeError
 
 PROVIDER = "zoom"
 PASSWORD_GRACE = timedelta(hours=24)
+CREATED = "meeting.created"
 
 Source = Literal["webhook", "list", "fetch"]
 
@@ -103,8 +107,8 @@ def meeting_event(
     end = _end(obj, start, prefer_end_time=type == "meeting.ended")
     status = _LIFECYCLE.get(type) or _status(obj.get("status"))
     source: Source = "fetch" if fetched else "list" if listed else "webhook"
-    meeting = None if source == "webhook" else _meeting(
-        obj, appointment_id, source, occurred_at, ttl_seconds, end)
+    says = source != "webhook" or type == CREATED
+    meeting = _meeting(obj, appointment_id, source, occurred_at, ttl_seconds, end) if says else None
     return Event(
         id=event_id,
         provider=PROVIDER,
@@ -178,9 +182,10 @@ def _meeting(
     host_url = password = host_expires = password_expires = None
     if source == "fetch":
         host_url = _optional_text(obj, "start_url")
-        password = _optional_text(obj, "password")
         if host_url is not None:
             host_expires = _iso(from_micros(occurred_at) + timedelta(seconds=ttl_seconds))
+    if source != "list":
+        password = _optional_text(obj, "password")
         if password is not None and end is not None:
             password_expires = _iso(end + PASSWORD_GRACE)
     return Meeting(

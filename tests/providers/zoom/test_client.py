@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meetsync.events import to_micros
-from meetsync.providers import SweepPage, Window
+from meetsync.providers import SignatureError, SweepPage, Window
 from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
 from meetsync.providers.zoom import PROVIDER, ZoomClient
 from meetsync.providers.zoom.client import MAX_PAGES
@@ -259,12 +259,13 @@ def test_provider_factories() -> None:
     assert (budget.per_minute, budget.window) == (4, 1.0)
     api = PROVIDER.api(full, budget)
     assert isinstance(api, ZoomClient) and api.provider == "zoom" and "s" not in repr(api)
-    assert PROVIDER.missing_api(full) == ""
+    assert PROVIDER.missing_api(full) is None
     bare = Account("zoom", "default", {"client_id": "c"})
     assert PROVIDER.api(bare, budget) is None
-    assert PROVIDER.missing_api(bare) == "ZOOM_ACCOUNT_ID and ZOOM_CLIENT_SECRET must be set"
+    assert PROVIDER.missing_api(bare) == "ZOOM_ACCOUNT_ID and ZOOM_CLIENT_SECRET"
     named = Account("zoom", "eu", {})
     assert "client_secret" in PROVIDER.missing_api(named)
-    assert PROVIDER.webhooks([bare]) is None
+    with pytest.raises(SignatureError, match="no secret token"):  # 401, as for SavvyCal
+        PROVIDER.webhooks([bare]).verify(b"{}", {})
     assert (PROVIDER.name, PROVIDER.refreshable, PROVIDER.horizon.total_seconds()) == (
         "zoom", True, 86400)

@@ -43,7 +43,9 @@ def test_created() -> None:
     assert (event.appointment_id, event.account, event.appointment_status) == (
         "85746065432", "acme", "scheduled")
     assert (event.start_at, event.end_at) == ("2025-03-01T16:00:00Z", "2025-03-01T16:30:00Z")
-    assert event.meeting is None and not event.no_meeting  # never erases a held start_url
+    # Join URL and passcode, never a start_url (webhooks carry none).
+    assert event.meeting is not None and event.meeting.host_url is None
+    assert event.meeting.join_url == OBJECT["join_url"]
 
 
 @pytest.mark.parametrize(("kind", "status"), [("started", "started"), ("ended", "ended")])

@@ -64,10 +64,20 @@ def test_listed_rows_carry_no_credentials() -> None:
     assert event.meeting.host_url is None and event.meeting.password is None
 
 
-def test_webhook_snapshot_says_nothing_about_the_meeting() -> None:
-    event = meeting_event(meeting(), event_id="e", type="meeting.created", occurred_at=STAMP,
+def test_a_lifecycle_webhook_says_nothing_about_the_meeting() -> None:
+    event = meeting_event(meeting(), event_id="e", type="meeting.started", occurred_at=STAMP,
                           account="a", ttl_seconds=7200, fetched=False)
     assert event.meeting is None and not event.no_meeting
+
+
+def test_created_carries_join_url_and_passcode_but_no_start_url() -> None:
+    """No fetch can have seen a meeting before it was created: its Meeting erases nothing."""
+    event = meeting_event(meeting(), event_id="e", type="meeting.created", occurred_at=STAMP,
+                          account="a", ttl_seconds=7200, fetched=False)
+    assert event.meeting is not None
+    assert event.meeting.join_url == "https://zoom.us/j/85746065432"
+    assert event.meeting.host_url is None and event.meeting.host_url_expires_at is None
+    assert event.meeting.password is not None and event.meeting.password_expires_at
 
 
 @pytest.mark.parametrize(("status", "expected"), [
