@@ -14,8 +14,9 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
 - absence is a state: when the appointment's newest snapshot says it has no meeting, its
   ``meeting_id`` is NULL until a newer snapshot attaches one again;
 - only the meeting the newest snapshot names keeps a ``host_url`` and ``password``;
-- a credential dead on arrival (its appointment ended more than ``CREDENTIAL_GRACE`` before
-  ``now``) is never written.
+- each credential dies at its own expiry (``host_url_expires_at``, ``password_expires_at``: the
+  provider package's word, carried by the meeting's snapshot); one dead on arrival (expiry at or
+  before ``now``) is never written.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from datetime import datetime, timedelta
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.store.schema import NOW_SQL
 
+# Deprecated: used by the legacy provider's sweep (and the demo) until it moves into the
+# provider. Nothing in the store uses it: each credential dies at its own expiry.
 CREDENTIAL_GRACE = timedelta(hours=24)
-"""How long after its appointment ends a host_url (and the password) stays valid."""
 
 _INBOX = f"""
 INSERT INTO events
@@ -43,10 +45,11 @@ ON CONFLICT (provider, id) DO NOTHING
 # not say (the last two parameters NULL) both keep what the mirror knew.
 _APPOINTMENT = f"""
 INSERT INTO appointments
-    (id, provider, status, start_at, end_at, version_at, version_event, no_meeting,
+    (id, provider, account, status, start_at, end_at, version_at, version_event, no_meeting,
      named_meeting_id, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
 ON CONFLICT (provider, id) DO UPDATE SET
+    account = excluded.account,
     status = excluded.status,
     start_at = excluded.start_at,
     end_at = excluded.end_at,
@@ -72,29 +75,33 @@ WHERE provider = ? AND id = ? AND version_at = ? AND version_event > ?
 _STALE = "UPDATE events SET outcome = 'stale' WHERE provider = ? AND id = ?"
 
 # Credentials are kept by one meeting at most: the one the appointment's newest snapshot names
-# (that snapshot is then the meeting's newest too, so its credentials are the provider's last
-# word), unless a replacement named it as the meeting replaced, or the appointment ended past
-# the grace (:cutoff). A function of the set of events, whatever order or batches.
-_LIVE = """(EXISTS (SELECT 1 FROM appointments WHERE provider = :provider AND id = :appointment
-                    AND named_meeting_id IS :id AND (end_at IS NULL OR end_at > :cutoff))
-         AND NOT EXISTS (SELECT 1 FROM meetings
-                         WHERE provider = :provider AND id = :id AND predecessor = 1))"""
+# (:named; that snapshot is then the meeting's newest too, so its credentials are the provider's
+# last word), unless a replacement named it as the meeting replaced (``predecessor``, known only
+# if the row exists), and each only until its own expiry. A function of the set of events,
+# whatever order or batches.
+def _live(credential: str) -> str:
+    expires = f":{credential}_expires_at"
+    return (f"CASE WHEN :named AND ({expires} IS NULL OR {expires} > :now)"
+            f" THEN :{credential} END")
+
 
 _MEETING = f"""
 INSERT INTO meetings
     (id, provider, appointment_id, status, conferencing_provider, external_meeting_id, join_url,
-     host_url, password, error_message, first_seen_at, first_seen_rank,
-     version_at, version_event, updated_at)
+     host_url, password, host_url_expires_at, password_expires_at, error_message,
+     first_seen_at, first_seen_rank, version_at, version_event, updated_at)
 VALUES (:id, :provider, :appointment, :status, :conferencing_provider, :external_meeting_id,
-        :join_url, CASE WHEN {_LIVE} THEN :host_url END, CASE WHEN {_LIVE} THEN :password END,
-        :error_message, :at, 1, :at, :event, {NOW_SQL})
+        :join_url, {_live("host_url")}, {_live("password")}, :host_url_expires_at,
+        :password_expires_at, :error_message, :at, 1, :at, :event, {NOW_SQL})
 ON CONFLICT (provider, id) DO UPDATE SET
     status = excluded.status,
     conferencing_provider = excluded.conferencing_provider,
     external_meeting_id = excluded.external_meeting_id,
     join_url = excluded.join_url,
-    host_url = excluded.host_url,
-    password = excluded.password,
+    host_url = CASE WHEN NOT meetings.predecessor THEN excluded.host_url END,
+    password = CASE WHEN NOT meetings.predecessor THEN excluded.password END,
+    host_url_expires_at = excluded.host_url_expires_at,
+    password_expires_at = excluded.password_expires_at,
     error_message = excluded.error_message,
     version_at = excluded.version_at,
     version_event = excluded.version_event,
@@ -188,14 +195,14 @@ def apply_events(
 ) -> ApplyResult:
     """Apply events inside the caller's transaction; returns what happened.
 
-    ``now`` decides which credentials are already dead (their appointment ended more than
-    ``CREDENTIAL_GRACE`` ago): those are never written.
+    ``now`` decides which credentials are already dead (their expiry is not after it): those
+    are never written.
     """
     result = ApplyResult()
-    cutoff = iso_utc(now - CREDENTIAL_GRACE)
+    at = iso_utc(now)
     touched: set[tuple[str, str]] = set()
     for event in events:
-        if _apply_one(conn, event, cutoff, result):  # the current meeting may have changed
+        if _apply_one(conn, event, at, result):  # the current meeting may have changed
             touched.add((event.provider, event.appointment_id))
     for provider, appointment_id in touched:
         _resolve_chain(conn, provider, appointment_id)
@@ -209,7 +216,7 @@ def _meeting_state(event: Event) -> int | None:
 
 
 def _apply_one(
-    conn: sqlite3.Connection, event: Event, cutoff: str, result: ApplyResult
+    conn: sqlite3.Connection, event: Event, now: str, result: ApplyResult
 ) -> bool:
     fresh = conn.execute(
         _INBOX,
@@ -226,6 +233,7 @@ def _apply_one(
         (
             event.appointment_id,
             event.provider,
+            event.account,
             event.appointment_status,
             event.start_at,
             event.end_at,
@@ -259,20 +267,31 @@ def _apply_one(
         ).rowcount > 0
         chain_changed |= _seen(conn, event, event.previous_meeting_id, 0)
     if event.meeting is not None:
-        chain_changed |= _upsert_meeting(conn, event, event.meeting, cutoff, result)
+        # A snapshot that landed is the appointment's newest: it names this meeting.
+        named = landed is not None or _named(conn, event) == event.meeting.id
+        chain_changed |= _upsert_meeting(conn, event, event.meeting, named, now, result)
     return chain_changed
 
 
+def _named(conn: sqlite3.Connection, event: Event) -> str | None:
+    """The meeting the appointment's newest snapshot names."""
+    row = conn.execute(_NAMED, (event.provider, event.appointment_id)).fetchone()
+    return row[1] if row else None
+
+
 def _upsert_meeting(
-    conn: sqlite3.Connection, event: Event, meeting: Meeting, cutoff: str, result: ApplyResult
+    conn: sqlite3.Connection, event: Event, meeting: Meeting, named: bool, now: str,
+    result: ApplyResult,
 ) -> bool:
-    """Write the meeting; True when its place in the chain may have changed."""
+    """Write the meeting (its credentials only if ``named`` and not yet expired at ``now``);
+    True when its place in the chain may have changed."""
     row = conn.execute(
         _MEETING,
         {
             "provider": event.provider,
             "appointment": event.appointment_id,
-            "cutoff": cutoff,
+            "named": named,
+            "now": now,
             "id": meeting.id,
             "status": meeting.status,
             "conferencing_provider": meeting.conferencing_provider,
@@ -280,6 +299,8 @@ def _upsert_meeting(
             "join_url": meeting.join_url,
             "host_url": meeting.host_url,
             "password": meeting.password,
+            "host_url_expires_at": meeting.host_url_expires_at,
+            "password_expires_at": meeting.password_expires_at,
             "error_message": meeting.error_message,
             "at": event.occurred_at,
             "event": event.id,

@@ -22,7 +22,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from meetsync.events import Event, iso_utc
-from meetsync.store.apply import CREDENTIAL_GRACE, ApplyResult, apply_events
+from meetsync.providers import LEGACY_PROVIDER
+from meetsync.store.apply import ApplyResult, apply_events
 from meetsync.store.schema import NOW_SQL, migrations
 
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -31,13 +32,13 @@ PRUNE_CHUNK = 5_000  # at 10M rows one chunk holds the write lock ~1 s (bench: p
 
 Clock = Callable[[], datetime]
 
-DEFAULT_PROVIDER = "savvycal"
-"""The provider reads serve unless told otherwise: every mirror before m004 was SavvyCal's."""
+DEFAULT_PROVIDER = LEGACY_PROVIDER
+"""The provider reads serve unless told otherwise: every mirror before m004 held its rows."""
 
 _MEETING_COLUMNS = (
     "m.provider, m.id, m.status, m.conferencing_provider, m.external_meeting_id, m.join_url, "
-    "m.host_url, m.password, m.error_message, m.appointment_id, m.replaced_by, m.updated_at, "
-    "m.version_at, a.end_at, a.status, a.meeting_id"
+    "m.host_url, m.password, m.host_url_expires_at, m.password_expires_at, m.error_message, "
+    "m.appointment_id, m.replaced_by, m.updated_at, m.version_at, a.status, a.meeting_id"
 )
 
 
@@ -174,17 +175,17 @@ class Store:
         return result
 
     def purge_expired_credentials(self, now: datetime | None = None) -> int:
-        """Clear ``host_url`` and ``password`` of appointments (every provider's) that ended
-        over 24 h ago."""
-        cutoff = iso_utc((now or self.clock()) - CREDENTIAL_GRACE)
+        """Clear each credential (every provider's) whose own expiry is not after ``now``: a
+        ``host_url`` and a ``password`` die separately. Returns the meetings touched."""
         cur = self.conn.execute(
             """
-            UPDATE meetings SET host_url = NULL, password = NULL
-            WHERE (host_url IS NOT NULL OR password IS NOT NULL)
-              AND EXISTS (SELECT 1 FROM appointments a WHERE a.provider = meetings.provider
-                          AND a.id = meetings.appointment_id AND a.end_at <= ?)
+            UPDATE meetings SET
+                host_url = CASE WHEN host_url_expires_at <= :now THEN NULL ELSE host_url END,
+                password = CASE WHEN password_expires_at <= :now THEN NULL ELSE password END
+            WHERE (host_url IS NOT NULL AND host_url_expires_at <= :now)
+               OR (password IS NOT NULL AND password_expires_at <= :now)
             """,
-            (cutoff,),
+            {"now": iso_utc(now or self.clock())},
         )
         return cur.rowcount
 
@@ -323,15 +324,16 @@ class Store:
         self, appointment_id: str, *, provider: str = DEFAULT_PROVIDER
     ) -> dict[str, Any] | None:
         row = self.conn.execute(
-            "SELECT id, provider, meeting_id, status, start_at, end_at, updated_at, tie_at "
-            "FROM appointments WHERE provider = ? AND id = ?",
+            "SELECT id, provider, account, meeting_id, status, start_at, end_at, updated_at, "
+            "tie_at FROM appointments WHERE provider = ? AND id = ?",
             (provider, appointment_id),
         ).fetchone()
         if row is None:
             return None
-        keys = ("id", "provider", "meeting_id", "status", "start_at", "end_at", "synced_at")
+        keys = ("id", "provider", "account", "meeting_id", "status", "start_at", "end_at",
+                "synced_at")
         view = dict(zip(keys, row, strict=False))
-        view["needs_refetch"] = row[7] is not None
+        view["needs_refetch"] = row[8] is not None
         return view
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -355,13 +357,15 @@ class Store:
         return [row[0] for row in rows]
 
     def appointments_ending_after(
-        self, cutoff: str, *, provider: str = DEFAULT_PROVIDER
+        self, cutoff: str, *, provider: str = DEFAULT_PROVIDER, account: str | None = None
     ) -> list[str]:
-        """Appointments (not deleted) that end after ``cutoff`` or have no end time."""
+        """Appointments (not deleted) that end after ``cutoff`` or have no end time; only
+        ``account``'s when given (a sweep covers one account)."""
         rows = self.conn.execute(
-            "SELECT id FROM appointments WHERE provider = ? AND (end_at IS NULL OR end_at > ?)"
-            " AND status IS NOT 'deleted'",
-            (provider, cutoff),
+            "SELECT id FROM appointments WHERE provider = :provider"
+            " AND (end_at IS NULL OR end_at > :cutoff) AND status IS NOT 'deleted'"
+            " AND (:account IS NULL OR account = :account)",
+            {"provider": provider, "cutoff": cutoff, "account": account},
         )
         return [row[0] for row in rows]
 
@@ -392,16 +396,18 @@ class Store:
 
 def _meeting_view(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
     (provider, meeting_id, status, conferencing_provider, external_id, join_url, host_url,
-     password, error, appointment_id, replaced_by, updated_at, version_at, end_at,
-     appointment_status, current_id) = row
-    live = (
+     password, host_url_expires_at, password_expires_at, error, appointment_id, replaced_by,
+     updated_at, version_at, appointment_status, current_id) = row
+    current = (
         replaced_by is None
         and current_id == meeting_id
         and appointment_status not in ("canceled", "deleted")
-        and not _expired(end_at, now)
     )
-    if not live:
-        host_url = password = None
+    at = iso_utc(now)
+    if not current or _expired(host_url_expires_at, at):
+        host_url = None
+    if not current or _expired(password_expires_at, at):
+        password = None
     return {
         "id": meeting_id,
         "object": "appointment_meeting",
@@ -412,6 +418,8 @@ def _meeting_view(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
         "join_url": join_url,
         "host_url": host_url,
         "password": password,
+        "host_url_expires_at": host_url_expires_at,
+        "password_expires_at": password_expires_at,
         "error_message": error,
         "appointment_id": appointment_id,
         "replaced_by": replaced_by,
@@ -420,10 +428,9 @@ def _meeting_view(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
     }
 
 
-def _expired(end_at: str | None, now: datetime) -> bool:
-    if end_at is None:
-        return False
-    return end_at <= iso_utc(now - CREDENTIAL_GRACE)
+def _expired(expires_at: str | None, now: str) -> bool:
+    """A credential dies at its expiry; None: the provider gives it no end."""
+    return expires_at is not None and expires_at <= now
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:

@@ -5,7 +5,8 @@ Tables downstream apps may read (documented in the README):
 - ``appointments``  one row per appointment; ``meeting_id`` is its current meeting.
 - ``meetings``      one row per meeting id ever seen; ``replaced_by`` is NULL while current.
 - ``changes``       the change log: one row per visible change, followed by ``seq``.
-- ``live_meetings`` a view of ``meetings`` that never shows a dead credential.
+- ``live_meetings`` a view of ``meetings`` that never shows a dead credential (each credential
+                    dies at its own ``*_expires_at``, the provider package's word).
 
 Internal: ``events`` (the inbox of applied event ids), ``dead_letters``, ``reconcile_runs``.
 """
@@ -16,6 +17,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from meetsync.events import MEETING_FIELDS
+from meetsync.providers import LEGACY_PROVIDER
 
 migrations = Migrations("meetsync")
 
@@ -166,8 +168,9 @@ def m002_operations(db: Database) -> None:
 
 
 def _live_meetings(*, provider: bool) -> str:
-    """A credential is live only on the appointment's current meeting, while the appointment is
-    not canceled or gone, until 24 h after it ends (the provider's host_url lifetime)."""
+    """The view as m003 and m004 built it: a credential is live only on the appointment's
+    current meeting, while the appointment is not canceled or gone, until 24 h after it ends
+    (what every credential's lifetime was taken to be before m005)."""
     column, join = ("m.provider, ", "a.provider = m.provider AND ") if provider else ("", "")
     return f"""
 CREATE VIEW live_meetings AS
@@ -221,7 +224,7 @@ def m003_time_and_absence(db: Database) -> None:
     )
 
 
-# The rebuilt tables: ids are unique only within a provider (SavvyCal and Avon Health both use
+# The rebuilt tables: ids are unique only within a provider (two providers may both use
 # ``appt_``). Same columns as before, ``provider`` second; still rowid tables (the inbox prune
 # walks rowid).
 _KEYED_BY_PROVIDER = {
@@ -267,9 +270,10 @@ _KEYED_BY_PROVIDER = {
         claimed_at INTEGER""",
 }
 
-# Before m004 every row was SavvyCal's; a meeting or event takes its appointment's provider.
-_PROVIDER_OF_APPOINTMENT = """COALESCE(
-    (SELECT a.provider FROM old_appointments a WHERE a.id = o.appointment_id), 'savvycal')"""
+# Before m004 every row was the legacy provider's; a meeting or event takes its appointment's.
+_PROVIDER_OF_APPOINTMENT = f"""COALESCE(
+    (SELECT a.provider FROM old_appointments a WHERE a.id = o.appointment_id),
+    '{LEGACY_PROVIDER}')"""
 
 
 @migrations()
@@ -277,7 +281,7 @@ def m004_provider_identity(db: Database) -> None:
     # SQLite cannot change a primary key in place: each table is rebuilt under its name, its
     # rows copied in rowid order (the inbox prune relies on rowid following insertion order).
     db.executescript(
-        """
+        f"""
         DROP VIEW live_meetings;
         DROP TRIGGER appointments_inserted;
         DROP TRIGGER appointments_updated;
@@ -285,7 +289,7 @@ def m004_provider_identity(db: Database) -> None:
         DROP TRIGGER meetings_updated;
         DROP INDEX appointments_end_at;
         DROP INDEX meetings_chain;
-        ALTER TABLE changes ADD COLUMN provider TEXT NOT NULL DEFAULT 'savvycal';
+        ALTER TABLE changes ADD COLUMN provider TEXT NOT NULL DEFAULT '{LEGACY_PROVIDER}';
         """
     )
     for table in _KEYED_BY_PROVIDER:
@@ -309,5 +313,53 @@ def m004_provider_identity(db: Database) -> None:
             ON meetings(provider, appointment_id, first_seen_at, first_seen_rank, id);
         {_change_triggers(provider=True)}
         {_live_meetings(provider=True)};
+        """
+    )
+
+
+_EXPIRY_OF_APPOINTMENT = """(SELECT strftime('%Y-%m-%dT%H:%M:%SZ', a.end_at, '+24 hours')
+    FROM appointments a WHERE a.provider = meetings.provider AND a.id = meetings.appointment_id)"""
+"""What releases before m005 took every credential's expiry to be: its appointment's end + 24 h
+(NULL when the end is unknown)."""
+
+_LIVE_MEETINGS = """
+CREATE VIEW live_meetings AS
+SELECT m.provider, m.id, m.appointment_id, m.status, m.conferencing_provider,
+       m.external_meeting_id, m.join_url,
+       CASE WHEN is_current
+                 AND (m.host_url_expires_at IS NULL OR m.host_url_expires_at > now_utc)
+            THEN m.host_url END AS host_url,
+       CASE WHEN is_current
+                 AND (m.password_expires_at IS NULL OR m.password_expires_at > now_utc)
+            THEN m.password END AS password,
+       m.error_message, m.replaced_by, m.updated_at,
+       m.account, m.host_url_expires_at, m.password_expires_at
+FROM (
+    SELECT m.*, a.account, strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AS now_utc,
+           (m.replaced_by IS NULL AND a.meeting_id IS m.id
+            AND a.status IS NOT 'canceled' AND a.status IS NOT 'deleted') AS is_current
+    FROM meetings m LEFT JOIN appointments a
+        ON a.provider = m.provider AND a.id = m.appointment_id
+) AS m
+"""
+"""A credential is live only on the appointment's current meeting, while the appointment is not
+canceled or gone, until its own expiry (NULL: the provider gives it no end)."""
+
+
+@migrations()
+def m005_account_and_credential_expiry(db: Database) -> None:
+    # account: the configured account an appointment came through ('default' for rows written
+    # before accounts existed, when there was only one).
+    # *_expires_at: when each credential dies, as its provider package says; rows written
+    # before m005 get what that release assumed.
+    db.executescript(
+        f"""
+        ALTER TABLE appointments ADD COLUMN account TEXT NOT NULL DEFAULT 'default';
+        ALTER TABLE meetings ADD COLUMN host_url_expires_at TEXT;
+        ALTER TABLE meetings ADD COLUMN password_expires_at TEXT;
+        UPDATE meetings SET host_url_expires_at = {_EXPIRY_OF_APPOINTMENT},
+                            password_expires_at = {_EXPIRY_OF_APPOINTMENT};
+        DROP VIEW live_meetings;
+        {_LIVE_MEETINGS};
         """
     )

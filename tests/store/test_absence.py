@@ -21,9 +21,10 @@ NOW = datetime(2030, 6, 1, 12, tzinfo=UTC)
 END = "2030-06-02T00:00:00Z"
 
 
-def meeting(mid: str, host: str | None = "https://h/x") -> Meeting:
+def meeting(mid: str, host: str | None = "https://h/x", expires: str | None = None) -> Meeting:
     return Meeting(id=mid, status="created", join_url=f"https://j/{mid}", host_url=host,
-                   password="pw" if host else None)
+                   password="pw" if host else None, host_url_expires_at=expires,
+                   password_expires_at=expires)
 
 
 def snapshot(eid: str, at: int, m: Meeting | None, *, status: str = "scheduled",
@@ -98,16 +99,18 @@ def test_a_canceled_appointment_serves_no_credential(store: Store, db_path: Path
 
 
 def test_a_credential_dead_on_arrival_is_never_written(store: Store, db_path: Path) -> None:
-    ended = (NOW - timedelta(hours=24, seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/dead"), end=ended)])
+    dead = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")  # dies at NOW: already dead
+    store.apply([snapshot("evt_1", 10, meeting("amtg_a", "https://h/dead", dead))])
     assert raw(db_path, "SELECT host_url, password, join_url FROM meetings") == [
         (None, None, "https://j/amtg_a")]
-    alive = (NOW - timedelta(hours=23)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    store.apply([snapshot("evt_2", 20, meeting("amtg_a", "https://h/alive"), end=alive)])
-    assert raw(db_path, "SELECT host_url FROM meetings") == [("https://h/alive",)]
-    # A late update carrying the old end time is stale; the newest end time decides.
-    store.apply([snapshot("evt_3", 15, meeting("amtg_a", "https://h/x"), end=ended)])
-    assert raw(db_path, "SELECT host_url FROM meetings") == [("https://h/alive",)]
+    alive = (NOW + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    store.apply([snapshot("evt_2", 20, meeting("amtg_a", "https://h/alive", alive))])
+    assert raw(db_path, "SELECT host_url, host_url_expires_at FROM meetings") == [
+        ("https://h/alive", alive)]
+    # A late update carrying the old expiry is stale; the newest snapshot's expiry decides.
+    store.apply([snapshot("evt_3", 15, meeting("amtg_a", "https://h/x", dead))])
+    assert raw(db_path, "SELECT host_url, host_url_expires_at FROM meetings") == [
+        ("https://h/alive", alive)]
 
 
 def test_the_inbox_prune_forgets_only_old_ids(store: Store) -> None:

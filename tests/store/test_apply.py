@@ -17,7 +17,10 @@ from meetsync.store import Store, open_store
 FAR = "2099-01-01T00:00:00Z"
 
 
-def meeting(mid: str, status: str = "created", host: str | None = None) -> Meeting:
+def meeting(
+    mid: str, status: str = "created", host: str | None = None, *,
+    host_expires: str | None = None, password_expires: str | None = None,
+) -> Meeting:
     return Meeting(
         id=mid,
         status=status,
@@ -25,6 +28,8 @@ def meeting(mid: str, status: str = "created", host: str | None = None) -> Meeti
         join_url=f"https://zoom.us/j/{mid}",
         host_url=host,
         password="pw-" + mid if host else None,
+        host_url_expires_at=host_expires,
+        password_expires_at=password_expires,
     )
 
 
@@ -42,11 +47,12 @@ def query(db_path: Path, sql: str) -> list[Any]:
 def event(
     eid: str, at: int, m: Meeting | None, *, appt: str = "appt_1", prev: str | None = None,
     status: str = "scheduled", end: str = FAR, type_: str = "appointment.meeting.updated",
+    account: str = "default",
 ) -> Event:
     return Event(
         id=eid, provider="savvycal", type=type_, occurred_at=at, appointment_id=appt,
         appointment_status=status, start_at="2098-12-31T23:00:00Z", end_at=end, meeting=m,
-        previous_meeting_id=prev,
+        previous_meeting_id=prev, account=account,
     )
 
 
@@ -92,7 +98,9 @@ def test_replacement_chain_resolves_to_newest_and_clears_credentials(
                    ("amtg_c", "https://h/c", "pw-amtg_c")]
 
 
-def test_late_update_for_superseded_meeting_never_makes_it_current(store: Store) -> None:
+def test_late_update_for_superseded_meeting_never_makes_it_current(
+    store: Store, db_path: Path
+) -> None:
     store.apply([event("evt_1", 10, meeting("amtg_a")),
                  event("evt_2", 20, meeting("amtg_b"), prev="amtg_a")])
     # A's own late update, newer than anything (the provider still reporting on the old meeting)
@@ -101,6 +109,9 @@ def test_late_update_for_superseded_meeting_never_makes_it_current(store: Store)
     old = store.meeting("amtg_a")
     assert old is not None
     assert (old["status"], old["host_url"], old["replaced_by"]) == ("canceled", None, "amtg_b")
+    # Not even stored: a meeting replaced keeps no credential.
+    assert query(db_path, "SELECT host_url, password FROM meetings WHERE id = 'amtg_a'") == [
+        (None, None)]
 
 
 def test_replacement_without_previous_id_follows_what_the_mirror_held(store: Store) -> None:
@@ -131,19 +142,30 @@ def test_newer_event_clears_tie_flag(store: Store) -> None:
     assert store.tied_appointments() == []
 
 
-def test_host_url_never_served_after_end_plus_24h(db_path: Path) -> None:
+def test_each_credential_is_served_until_its_own_expiry(db_path: Path) -> None:
+    host_dies, password_dies = "2026-01-02T10:00:00Z", "2026-01-03T10:00:00Z"
     with open_store(db_path, clock=lambda: datetime(2026, 1, 1, 12, tzinfo=UTC)) as store:
-        store.apply([event("evt_1", 10, meeting("amtg_a", host="https://h/a"),
+        store.apply([event("evt_1", 10, meeting("amtg_a", host="https://h/a",
+                                                 host_expires=host_dies,
+                                                 password_expires=password_dies),
                            end="2026-01-01T10:00:00Z")])
         before = datetime(2026, 1, 2, 9, 59, tzinfo=UTC)
         after = datetime(2026, 1, 2, 10, 0, tzinfo=UTC)
-        assert store.current_meeting("appt_1", now=before)["host_url"] == "https://h/a"  # type: ignore[index]
-        assert store.current_meeting("appt_1", now=after)["host_url"] is None  # type: ignore[index]
-        view = query(db_path, "SELECT host_url, password FROM live_meetings")
-        assert view == [(None, None)]  # the view uses the real clock: long expired
+        served = store.current_meeting("appt_1", now=before)
+        assert served is not None and (served["host_url"], served["password"]) == (
+            "https://h/a", "pw-amtg_a")
+        assert (served["host_url_expires_at"], served["password_expires_at"]) == (
+            host_dies, password_dies)
+        served = store.current_meeting("appt_1", now=after)
+        assert served is not None and (served["host_url"], served["password"]) == (
+            None, "pw-amtg_a")
+        view = query(db_path, "SELECT host_url, password, host_url_expires_at FROM live_meetings")
+        assert view == [(None, None, host_dies)]  # the view uses the real clock: long expired
         assert store.purge_expired_credentials(now=after) == 1
-        raw = query(db_path, "SELECT host_url, password FROM meetings")
-        assert raw == [(None, None)]
+        assert query(db_path, "SELECT host_url, password FROM meetings") == [(None, "pw-amtg_a")]
+        assert store.purge_expired_credentials(now=after) == 0
+        assert store.purge_expired_credentials(now=datetime(2026, 1, 3, 10, tzinfo=UTC)) == 1
+        assert query(db_path, "SELECT host_url, password FROM meetings") == [(None, None)]
 
 
 def test_change_log_follows_visible_changes_only(store: Store) -> None:
@@ -179,12 +201,11 @@ def test_meeting_columns_are_the_meeting_fields(db_path: Path) -> None:
 
     from meetsync.events import MEETING_FIELDS
 
-    # The provider's fields, then when its package says the credentials die.
-    assert tuple(f.name for f in fields(Meeting))[1:] == (
-        *MEETING_FIELDS, "host_url_expires_at", "password_expires_at")
+    expiries = ("host_url_expires_at", "password_expires_at")
+    assert tuple(f.name for f in fields(Meeting))[1:] == MEETING_FIELDS + expiries
     open_store(db_path).close()
     columns = [row[1] for row in query(db_path, "PRAGMA table_info(meetings)")]
-    assert set(MEETING_FIELDS) <= set(columns)
+    assert set(MEETING_FIELDS + expiries) <= set(columns)
 
 
 def test_pruned_inbox_still_rejects_an_old_redelivery(store: Store) -> None:

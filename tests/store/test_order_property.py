@@ -7,18 +7,22 @@ import sqlite3
 import tempfile
 from contextlib import closing
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meetsync.events import Event, Meeting, received
+from meetsync.events import Event, Meeting, iso_utc, received
 from meetsync.store import open_store
 
 STEPS = ("create", "rotate", "fail", "replace", "replace_silent", "reschedule", "cancel",
          "detach")
 TOLERANCE = 5  # the receiver's clock-skew tolerance, in this test's time units
 FAR = 10**15  # ~30 years of microseconds: a provider clock gone wrong
+# A credential's expiry as its provider package gives it: none, long dead, or alive for years.
+EXPIRIES = (None, "2000-01-01T00:00:00Z", "2099-01-03T00:00:00Z")
+ACCOUNTS = ("default", "acme")
 
 
 @st.composite
@@ -33,7 +37,8 @@ def histories(draw: st.DrawFn) -> list[Event]:
         n_meeting = 0
         m: Meeting | None = Meeting(id=f"amtg_{a:06d}{n_meeting:06d}", status="pending")
         status, start = "scheduled", 100
-        snaps = [("appointment.created", m, None, status, start)]
+        snaps: list[tuple[str, Meeting | None, str | None, str, int]] = [
+            ("appointment.created", m, None, status, start)]
         for step in draw(st.lists(st.sampled_from(STEPS), max_size=6)):
             prev = None
             kind = "appointment.meeting.updated"
@@ -44,9 +49,12 @@ def histories(draw: st.DrawFn) -> list[Event]:
                 kind = "appointment.meeting.replaced" if prev else kind
             elif step == "create":
                 m = replace(m, status="created", join_url=f"https://j/{m.id}",
-                            host_url=f"https://h/{m.id}/0", password=f"pw{m.id}")
+                            host_url=f"https://h/{m.id}/0", password=f"pw{m.id}",
+                            host_url_expires_at=draw(st.sampled_from(EXPIRIES)),
+                            password_expires_at=draw(st.sampled_from(EXPIRIES)))
             elif step == "rotate":
-                m = replace(m, host_url=f"{m.host_url}r")
+                m = replace(m, host_url=f"{m.host_url}r",
+                            host_url_expires_at=draw(st.sampled_from(EXPIRIES)))
             elif step == "fail":
                 m = replace(m, status="failed", error_message="zoom said no")
                 kind = "appointment.meeting.create_failed"
@@ -66,7 +74,7 @@ def histories(draw: st.DrawFn) -> list[Event]:
                 occurred_at=at, appointment_id=appt, appointment_status=st_,
                 start_at=f"2099-01-01T{start_ // 60:02d}:{start_ % 60:02d}:00Z",
                 end_at="2099-01-02T00:00:00Z", meeting=snap, previous_meeting_id=prev,
-                no_meeting=snap is None,
+                no_meeting=snap is None, account=draw(st.sampled_from(ACCOUNTS)),
             )
             arrival = at + draw(st.integers(0, 3))
             if draw(st.integers(0, 5)) == 0:  # the provider's clock for this one is way off
@@ -94,12 +102,13 @@ def state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
 
 def _state(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], ...]:
     return (
-        conn.execute("SELECT provider, id, meeting_id, status, start_at, end_at, version_at, "
-                     "version_event, tie_at, no_meeting, named_meeting_id "
+        conn.execute("SELECT provider, id, account, meeting_id, status, start_at, end_at, "
+                     "version_at, version_event, tie_at, no_meeting, named_meeting_id "
                      "FROM appointments ORDER BY provider, id").fetchall(),
         conn.execute("SELECT provider, id, appointment_id, status, conferencing_provider, "
-                     "external_meeting_id, join_url, host_url, password, error_message, "
-                     "replaced_by, first_seen_at, first_seen_rank, version_at, version_event "
+                     "external_meeting_id, join_url, host_url, password, host_url_expires_at, "
+                     "password_expires_at, error_message, replaced_by, first_seen_at, "
+                     "first_seen_rank, version_at, version_event "
                      "FROM meetings ORDER BY provider, id").fetchall(),
         conn.execute("SELECT provider, id FROM events ORDER BY provider, id").fetchall(),
     )
@@ -137,8 +146,15 @@ def test_any_order_with_duplicates_converges_to_in_order_state(
 
 
 def check_chains(path: Path, history: list[Event]) -> None:
-    """One meeting per chain not superseded, and no credential on a superseded meeting."""
+    """One meeting per chain not superseded, no credential on a superseded meeting, and none
+    kept past its expiry."""
     store = open_store(path)
+    dead = store.conn.execute(
+        "SELECT id FROM meetings WHERE (host_url IS NOT NULL AND host_url_expires_at <= :now)"
+        " OR (password IS NOT NULL AND password_expires_at <= :now)",
+        {"now": iso_utc(datetime.now(UTC))},
+    ).fetchall()
+    assert dead == []
     for appt in {e.appointment_id for e in history}:
         own = [e for e in history if e.appointment_id == appt]
         chain = [store.meeting(m) for m in dict.fromkeys(e.meeting.id for e in own if e.meeting)]
@@ -149,23 +165,31 @@ def check_chains(path: Path, history: list[Event]) -> None:
 
 
 def check_against_truth(path: Path, history: list[Event]) -> None:
-    """The mirror holds the provider's last word: its meeting (or none), its status, and
-    credentials only while they may be served."""
+    """The mirror holds the provider's last word: its meeting (or none), its status, its account,
+    and each credential only while it may be served (not canceled, not past its expiry)."""
     store = open_store(path)
     for appt in {e.appointment_id for e in history}:
         truth = [e for e in history if e.appointment_id == appt][-1]
         current = store.current_meeting(appt)
         appointment = store.appointment(appt)
         assert appointment is not None and appointment["status"] == truth.appointment_status
+        assert appointment["account"] == truth.account
         assert not appointment["needs_refetch"]
         if truth.meeting is None:
             assert current is None and appointment["meeting_id"] is None
             continue
         assert current is not None and current["id"] == truth.meeting.id
         served = truth.appointment_status != "canceled"
+        m = truth.meeting
         assert (current["status"], current["host_url"], current["password"]) == (
-            truth.meeting.status,
-            truth.meeting.host_url if served else None,
-            truth.meeting.password if served else None,
+            m.status,
+            m.host_url if served and alive(m.host_url_expires_at) else None,
+            m.password if served and alive(m.password_expires_at) else None,
         )
+        assert (current["host_url_expires_at"], current["password_expires_at"]) == (
+            m.host_url_expires_at, m.password_expires_at)
     store.close()
+
+
+def alive(expires_at: str | None) -> bool:
+    return expires_at is None or expires_at > iso_utc(datetime.now(UTC))

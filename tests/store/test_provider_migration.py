@@ -48,7 +48,7 @@ def test_a_mirror_from_release_0_1_keeps_every_row_as_savvycal_s(tmp_path: Path)
 
     with open_store(path) as store:  # migrates
         applied = [m.name for m in migrations.applied(Database(store.conn))]
-        assert applied[-1] == "m004_provider_identity"
+        assert "m004_provider_identity" in applied
         pinned = store.current_meeting(PINNED)
         assert pinned is not None and pinned["provider"] == "savvycal"
         assert store.appointment(PINNED, provider="savvycal") == store.appointment(PINNED)
