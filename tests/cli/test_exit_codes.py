@@ -48,7 +48,7 @@ def test_serve_names_everything_it_lacks_at_once(meetsync: Run) -> None:
         "meetsync: REDIS_URL must be set (or run `meetsync dev` beside this command)",
         "meetsync: MEETSYNC_READ_TOKEN must be set",
         "meetsync: a webhook secret must be set: SAVVYCAL_WEBHOOK_SECRET or "
-        "STANDARD_WEBHOOK_SECRET, or an account's in MEETSYNC_CONFIG",
+        "STANDARD_WEBHOOK_SECRET or ZOOM_WEBHOOK_SECRET_TOKEN, or an account's in MEETSYNC_CONFIG",
     ]
     assert_clean(done)
 

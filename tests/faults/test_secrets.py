@@ -194,12 +194,15 @@ def test_the_mirror_and_its_wal_files_are_owner_only(db_path: Path, open_umask: 
 
 
 def ended(appointment_id: str, end: datetime) -> Event:
+    """SavvyCal's credentials die 24 h after the appointment ends (its package says so)."""
+    dies = iso_utc(end + timedelta(hours=24))
     return Event(
         id=f"evt_{appointment_id}", provider="savvycal", type="appointment.meeting.updated",
         occurred_at=1, appointment_id=appointment_id, appointment_status="scheduled",
         start_at=iso_utc(end - timedelta(hours=1)), end_at=iso_utc(end),
         meeting=Meeting(id=f"amtg_{appointment_id}", status="created",
-                        host_url=f"https://h/{appointment_id}?token=T", password="pw"),
+                        host_url=f"https://h/{appointment_id}?token=T", password="pw",
+                        host_url_expires_at=dies, password_expires_at=dies),
     )
 
 
