@@ -55,6 +55,10 @@ CORE_KEYS: tuple[Key, ...] = (
     Key("reconcile_interval_seconds", "RECONCILE_INTERVAL_SECONDS", "int", default=300),
     Key("claim_idle_ms", "MEETSYNC_CLAIM_IDLE_MS", "int", default=30_000),
     Key("clock_skew_seconds", "MEETSYNC_CLOCK_SKEW_SECONDS", "int", default=300),
+    Key("refresh_window_seconds", "MEETSYNC_REFRESH_WINDOW_SECONDS", "int", default=86_400),
+    Key("refresh_margin_seconds", "MEETSYNC_REFRESH_MARGIN_SECONDS", "int", default=900),
+    Key("refresh_wait_seconds", "MEETSYNC_REFRESH_WAIT_SECONDS", "int", default=5, minimum=0,
+        maximum=30),
     Key("port", "PORT", "int", default=8000, maximum=65535),
     Key("log_level", "LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 )

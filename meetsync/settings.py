@@ -58,6 +58,12 @@ class Settings:
     reconcile_interval_seconds: int = 300
     claim_idle_ms: int = 30_000
     clock_skew_seconds: int = 300
+    # Refreshable credentials (Zoom's start_url): kept fresh for meetings starting within the
+    # window (and those in progress), refetched once they would die within the margin; a read
+    # asking for a fresh one waits at most refresh_wait_seconds.
+    refresh_window_seconds: int = 86_400
+    refresh_margin_seconds: int = 900
+    refresh_wait_seconds: int = 5
     port: int = 8000
     log_level: str = "INFO"
     accounts: tuple[Account, ...] = ()

@@ -287,16 +287,21 @@ class Store:
     # --- reads ----------------------------------------------------------------------------
 
     def meeting(
-        self, meeting_id: str, *, provider: str = DEFAULT_PROVIDER, now: datetime | None = None
+        self, meeting_id: str, *, provider: str = DEFAULT_PROVIDER, now: datetime | None = None,
+        refreshable: bool = False,
     ) -> dict[str, Any] | None:
-        """That meeting as the read API serves it (``replaced_by`` set when superseded)."""
+        """That meeting as the read API serves it (``replaced_by`` set when superseded).
+
+        Each credential is served only on the current meeting of a live appointment, and only
+        until it expires. ``refreshable``: the provider renews a dead ``host_url`` on a fetch,
+        so a current meeting without one says ``host_url_refresh_pending``."""
         row = self.conn.execute(
             f"SELECT {_MEETING_COLUMNS} FROM meetings m LEFT JOIN appointments a"
             " ON a.provider = m.provider AND a.id = m.appointment_id"
             " WHERE m.provider = ? AND m.id = ?",
             (provider, meeting_id),
         ).fetchone()
-        return _meeting_view(row, now or self.clock()) if row else None
+        return _meeting_view(row, now or self.clock(), refreshable) if row else None
 
     def latest_meeting(
         self, meeting_id: str, *, provider: str = DEFAULT_PROVIDER, now: datetime | None = None
@@ -309,7 +314,8 @@ class Store:
         return self.current_meeting(row[0], provider=provider, now=now) if row else None
 
     def current_meeting(
-        self, appointment_id: str, *, provider: str = DEFAULT_PROVIDER, now: datetime | None = None
+        self, appointment_id: str, *, provider: str = DEFAULT_PROVIDER, now: datetime | None = None,
+        refreshable: bool = False,
     ) -> dict[str, Any] | None:
         """The appointment's current meeting, or None when the appointment or meeting is unknown."""
         row = self.conn.execute(
@@ -318,7 +324,7 @@ class Store:
             " WHERE a.provider = ? AND a.id = ?",
             (provider, appointment_id),
         ).fetchone()
-        return _meeting_view(row, now or self.clock()) if row else None
+        return _meeting_view(row, now or self.clock(), refreshable) if row else None
 
     def appointment(
         self, appointment_id: str, *, provider: str = DEFAULT_PROVIDER
@@ -335,6 +341,28 @@ class Store:
         view = dict(zip(keys, row, strict=False))
         view["needs_refetch"] = row[8] is not None
         return view
+
+    def credentials_due(
+        self, *, provider: str, account: str, now: datetime, starting_before: datetime,
+        expiring_before: datetime, limit: int = 1000,
+    ) -> list[str]:
+        """Appointments whose current meeting needs a fresh ``host_url`` (soonest first): live
+        (not canceled or deleted), not over, starting before ``starting_before``, and holding
+        no host_url or one that dies before ``expiring_before``."""
+        rows = self.conn.execute(
+            "SELECT a.id FROM appointments a JOIN meetings m"
+            " ON m.provider = a.provider AND m.id = a.meeting_id"
+            " WHERE a.provider = :provider AND a.account = :account"
+            " AND a.status NOT IN ('canceled', 'deleted')"
+            " AND (a.end_at IS NULL OR a.end_at > :now)"
+            " AND (a.start_at IS NULL OR a.start_at < :starting_before)"
+            " AND (m.host_url IS NULL OR m.host_url_expires_at < :expiring_before)"
+            " ORDER BY a.start_at, a.id LIMIT :limit",
+            {"provider": provider, "account": account, "now": iso_utc(now),
+             "starting_before": iso_utc(starting_before),
+             "expiring_before": iso_utc(expiring_before), "limit": limit},
+        )
+        return [row[0] for row in rows]
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         """The change log after ``seq``, oldest first: what downstream apps follow."""
@@ -394,7 +422,9 @@ class Store:
         return bool(self.conn.execute("SELECT 1").fetchone() == (1,))
 
 
-def _meeting_view(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
+def _meeting_view(
+    row: tuple[Any, ...], now: datetime, refreshable: bool = False
+) -> dict[str, Any]:
     (provider, meeting_id, status, conferencing_provider, external_id, join_url, host_url,
      password, host_url_expires_at, password_expires_at, error, appointment_id, replaced_by,
      updated_at, version_at, appointment_status, current_id) = row
@@ -419,6 +449,7 @@ def _meeting_view(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
         "host_url": host_url,
         "password": password,
         "host_url_expires_at": host_url_expires_at,
+        "host_url_refresh_pending": refreshable and current and host_url is None,
         "password_expires_at": password_expires_at,
         "error_message": error,
         "appointment_id": appointment_id,

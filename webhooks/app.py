@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
         Route("/webhooks/{provider}", receiver.endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readiness.endpoint, methods=["GET"]),
-        *read_routes(settings, mirror),
+        *read_routes(settings, mirror, client),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

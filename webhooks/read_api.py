@@ -9,18 +9,26 @@ from __future__ import annotations
 import asyncio
 import hmac
 import sqlite3
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from meetsync.providers import providers
 from meetsync.settings import Settings
 from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store
+from meetsync.worker.queue import request_refetch
+
+log = structlog.get_logger(__name__)
 
 
 class ReadOnlyMirror:
@@ -80,12 +88,21 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
+def read_routes(
+    settings: Settings, mirror: ReadOnlyMirror, redis: Redis | None = None
+) -> list[Route]:
     """``GET /v1/{provider}/appointments/{id}/meeting`` and ``GET /v1/{provider}/meetings/{id}``,
     and the unqualified ``/v1/appointments/...`` and ``/v1/meetings/...`` of the provider every
     mirror served first (``LEGACY_PROVIDER``), read from ``mirror`` (the caller closes it). An
-    unknown provider is simply not found."""
+    unknown provider is simply not found.
+
+    A provider whose ``host_url`` a fetch renews (Zoom) serves none once it died, with
+    ``host_url_refresh_pending``; ``?fresh=true`` then asks the worker for a refetch (through
+    ``redis``, on the account's budget) and waits up to ``refresh_wait_seconds`` for it.
+    """
     token = (settings.read_token or "").encode()
+    refreshable = {name for name, p in providers().items() if p.refreshable}
+    wait = settings.refresh_wait_seconds
 
     def authorized(request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -96,9 +113,7 @@ def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
             and hmac.compare_digest(given.strip().encode(), token)
         )
 
-    def guarded(
-        lookup: Callable[[Store, str, str], dict[str, Any] | None], param: str
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(lookup: Lookup, param: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not authorized(request):
                 return _error(
@@ -106,19 +121,54 @@ def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
                 )
             provider = request.path_params.get("provider", DEFAULT_PROVIDER)
             key = request.path_params[param]
-            found = await mirror.read(lambda store: lookup(store, provider, key))
+            renews = provider in refreshable
+
+            async def read() -> dict[str, Any] | None:
+                found: dict[str, Any] | None = await mirror.read(
+                    lambda store: lookup(store, provider, key, renews))
+                return found
+
+            found = await read()
             if found is None:
                 return _error(404, "not found")
+            if found["host_url_refresh_pending"] and _wants_fresh(request):
+                found = await _refreshed(found, read, provider) or found
             return JSONResponse(found)
 
         return endpoint
 
+    async def _refreshed(
+        found: dict[str, Any], read: Callable[[], Awaitable[dict[str, Any] | None]],
+        provider: str,
+    ) -> dict[str, Any] | None:
+        """Queue a refetch of the meeting's appointment and wait (bounded) for a live host_url."""
+        appointment_id = found["appointment_id"]
+        held = await mirror.read(lambda store: store.appointment(appointment_id,
+                                                                provider=provider))
+        if redis is None or held is None:
+            return None
+        try:
+            await request_refetch(redis, provider, held["account"], appointment_id)
+        except (RedisError, OSError) as exc:
+            log.warning("refresh_unavailable", provider=provider, error_type=type(exc).__name__)
+            return None
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            again = await read()
+            if again is None or not again["host_url_refresh_pending"]:
+                return again
+        return None
+
     current = guarded(
-        lambda store, provider, key: store.current_meeting(key, provider=provider),
+        lambda store, provider, key, renews: store.current_meeting(
+            key, provider=provider, refreshable=renews),
         "appointment_id",
     )
     meeting = guarded(
-        lambda store, provider, key: store.meeting(key, provider=provider), "meeting_id"
+        lambda store, provider, key, renews: store.meeting(
+            key, provider=provider, refreshable=renews),
+        "meeting_id",
     )
     # The unqualified routes first: /v1/{provider}/meetings/{id} must not shadow
     # /v1/appointments/{id}/meeting (an appointment named "meetings").
@@ -128,3 +178,10 @@ def read_routes(settings: Settings, mirror: ReadOnlyMirror) -> list[Route]:
         Route("/v1/{provider}/appointments/{appointment_id}/meeting", current),
         Route("/v1/{provider}/meetings/{meeting_id}", meeting),
     ]
+
+
+Lookup = Callable[[Store, str, str, bool], "dict[str, Any] | None"]
+
+
+def _wants_fresh(request: Request) -> bool:
+    return request.query_params.get("fresh", "").lower() in ("1", "true", "yes")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -22,7 +22,7 @@ from meetsync.events import Event, gone, to_micros
 from meetsync.providers import LEGACY_PROVIDER, EnvelopeError, Provider, ProviderApi, providers
 from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
 from meetsync.settings import Account, Settings
-from meetsync.store import open_store
+from meetsync.store import Store, open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import REFETCH_JOB, request_refetch
 from meetsync.worker.reconciler import Reconciler
@@ -153,6 +153,43 @@ async def purge_credentials(ctx: dict[str, Any]) -> int:
     return purged
 
 
+REFRESH_BATCH = 1000  # refetches queued per account per run, soonest meetings first
+
+
+async def refresh_credentials(
+    ctx: dict[str, Any], *, now: datetime | None = None
+) -> dict[str, int]:
+    """Queue refetches of the meetings whose renewable host_url (Zoom's start_url) is missing
+    or dies within the margin, for meetings starting within the window or in progress.
+
+    A refetch waiting already is not queued twice; the budget serves refetches before sweeps.
+    """
+    state = WorkerContext.of(ctx)
+    settings = state.settings
+    moment = now or datetime.now(UTC)
+    starting_before = moment + timedelta(seconds=settings.refresh_window_seconds)
+    expiring_before = moment + timedelta(seconds=settings.refresh_margin_seconds)
+    queued: dict[str, int] = {}
+    for (provider, account), connection in sorted(state.connections.items()):
+        if not connection.provider.refreshable:
+            continue
+
+        def due_of(store: Store, provider: str = provider, account: str = account) -> list[str]:
+            return store.credentials_due(
+                provider=provider, account=account, now=moment, starting_before=starting_before,
+                expiring_before=expiring_before, limit=REFRESH_BATCH)
+
+        due = await state.store.run(due_of)
+        added = 0
+        for appointment_id in due:
+            added += await request_refetch(state.redis, provider, account, appointment_id)
+        queued[f"{provider}/{account}"] = added
+        if due:
+            log.info("credentials_refresh_queued", provider=provider, account=account,
+                     due=len(due), queued=added)
+    return queued
+
+
 async def prune_inbox(ctx: dict[str, Any]) -> int:
     """Forget event ids applied over 30 days ago: the inbox would otherwise grow forever."""
     pruned = await WorkerContext.of(ctx).store.run(lambda store: store.prune_inbox())
@@ -263,6 +300,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "functions": [func(refetch_appointment, name=REFETCH_JOB, keep_result=0)],
         "cron_jobs": [
             cron(purge_credentials, second=0, run_at_startup=True),
+            cron(refresh_credentials, second=30, run_at_startup=True),
             cron(prune_inbox, minute=17, second=0),
             cron(reconcile, **_every(settings.reconcile_interval_seconds), timeout=3600),
         ],
