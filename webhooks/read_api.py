@@ -96,8 +96,8 @@ def read_routes(
     mirror served first (``LEGACY_PROVIDER``), read from ``mirror`` (the caller closes it). An
     unknown provider is simply not found.
 
-    A provider whose ``host_url`` a fetch renews (``Provider.refreshable``) serves none once it died, with
-    ``host_url_refresh_pending``; ``?fresh=true`` then asks the worker for a refetch (through
+    A provider whose ``host_url`` a fetch renews (``Provider.refreshable``) serves none once it
+    died, with ``host_url_refresh_pending``; ``?fresh=true`` then asks the worker for a refetch (through
     ``redis``, on the account's budget) and waits up to ``refresh_wait_seconds`` for it.
     """
     token = (settings.read_token or "").encode()

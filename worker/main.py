@@ -159,8 +159,8 @@ REFRESH_BATCH = 1000  # refetches queued per account per run, soonest meetings f
 async def refresh_credentials(
     ctx: dict[str, Any], *, now: datetime | None = None
 ) -> dict[str, int]:
-    """Queue refetches of the meetings whose renewable host_url (``Provider.refreshable``) is missing
-    or dies within the margin, for meetings starting within the window or in progress.
+    """Queue refetches of the meetings whose renewable host_url (``Provider.refreshable``) is
+    missing or dies within the margin, for meetings starting within the window or in progress.
 
     A refetch waiting already is not queued twice; the budget serves refetches before sweeps.
     """
