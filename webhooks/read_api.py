@@ -97,8 +97,8 @@ def read_routes(
     unknown provider is simply not found.
 
     A provider whose ``host_url`` a fetch renews (``Provider.refreshable``) serves none once it
-    died, with ``host_url_refresh_pending``; ``?fresh=true`` then asks the worker for a refetch (through
-    ``redis``, on the account's budget) and waits up to ``refresh_wait_seconds`` for it.
+    died, with ``host_url_refresh_pending``; ``?fresh=true`` then asks the worker for a refetch
+    (through ``redis``, on the account's budget) and waits up to ``refresh_wait_seconds``.
     """
     token = (settings.read_token or "").encode()
     refreshable = {name for name, p in providers().items() if p.refreshable}
