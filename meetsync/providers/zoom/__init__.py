@@ -92,7 +92,10 @@ class Zoom:
 
     name: str = NAME
     keys: tuple[Key, ...] = KEYS
-    horizon = timedelta(hours=24)
+    # Zoom lists upcoming and live meetings; one that ended is fetched one by one while it
+    # ended within the horizon. Longer would cost a GET per ended meeting per sweep for
+    # nothing: after a meeting ends, GET /meetings/{id} answers "waiting" again (mapping).
+    horizon = timedelta(minutes=15)
     refreshable = True
 
     def webhooks(self, accounts: Sequence[Account]) -> ZoomWebhooks:

@@ -268,4 +268,4 @@ def test_provider_factories() -> None:
     with pytest.raises(SignatureError, match="no secret token"):  # 401, as for SavvyCal
         PROVIDER.webhooks([bare]).verify(b"{}", {})
     assert (PROVIDER.name, PROVIDER.refreshable, PROVIDER.horizon.total_seconds()) == (
-        "zoom", True, 86400)
+        "zoom", True, 900)
