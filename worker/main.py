@@ -241,7 +241,9 @@ async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
     connection = state.connections.get((provider, account))
     if connection is None:
         return f"skipped: no API credentials for {provider} account {account}"
-    event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}"
+    # The job id names the appointment and is reused by every later refetch of it (one waits
+    # at a time): the stamp makes each fetch a new event, or the inbox drops it as a duplicate.
+    event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}:{to_micros(state.clock())}"
     held = await state.store.run(lambda store: store.appointment(appointment_id,
                                                                 provider=provider))
     times = (held["start_at"], held["end_at"]) if held else (None, None)
