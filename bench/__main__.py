@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import machine, report
 from bench.common import Options, StageResult
-from bench.stages import apply, e2e, ingest, memory, prune, queueing, read, sweep
+from bench.stages import apply, e2e, freshness, ingest, memory, prune, queueing, read, sweep
 from meetsync.log import configure
 
 STAGES: dict[str, Callable[[Options], StageResult]] = {
@@ -29,6 +29,7 @@ STAGES: dict[str, Callable[[Options], StageResult]] = {
     "read": read.run,
     "queueing": queueing.run,
     "prune": prune.run,
+    "freshness": freshness.run,
 }
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from meetsync.providers import providers
 from meetsync.settings import Settings
 from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store
+from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
 from meetsync.worker.queue import request_refetch
 
 log = structlog.get_logger(__name__)
@@ -41,8 +42,9 @@ class ReadOnlyMirror:
     throughput (bench/notes.md, read stage).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, clock: Clock | None = None) -> None:
         self.path = path
+        self._clock = clock  # the stores' "now" (None: the wall clock); tests move it
         self._inline: Store | None = None
         self._patient: Store | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meetsync-read")
@@ -53,7 +55,7 @@ class ReadOnlyMirror:
 
     def _inline_store(self) -> Store | None:
         if self._inline is None and Path(self.path).exists():
-            self._inline = open_store(self.path, readonly=True, busy_timeout=0)
+            self._inline = self._open(0)
             self._opened.append(self._inline)
         return self._inline  # None: no worker has created the mirror yet, nothing is known
 
@@ -68,9 +70,14 @@ class ReadOnlyMirror:
 
     def _wait(self, fn: Callable[[Store], Any]) -> Any:
         if self._patient is None:
-            self._patient = open_store(self.path, readonly=True)
+            self._patient = self._open()
             self._opened.append(self._patient)
         return fn(self._patient)
+
+    def _open(self, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> Store:
+        if self._clock is None:
+            return open_store(self.path, readonly=True, busy_timeout=busy_timeout)
+        return open_store(self.path, readonly=True, busy_timeout=busy_timeout, clock=self._clock)
 
     def close(self) -> None:
         """Stop the reader thread and close both connections (the app's shutdown)."""

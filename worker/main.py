@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,10 @@ log = structlog.get_logger(__name__)
 TIES_LOGGED = 20  # appointment ids named per tie_unresolved line
 
 AccountKey = tuple[str, str]  # (provider, account)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -60,6 +64,9 @@ class WorkerContext:
     applier: Applier
     applier_task: asyncio.Task[None]
     connections: dict[AccountKey, Connection]
+    # "now" for refetch stamps and the refresh cron: the wall clock, or a simulated one in
+    # tests and the freshness bench (match the store's clock, or expiries drift from it)
+    clock: Callable[[], datetime] = field(default=_utc_now)
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
@@ -166,7 +173,7 @@ async def refresh_credentials(
     """
     state = WorkerContext.of(ctx)
     settings = state.settings
-    moment = now or datetime.now(UTC)
+    moment = now or state.clock()
     starting_before = moment + timedelta(seconds=settings.refresh_window_seconds)
     expiring_before = moment + timedelta(seconds=settings.refresh_margin_seconds)
     queued: dict[str, int] = {}
@@ -234,12 +241,15 @@ async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
     connection = state.connections.get((provider, account))
     if connection is None:
         return f"skipped: no API credentials for {provider} account {account}"
-    event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}"
+    # The job id names the appointment and is reused by every later refetch of it (one waits
+    # at a time): the stamp makes each fetch a new event, or the inbox drops it as a duplicate.
+    event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}:{to_micros(state.clock())}"
     held = await state.store.run(lambda store: store.appointment(appointment_id,
                                                                 provider=provider))
     times = (held["start_at"], held["end_at"]) if held else (None, None)
     try:
-        event = await refetch(connection.api, appointment_id, event_id, keep_times=times)
+        event = await refetch(connection.api, appointment_id, event_id, keep_times=times,
+                              clock=state.clock)
     except RetryableApiError as exc:
         raise Retry(defer=exc.retry_after or 5 * ctx["job_try"]) from exc
     except (PermanentApiError, EnvelopeError) as exc:
