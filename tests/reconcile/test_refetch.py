@@ -99,3 +99,19 @@ async def test_the_refetch_job_retries_after_what_the_provider_said(
         await refetch_appointment(context(h), "savvycal", "default", appointment_id)
     assert caught.value.defer_score == 2000  # the edge's retry-after, in ms
     assert h.delays == [2.0]
+
+
+async def test_a_second_refetch_of_the_same_appointment_is_applied_too(
+    sim: ProviderSim, harness: MakeHarness
+) -> None:
+    """Every refetch job of an appointment has the same arq id and try: the event id must still
+    differ, or the inbox drops every refetch after the first as a duplicate."""
+    booked = sim.book(start_at=sim.start + timedelta(hours=2))
+    sim.create_meeting(booked.appointment_id)
+    h = harness()
+    assert await refetch_appointment(
+        context(h), "savvycal", "default", booked.appointment_id) == "applied"
+    sim.rotate_host_url(booked.appointment_id)  # lost
+    assert await refetch_appointment(
+        context(h), "savvycal", "default", booked.appointment_id) == "applied"
+    h.assert_mirror_matches()
