@@ -40,6 +40,16 @@ class Meeting:
     password_expires_at: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """One participant of an appointment, as a provider that lists them names it."""
+
+    id: str
+    role: str | None = None
+    unique_id: str | None = None
+    display_name: str | None = None
+
+
 MEETING_FIELDS = ("status", "conferencing_provider", "external_meeting_id", "join_url",
                   "host_url", "password", "error_message")
 """A meeting's fields besides its id, in the provider's order (the mirror's columns too).
@@ -52,7 +62,8 @@ class Event:
 
     ``account`` names the configured account the event came through (``default`` for the
     single-account settings). ``meeting`` is the appointment's meeting at that moment;
-    ``no_meeting`` says the snapshot states it has none (``meeting: null``, or gone at the
+    ``participants``, when a provider lists them, replace the appointment's (None says
+    nothing). ``no_meeting`` says the snapshot states it has none (``meeting: null``, or gone at the
     provider), which the mirror applies, while ``meeting=None`` alone means the snapshot does
     not say. ``claimed_at`` keeps the
     provider's own date of an event ``received`` re-dated (``occurred_at``) to its receipt.
@@ -72,6 +83,7 @@ class Event:
     received_at: int | None = None
     claimed_at: int | None = None
     account: str = "default"
+    participants: tuple[Participant, ...] | None = None  # None: the snapshot does not say
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -80,7 +92,12 @@ class Event:
     def from_json(cls, raw: bytes | str) -> Event:
         data: dict[str, Any] = orjson.loads(raw)
         meeting = data.pop("meeting", None)
-        return cls(**data, meeting=Meeting(**meeting) if meeting else None)
+        participants = data.pop("participants", None)
+        return cls(
+            **data, meeting=Meeting(**meeting) if meeting else None,
+            participants=None if participants is None
+            else tuple(Participant(**p) for p in participants),
+        )
 
 
 def received(event: Event, at: int, tolerance: int) -> Event:

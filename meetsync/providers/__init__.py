@@ -87,8 +87,15 @@ class WebhookProvider(Protocol):
 
     name: str
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> str:
-        """The name of the account whose secret signed ``body``; ``SignatureError`` if none."""
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], account: str | None = None
+    ) -> str:
+        """The name of the account whose secret signed ``body``; ``SignatureError`` if none.
+
+        ``account`` is the one the delivery was posted to (``POST /webhooks/{provider}/
+        {account}``), if any: a provider whose deliveries are unsigned needs it to know whose
+        API to ask when it has several accounts; the receiver refuses a delivery signed for
+        another account than the one in the path."""
 
     def parse(self, body: bytes, account: str) -> Delivery:
         """What a verified delivery to ``account`` says. ``EnvelopeError`` if not an envelope."""
@@ -131,6 +138,10 @@ class ProviderApi(Protocol):
     budget: RequestBudget
     calls: int
     retries: int
+    rotation: int
+    """For listings that lack details (``SweepPage.complete`` False): how many listed
+    appointments that look unchanged a sweep also fetches in full, those fetched longest ago
+    first, so a change the listing cannot show is found within listed / rotation sweeps."""
 
     async def fetch(
         self, appointment_id: str, *, event_id: str, type: str, priority: Priority,
@@ -166,6 +177,10 @@ class Provider(Protocol):
 
     def api(self, account: Account, budget: RequestBudget) -> ProviderApi | None:
         """A client for the account; None when the account has no API credentials."""
+
+    def poll_interval(self, account: Account) -> int | None:
+        """Seconds between sweeps of this account when the provider sets its own pace (a
+        poll-only provider); None: every ``RECONCILE_INTERVAL_SECONDS``."""
 
     def missing_api(self, account: Account) -> str | None:
         """What to set so ``api`` returns a client (for a log line or an error); None when

@@ -119,6 +119,8 @@ class JsonApi:
     A subclass that authenticates per request overrides ``auth_headers``.
     """
 
+    rotation = 0  # ProviderApi: complete listings need no rotation
+
     def __init__(
         self,
         base_url: str,

@@ -74,7 +74,9 @@ class SavvyCalWebhooks:
     ) -> SavvyCalWebhooks:
         return cls.for_accounts(settings.accounts_of(NAME), clock=clock)
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> str:
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], account: str | None = None
+    ) -> str:
         """The account whose secret signed the delivery, by any scheme it carries headers for.
 
         A delivery relayed through Svix may carry both schemes' headers; either is proof.
@@ -139,6 +141,9 @@ class SavvyCal:
             account.text("api_url") or DEFAULT_API_URL, token,
             account_id=account.text("account_id"), account=account.name, budget=budget,
         )
+
+    def poll_interval(self, account: Account) -> int | None:
+        return None  # webhooks drive it; sweeps at RECONCILE_INTERVAL_SECONDS
 
     def missing_api(self, account: Account) -> str | None:
         if account.text("api_token") is not None:

@@ -59,7 +59,9 @@ class ZoomWebhooks:
         # secret (an account may list several during a rotation). Body digests only.
         self._signed_with: OrderedDict[bytes, int] = OrderedDict()
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> str:
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], account: str | None = None
+    ) -> str:
         """The account whose secret token signed ``body``; ``SignatureError`` if none."""
         index = signing.verify(body, headers, self._secrets, now=self._clock())
         if _VALIDATION_MARK in body:
@@ -121,6 +123,9 @@ class Zoom:
             ttl_seconds=account.number("start_url_ttl_seconds"),
             user_id=account.text("user_id") or "me",
         )
+
+    def poll_interval(self, account: Account) -> int | None:
+        return None  # webhooks drive it; sweeps at RECONCILE_INTERVAL_SECONDS
 
     def missing_api(self, account: Account) -> str | None:
         missing = [k for k in KEYS if k.name in API_CREDENTIALS and not account.text(k.name)]
