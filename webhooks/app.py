@@ -42,6 +42,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
     readiness = Readiness(client, settings.db_path)
     routes = [
         Route("/webhooks/{provider}", receiver.endpoint, methods=["POST"]),
+        Route("/webhooks/{provider}/{account}", receiver.endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readiness.endpoint, methods=["GET"]),
         *read_routes(settings, mirror, client),

@@ -139,8 +139,11 @@ class Receiver:
             log.info("webhook_client_disconnected", provider=name)
             return json_response(400, {"error": "client disconnected"})
 
+        posted_to = request.path_params.get("account")
         try:
-            account = provider.verify(body, request.headers)
+            account = provider.verify(body, request.headers, posted_to)
+            if posted_to is not None and account != posted_to:
+                raise SignatureError("signed for another account than the one in the path")
         except SignatureError as exc:
             log.info("webhook_rejected", provider=name, reason="signature", detail=str(exc))
             return json_response(401, {"error": str(exc)})

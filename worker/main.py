@@ -256,6 +256,10 @@ async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
         log.error("refetch_failed", provider=provider, account=account,
                   appointment_id=appointment_id, error=str(exc))
         return "failed"
+    if held is None and event.type == "refetch.gone":
+        # Unknown to the mirror and to the provider: nothing to write. (A forged hint for a
+        # made-up id costs one fetch, and leaves no row behind.)
+        return "unknown"
     await state.store.run(lambda store: store.apply([event]))
     return "applied"
 

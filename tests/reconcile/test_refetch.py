@@ -115,3 +115,15 @@ async def test_a_second_refetch_of_the_same_appointment_is_applied_too(
     assert await refetch_appointment(
         context(h), "savvycal", "default", booked.appointment_id) == "applied"
     h.assert_mirror_matches()
+
+
+async def test_a_refetch_of_an_appointment_nobody_knows_writes_nothing(
+    sim: ProviderSim, harness: MakeHarness
+) -> None:
+    """A hint (an unsigned delivery may be forged) for a made-up id costs one fetch: the
+    provider does not know it either, and no row is left behind."""
+    h = harness()
+    outcome = await refetch_appointment(context(h), "savvycal", "default", "appt_madeup00000")
+    assert outcome == "unknown"
+    assert len(h.edge.requests) == 1
+    assert h.store.run_sync(lambda s: s.appointment("appt_madeup00000")) is None

@@ -304,3 +304,24 @@ def _client(app: Starlette) -> httpx.AsyncClient:
 
 def _fields(settings: Settings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in Settings.__dataclass_fields__}
+
+
+async def test_a_delivery_posted_to_its_account_path_is_queued_for_that_account(
+    client: httpx.AsyncClient, samples: Samples, queued: Queued
+) -> None:
+    body = samples.body()
+    response = await client.post(f"{URL}/default", content=body,
+                                 headers=samples.native_headers(body))
+    assert response.status_code == 202
+    assert [event.account for event in await queued()] == ["default"]
+
+
+async def test_a_delivery_signed_for_another_account_than_its_path_is_401(
+    client: httpx.AsyncClient, samples: Samples, queued: Queued
+) -> None:
+    body = samples.body()
+    response = await client.post(f"{URL}/other", content=body,
+                                 headers=samples.native_headers(body))
+    assert response.status_code == 401
+    assert "another account" in response.json()["error"]
+    assert await queued() == []
