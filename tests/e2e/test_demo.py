@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -17,3 +18,54 @@ def test_demo_converges_on_a_small_workload() -> None:
     matched, total = lines[-1].removeprefix("converged: ").split()[0].split("/")
     assert matched == total and int(total) > 100
     assert "before reconcile:" in result.stdout and "reconciler: outcome success" in result.stdout
+
+
+def demo(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "meetsync.cli", "demo", *args],
+        capture_output=True, text=True, timeout=110, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return result
+
+
+def converged(stdout: str) -> list[tuple[int, int, str]]:
+    """Every ``converged: X/Y <what> match the provider`` line, as (X, Y, what)."""
+    found = []
+    for line in stdout.splitlines():
+        if line.startswith("converged: "):
+            ratio, *what = line.removeprefix("converged: ").split()
+            matched, total = ratio.split("/")
+            found.append((int(matched), int(total), " ".join(what)))
+    return found
+
+
+def test_savvycal_alone_says_nothing_of_zoom() -> None:
+    result = demo("--provider", "savvycal", "--appointments", "60", "--seed", "2")
+    [(matched, total, what)] = converged(result.stdout)
+    assert matched == total and what == "appointments match the provider"
+    assert result.stdout.strip().splitlines()[-1].startswith("converged: ")
+    assert "zoom" not in result.stdout.lower()
+
+
+def test_zoom_converges_with_valid_start_urls() -> None:
+    result = demo("--provider", "zoom", "--zoom-meetings", "60", "--seed", "5")
+    [(matched, total, what)] = converged(result.stdout)
+    assert matched == total and total > 40 and what == "zoom meetings match the provider"
+    assert result.stdout.strip().splitlines()[-1].startswith("converged: ")
+    assert "zoom: before reconcile:" in result.stdout
+    assert "reconciler: outcome success" in result.stdout
+    found = re.search(r"start URLs served: (\d+), valid: (\d+)", result.stdout)
+    assert found and found.group(1) == found.group(2), result.stdout[-3000:]
+    assert "GET /v2/meetings/{meetingId}:" in result.stdout  # the API calls per route
+
+
+def test_all_providers_share_one_stack_and_each_converges() -> None:
+    result = demo("--provider", "all", "--appointments", "80", "--zoom-meetings", "50",
+                  "--seed", "3")
+    lines = converged(result.stdout)
+    assert [what for _, _, what in lines] == [
+        "appointments match the provider", "zoom meetings match the provider"]
+    assert all(matched == total > 0 for matched, total, _ in lines)
+    assert result.stdout.count("stack up: ") == 1
+    assert "provider API " in result.stdout and "Zoom API " in result.stdout

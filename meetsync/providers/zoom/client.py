@@ -17,12 +17,17 @@ Calls::
 
     fetch   GET /meetings/{id}            404 (Zoom's code 3001 "meeting not found" comes
                                           with 404) → None
-    sweep   GET /users/{user_id}/meetings?type=upcoming&page_size=300&next_page_token=...
+    sweep   GET /users/{user_id}/meetings?type=live&page_size=300&next_page_token=...
+            GET /users/{user_id}/meetings?type=scheduled&page_size=300&next_page_token=...
 
-The listing's rows lack ``start_url`` and the passcode, so sweep pages are incomplete
-(``complete=False``): the sweeper fetches those that drifted. ``type=upcoming`` lists meetings
-still to come; meetings in progress or just ended are the worker's to fetch one by one. Paging
-stops with an error on a repeated ``next_page_token`` or after ``MAX_PAGES`` pages.
+The listing's rows lack ``start_url``, the passcode and the status, so sweep pages are
+incomplete (``complete=False``): the sweeper fetches those that drifted. ``type=scheduled``
+lists every meeting not deleted (Zoom: "valid previous (unexpired), live and upcoming"), so a
+meeting that ended within the window is listed even when the mirror never heard of it
+(``type=upcoming`` left those out); the rows outside the window are dropped here. The meetings
+listed by ``type=live`` first (usually one short page) say ``started``, the others
+``scheduled``: without it a lost ``meeting.started`` never showed as drift. Paging stops with
+an error on a repeated ``next_page_token`` or after ``MAX_PAGES`` pages.
 
 Errors are ``meetsync.providers.http``'s: ``RetryableApiError`` / ``PermanentApiError``.
 """
@@ -30,6 +35,7 @@ Errors are ``meetsync.providers.http``'s: ``RetryableApiError`` / ``PermanentApi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import time
@@ -180,15 +186,17 @@ class ZoomClient(JsonApi):
     async def sweep(
         self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
     ) -> AsyncIterator[SweepPage]:
-        """Every upcoming meeting of ``user_id`` in ``window``, page by page, each id once."""
+        """Every meeting of ``user_id`` in ``window``, page by page, each id once (live ones
+        ``started``)."""
         path = f"/users/{quote(self.user_id, safe='')}/meetings"
+        live = await self._live_ids(path)
         bounds = _Bounds(window)
         seen_ids: set[str] = set()
         seen_tokens: set[str] = set()
         next_token = ""
         for number in range(1, MAX_PAGES + 1):
             params = httpx.QueryParams(
-                {"type": "upcoming", "page_size": str(PAGE_SIZE)}
+                {"type": "scheduled", "page_size": str(PAGE_SIZE)}
                 | ({"next_page_token": next_token} if next_token else {}))
             stamp = to_micros(clock())
             body = await self.get_json(path, params, "sweep")
@@ -199,7 +207,7 @@ class ZoomClient(JsonApi):
                                         "is not a list", status=200)
             page = SweepPage(events=[], number=number, complete=False)
             for index, row in enumerate(rows):
-                self._take(row, index, stamp, event_id, bounds, seen_ids, page)
+                self._take(row, index, stamp, event_id, bounds, seen_ids, live, page)
             token = body.get("next_page_token")
             if not isinstance(token, str) or not token:
                 yield page
@@ -214,9 +222,30 @@ class ZoomClient(JsonApi):
                 page.errors.append(f"paging stopped after {MAX_PAGES} pages")
             yield page
 
+    async def _live_ids(self, path: str) -> set[str]:
+        """The ids ``type=live`` lists: the meetings in progress (list rows carry no status)."""
+        found: set[str] = set()
+        token = ""
+        for _ in range(MAX_PAGES):
+            params = httpx.QueryParams(
+                {"type": "live", "page_size": str(PAGE_SIZE)}
+                | ({"next_page_token": token} if token else {}))
+            body = await self.get_json(path, params, "sweep")
+            assert body is not None  # not missing_ok
+            rows = body.get("meetings", [])
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict):
+                    with contextlib.suppress(EnvelopeError):
+                        found.add(meeting_id(row))
+            following = body.get("next_page_token")
+            if not isinstance(following, str) or not following or following == token:
+                break
+            token = following
+        return found
+
     def _take(
         self, row: object, index: int, stamp: int, event_id: Callable[[str], str],
-        bounds: _Bounds, seen: set[str], page: SweepPage,
+        bounds: _Bounds, seen: set[str], live: set[str], page: SweepPage,
     ) -> None:
         try:
             if not isinstance(row, dict):
@@ -224,6 +253,8 @@ class ZoomClient(JsonApi):
             appointment_id = meeting_id(row)
             if appointment_id in seen:
                 return
+            if appointment_id in live and "status" not in row:
+                row = {**row, "status": "started"}
             event = meeting_event(
                 row, event_id=event_id(appointment_id), type="sweep", occurred_at=stamp,
                 account=self.account, ttl_seconds=self.ttl_seconds, fetched=False, listed=True)

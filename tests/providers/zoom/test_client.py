@@ -41,6 +41,7 @@ class FakeZoom:
     token_forms: list[dict[str, str]] = field(default_factory=list)
     meetings: dict[str, dict[str, Any]] = field(default_factory=dict)
     pages: dict[str, dict[str, Any]] = field(default_factory=dict)  # next_page_token -> body
+    live: dict[str, Any] = field(default_factory=lambda: {"meetings": []})  # type=live's page
     faults: list[Response] = field(default_factory=list)  # served first, one per request
     seen: list[str] = field(default_factory=list)
 
@@ -83,6 +84,8 @@ class FakeZoom:
     async def listing(self, request: Request) -> Response:
         if (fault := self._check(request)) is not None:
             return fault
+        if request.query_params.get("type") == "live":
+            return JSONResponse(self.live)
         return JSONResponse(self.pages[request.query_params.get("next_page_token", "")])
 
 
@@ -220,8 +223,20 @@ async def test_sweep_pages_by_token(fake: tuple[FakeZoom, str], client: ZoomClie
     assert len(pages[1].errors) == 1 and pages[0].errors == []
     listed = pages[0].events[0]
     assert listed.id == "s:1" and listed.meeting is not None and listed.meeting.host_url is None
-    assert zoom.seen[0] == "/v2/users/me/meetings?type=upcoming&page_size=300"
-    assert zoom.seen[1].endswith("&next_page_token=p2")
+    assert zoom.seen[0] == "/v2/users/me/meetings?type=live&page_size=300"
+    assert zoom.seen[1] == "/v2/users/me/meetings?type=scheduled&page_size=300"
+    assert zoom.seen[2].endswith("&next_page_token=p2")
+
+
+async def test_sweep_says_started_for_what_type_live_lists(fake: tuple[FakeZoom, str],
+                                                           client: ZoomClient) -> None:
+    # List rows carry no status: a lost meeting.started must still show as drift.
+    zoom, _ = fake
+    zoom.live = {"next_page_token": "", "meetings": [row(2)]}
+    zoom.pages = {"": {"next_page_token": "", "meetings": [row(1), row(2)]}}
+    pages = await sweep(client)
+    assert [(e.appointment_id, e.appointment_status) for e in pages[0].events] == [
+        ("1", "scheduled"), ("2", "started")]
 
 
 async def test_sweep_window(fake: tuple[FakeZoom, str], client: ZoomClient) -> None:
