@@ -126,4 +126,4 @@ async def test_a_refetch_of_an_appointment_nobody_knows_writes_nothing(
     outcome = await refetch_appointment(context(h), "savvycal", "default", "appt_madeup00000")
     assert outcome == "unknown"
     assert len(h.edge.requests) == 1
-    assert h.store.run_sync(lambda s: s.appointment("appt_madeup00000")) is None
+    assert await h.store.run(lambda s: s.appointment("appt_madeup00000")) is None

@@ -273,10 +273,10 @@ class BrokenProvider:
 
     name = "broken"
 
-    def verify(self, body: bytes, headers: object) -> None:
+    def verify(self, body: bytes, headers: object, account: str | None = None) -> str:
         raise KeyError("secret detail")
 
-    def parse(self, body: bytes) -> Event | str:
+    def parse(self, body: bytes, account: str) -> Event | str:
         raise AssertionError("unreachable")
 
 
