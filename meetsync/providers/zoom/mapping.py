@@ -22,10 +22,10 @@ What each source may say (``source``):
   nothing; the worker's credential refresh then fetches the start URL before it is needed.
 
 Appointment status: ``scheduled`` (Zoom ``status`` ``waiting`` or absent), ``started``,
-``ended`` (``meeting.ended``, or a ``finished``/``ended`` status, which ``GET`` may not report:
-after a meeting ends Zoom answers ``waiting`` again, so a later fetch says ``scheduled``; a
-known limitation), ``deleted`` (``meeting.deleted``: gone, as an API 404 is; the mirror then
-detaches the meeting, ``no_meeting``, and serves no credential; ``meeting.recovered`` brings it
+``ended`` (``meeting.ended``, a ``finished``/``ended`` status, or a fetched or listed
+``waiting`` meeting past its scheduled end: after a meeting ends Zoom answers ``waiting``
+again), ``deleted`` (``meeting.deleted``: gone, as an API 404 is; the mirror then detaches the
+meeting, ``no_meeting``, and serves no credential; ``meeting.recovered`` brings it
 back through a fetch). We use ``deleted``, not ``canceled``: Zoom has no canceled state, and the
 worker and reconciler already call an appointment the API no longer knows ``deleted``.
 
@@ -107,6 +107,11 @@ def meeting_event(
     end = _end(obj, start, prefer_end_time=type == "meeting.ended")
     status = _LIFECYCLE.get(type) or _status(obj.get("status"))
     source: Source = "fetch" if fetched else "list" if listed else "webhook"
+    if status == "scheduled" and source != "webhook" and end is not None and (
+            end <= from_micros(occurred_at)):
+        # Zoom answers "waiting" again once a meeting ended: past its scheduled end, a meeting
+        # the API calls waiting is over (else every sweep would undo meeting.ended).
+        status = "ended"
     says = source != "webhook" or type == CREATED
     meeting = _meeting(obj, appointment_id, source, occurred_at, ttl_seconds, end) if says else None
     return Event(

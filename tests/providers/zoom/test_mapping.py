@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from meetsync.events import Event
+from meetsync.events import Event, to_micros
 from meetsync.providers import EnvelopeError
 from meetsync.providers.zoom.mapping import deleted_event, meeting_event, occurrences
 
@@ -132,3 +133,18 @@ def test_occurrences() -> None:
         ("1740841200000", "2025-03-01T15:00:00Z", 30, "available"),
         ("1740927600000", None, None, None),
     ]
+
+
+def test_a_fetched_waiting_meeting_past_its_scheduled_end_is_ended() -> None:
+    """Zoom answers "waiting" again once a meeting ended: a sweep must not undo meeting.ended."""
+    obj = meeting()
+    start = datetime.fromisoformat(obj["start_time"].replace("Z", "+00:00"))
+    after = to_micros(start + timedelta(minutes=obj["duration"], seconds=1))
+    before = to_micros(start + timedelta(minutes=obj["duration"] - 1))
+    statuses = [
+        meeting_event({**obj, "status": "waiting"}, event_id="e", type="refetch",
+                      occurred_at=at, account="a", ttl_seconds=7200, fetched=True
+                      ).appointment_status
+        for at in (before, after)
+    ]
+    assert statuses == ["scheduled", "ended"]
