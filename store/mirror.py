@@ -418,6 +418,22 @@ class Store:
                 found[row[0]] = dict(zip(SNAPSHOT_FIELDS, row[1:], strict=True))
         return found
 
+    def snapshot_times(
+        self, appointment_ids: Sequence[str], *, provider: str = DEFAULT_PROVIDER
+    ) -> dict[str, int]:
+        """When each appointment's newest snapshot was taken (µs): a sweep rotating through
+        listed appointments fetches the longest unseen first."""
+        found: dict[str, int] = {}
+        for start in range(0, len(appointment_ids), 500):
+            chunk = appointment_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            cur = self.conn.execute(
+                f"SELECT id, version_at FROM appointments WHERE provider = ? AND id IN ({marks})",
+                (provider, *chunk),
+            )
+            found.update((row[0], row[1]) for row in cur)
+        return found
+
     def ping(self) -> bool:
         return bool(self.conn.execute("SELECT 1").fetchone() == (1,))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,7 @@ class WorkerContext:
     # "now" for refetch stamps and the refresh cron: the wall clock, or a simulated one in
     # tests and the freshness bench (match the store's clock, or expiries drift from it)
     clock: Callable[[], datetime] = field(default=_utc_now)
+    swept_at: dict[AccountKey, float] = field(default_factory=dict)  # monotonic, per account
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
@@ -264,13 +266,38 @@ async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
     return "applied"
 
 
+def sweep_intervals(settings: Settings) -> dict[AccountKey, int]:
+    """Seconds between sweeps of each account: its provider's own pace (a poll-only provider),
+    else ``RECONCILE_INTERVAL_SECONDS``."""
+    known = providers()
+    return {
+        account.key: known[account.provider].poll_interval(account)
+        or settings.reconcile_interval_seconds
+        for account in settings.accounts if account.provider in known
+    }
+
+
+def _tick(settings: Settings) -> int:
+    """How often the reconcile cron fires: as often as the most frequent account needs."""
+    return min(sweep_intervals(settings).values(), default=settings.reconcile_interval_seconds)
+
+
 async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
-    """One reconcile run per account with API credentials, one account after another."""
+    """A reconcile run for each account with API credentials whose interval has passed, one
+    account after another (the cron fires at the shortest interval)."""
     state = WorkerContext.of(ctx)
     if not state.connections:
         return {"outcome": "skipped"}
+    intervals = sweep_intervals(state.settings)
+    slack = _tick(state.settings) / 10  # cron firings jitter; a sweep is never due twice a tick
     summaries: dict[str, Any] = {}
     for (provider, account), connection in sorted(state.connections.items()):
+        key = (provider, account)
+        last = state.swept_at.get(key)
+        interval = intervals.get(key, state.settings.reconcile_interval_seconds)
+        if last is not None and time.monotonic() - last < interval - slack:
+            continue
+        state.swept_at[key] = time.monotonic()
         client = connection.client()
         try:
             report = await Reconciler(
@@ -316,7 +343,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             cron(purge_credentials, second=0, run_at_startup=True),
             cron(refresh_credentials, second=30, run_at_startup=True),
             cron(prune_inbox, minute=17, second=0),
-            cron(reconcile, **_every(settings.reconcile_interval_seconds), timeout=3600),
+            cron(reconcile, **_every(_tick(settings)), timeout=3600),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

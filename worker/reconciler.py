@@ -209,7 +209,9 @@ class Reconciler:
     async def _complete(
         self, partial: dict[str, Event], truth: dict[str, Event], report: RunReport
     ) -> None:
-        """Fetch in full the listed appointments whose listing differs from the mirror."""
+        """Fetch in full the listed appointments whose listing differs from the mirror, and
+        ``api.rotation`` more of the rest, those whose snapshot is oldest first: what a listing
+        cannot show (participants, credentials) is then at most listed / rotation sweeps old."""
         ids = list(partial)
         provider, account = self.api.provider, self.api.account
         mirror = await self.store.run(lambda s: s.snapshots(ids, provider=provider))
@@ -217,9 +219,16 @@ class Reconciler:
             appointment_id for appointment_id, event in partial.items()
             if drift(snapshot_of(event), mirror.get(appointment_id), skip=CREDENTIALS)
         ]
+        rotated: list[str] = []
+        if self.api.rotation > 0:
+            drifted = set(stale)
+            unchanged = [a for a in ids if a not in drifted]
+            times = await self.store.run(lambda s: s.snapshot_times(unchanged, provider=provider))
+            rotated = sorted(unchanged, key=lambda a: (times.get(a, 0), a))[: self.api.rotation]
         log.debug("reconcile_partial_listing", provider=provider, account=account,
-                  listed=len(partial), fetching=len(stale))
+                  listed=len(partial), drifted=len(stale), rotated=len(rotated))
         await self._fetch(stale, truth, report, "listed and drifted")
+        await self._fetch(rotated, truth, report, "listed, rotated")
 
     async def _fetch_unlisted(
         self, truth: dict[str, Event], listed: set[str], cutoff: str, report: RunReport
