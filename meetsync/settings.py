@@ -93,10 +93,9 @@ class Settings:
         return self.redis_url
 
     # --- Compatibility layer: the single SavvyCal account, as flat settings. ---------------
-    # The worker, receiver and reconciler still read these; they move out with the SavvyCal
-    # code once those serve several accounts. Webhook secrets are every SavvyCal account's
-    # (a delivery signed for any configured account verifies); API settings are the ``default``
-    # account's, or the only account's when there is one.
+    # Nothing in the receiver, worker or store reads these (they go through the providers'
+    # accounts); the demo and tests written for one SavvyCal account do. Webhook secrets are
+    # every SavvyCal account's; API settings are the ``default`` account's, or the only one's.
 
     def _savvycal(self) -> Account | None:
         found = self.account("savvycal")
@@ -134,22 +133,6 @@ class Settings:
     def api_requests_per_minute(self) -> int:
         account = self._savvycal()
         return account.number("requests_per_minute") if account else 300
-
-    def require_receiver_secrets(self) -> None:
-        """The web process needs a read token and at least one webhook secret."""
-        problems = []
-        if not (self.savvycal_webhook_secrets or self.standard_webhook_secrets):
-            problems.append("SAVVYCAL_WEBHOOK_SECRET or STANDARD_WEBHOOK_SECRET must be set")
-        if not self.read_token:
-            problems.append("MEETSYNC_READ_TOKEN must be set")
-        if problems:
-            raise SettingsError(*problems)
-
-    def require_api_token(self) -> str:
-        token = self.savvycal_api_token
-        if not token:
-            raise SettingsError("SAVVYCAL_API_TOKEN must be set")
-        return token
 
 
 SAVVYCAL_API_URL = "https://api.savvycal.app/v1"

@@ -128,9 +128,11 @@ def _missing_api(settings: Settings) -> list[str]:
     missing = [found[a.provider].missing_api(a) for a in settings.accounts if a.provider in found]
     if any(what is None for what in missing):
         return []
-    if not settings.accounts:
-        return ["an account's API credentials must be set (e.g. SAVVYCAL_API_TOKEN, or an"
-                " account in MEETSYNC_CONFIG)"]
+    if not settings.accounts:  # nothing configured: name the first provider's variable
+        from meetsync.providers import LEGACY_PROVIDER
+        from meetsync.settings import Account
+
+        missing = [found[LEGACY_PROVIDER].missing_api(Account(LEGACY_PROVIDER, "default"))]
     return [f"{what} must be set" for what in missing]
 
 

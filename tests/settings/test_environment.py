@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from meetsync.cli._common import require
 from meetsync.config import load_settings
 from meetsync.providers.keys import PROVIDER_KEYS
 from meetsync.settings import Settings, SettingsError
@@ -42,7 +43,7 @@ def test_nothing_set_means_defaults_and_no_account(tmp_path: Path) -> None:
     assert settings.savvycal_api_url == "https://api.savvycal.app/v1"
     assert settings.api_requests_per_minute == 300
     with pytest.raises(SettingsError, match=r"^SAVVYCAL_API_TOKEN must be set$"):
-        settings.require_api_token()
+        require(settings, api_token=True)  # what reconcile/backfill/replay check first
 
 
 def test_every_malformed_variable_is_named_at_once_without_its_value() -> None:
