@@ -20,7 +20,7 @@ import click
 import orjson
 
 from meetsync.config import Registry, caller_dir, user_path
-from meetsync.settings import Settings, SettingsError
+from meetsync.settings import Account, Settings, SettingsError
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the operation ran and failed, or found nothing
@@ -105,11 +105,7 @@ def require(settings: Settings, *, redis: bool = False, read_token: bool = False
         problems.append("REDIS_URL must be set (or run `meetsync dev` beside this command)")
     if read_token and not settings.read_token:
         problems.append("MEETSYNC_READ_TOKEN must be set")
-    if webhook_secret and not any(
-        account.secrets(key.name)
-        for account in settings.accounts
-        for key in registry().get(account.provider, ()) if key.webhook
-    ):
+    if webhook_secret and not any(_receives(settings, account) for account in settings.accounts):
         names = [key.env for keys in registry().values() for key in keys
                  if key.webhook and key.env]
         problems.append(f"a webhook secret must be set: {' or '.join(names)}, "
@@ -118,6 +114,18 @@ def require(settings: Settings, *, redis: bool = False, read_token: bool = False
         problems += _missing_api(settings)
     if problems:
         raise SettingsError(*problems)
+
+
+def _receives(settings: Settings, account: Account) -> bool:
+    """Whether the receiver can accept deliveries for ``account``: it has a webhook secret, or
+    its provider signs nothing (its deliveries are only hints, checked against its API)."""
+    keys = [key for key in registry().get(account.provider, ()) if key.webhook]
+    if keys:
+        return any(account.secrets(key.name) for key in keys)
+    from meetsync.providers import providers
+
+    provider = providers().get(account.provider)
+    return provider is not None and provider.webhooks([account]) is not None
 
 
 def _missing_api(settings: Settings) -> list[str]:

@@ -70,3 +70,12 @@ def test_the_config_path_is_the_callers(tmp_path: Path) -> None:
     settings = load_settings({"MEETSYNC_CALLER_DIR": str(tmp_path), "MEETSYNC_CONFIG": "c.toml"},
                              PROVIDER_KEYS)
     assert settings.port == 9001
+
+
+def test_a_provider_that_signs_nothing_needs_no_webhook_secret_to_serve() -> None:
+    """Avon's deliveries are only hints (no signing scheme is documented): an Avon account is
+    enough for the receiver, while an account of a signing provider still needs its secret."""
+    avon = Settings.from_env({"AVON_API_URL": "https://demo.avonhealth.com"})
+    require(avon, webhook_secret=True)
+    with pytest.raises(SettingsError, match="a webhook secret must be set"):
+        require(Settings.from_env({"SAVVYCAL_API_TOKEN": "t"}), webhook_secret=True)
