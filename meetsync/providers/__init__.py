@@ -45,7 +45,7 @@ LEGACY_PROVIDER = "savvycal"
 """Whose rows every mirror held before ids were keyed by provider, and whose unqualified read
 routes (``/v1/appointments/...``) stay."""
 
-PACKAGES = ("savvycal", "zoom", "avon")
+PACKAGES = ("savvycal", "zoom", "avon", "consularia")
 """The provider packages, by name: ``meetsync.providers.<name>`` exposes ``PROVIDER``."""
 
 

@@ -100,7 +100,8 @@ standard_webhook_secret = "{SECRET}"
         f"{file}:8: providers.savvycal.accounts.acme.webhok_secret is not a known setting",
         f"{file}:9: providers.savvycal.accounts.acme.standard_webhook_secret must start with "
         "whsec_ (every secret in it)",
-        f"{file}:11: providers.zoomish is not a known provider (avon, savvycal, zoom)",
+        f"{file}:11: providers.zoomish is not a known provider (avon, consularia, savvycal,"
+        " zoom)",
         f"{file}:12: providers.savvycal.accounts.Bad_Name must be named like "
         "[a-z0-9][a-z0-9_-]*",
     ])
