@@ -60,6 +60,8 @@ CORE_KEYS: tuple[Key, ...] = (
     Key("refresh_wait_seconds", "MEETSYNC_REFRESH_WAIT_SECONDS", "int", default=5, minimum=0,
         maximum=30),
     Key("port", "PORT", "int", default=8000, maximum=65535),
+    Key("metrics_token", "MEETSYNC_METRICS_TOKEN", secret=True),
+    Key("worker_metrics_port", "MEETSYNC_WORKER_METRICS_PORT", "int", maximum=65535),
     Key("log_level", "LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 )
 _CORE_FIELDS = {"db": "db_path"}

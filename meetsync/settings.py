@@ -65,6 +65,10 @@ class Settings:
     refresh_margin_seconds: int = 900
     refresh_wait_seconds: int = 5
     port: int = 8000
+    # GET /metrics asks for this bearer token when set (open otherwise, as scrapes usually are);
+    # a worker serves its metrics on worker_metrics_port when set (off otherwise).
+    metrics_token: str | None = field(default=None, repr=False)
+    worker_metrics_port: int | None = None
     log_level: str = "INFO"
     accounts: tuple[Account, ...] = ()
 

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from meetsync.providers import webhook_providers
 from meetsync.settings import Settings
 from meetsync.webhooks.health import Readiness, healthz
+from meetsync.webhooks.operator import counted, operator_routes
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.webhooks.receiver import Receiver
 
@@ -40,12 +41,14 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
         webhook_providers(settings), client, clock_skew_seconds=settings.clock_skew_seconds
     )
     readiness = Readiness(client, settings.db_path)
+    receive = counted(receiver.endpoint, frozenset(webhook_providers(settings)))
     routes = [
-        Route("/webhooks/{provider}", receiver.endpoint, methods=["POST"]),
-        Route("/webhooks/{provider}/{account}", receiver.endpoint, methods=["POST"]),
+        Route("/webhooks/{provider}", receive, methods=["POST"]),
+        Route("/webhooks/{provider}/{account}", receive, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readiness.endpoint, methods=["GET"]),
         *read_routes(settings, mirror, client),
+        *operator_routes(settings, client),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from meetsync.metrics import host_url_read
 from meetsync.providers import providers
 from meetsync.settings import Settings
 from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store
@@ -140,6 +141,7 @@ def read_routes(
                 return _error(404, "not found")
             if found["host_url_refresh_pending"] and _wants_fresh(request):
                 found = await _refreshed(found, read, provider) or found
+            host_url_read(provider, found)
             return JSONResponse(found)
 
         return endpoint

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from meetsync import metrics
 from meetsync.events import Event, from_micros, received
 from meetsync.providers import EnvelopeError, Hint, Reply, SignatureError, WebhookProvider
 from meetsync.worker.queue import EVENT_STREAM, FIELD, count, request_refetch
@@ -147,6 +148,7 @@ class Receiver:
         except SignatureError as exc:
             log.info("webhook_rejected", provider=name, reason="signature", detail=str(exc))
             return json_response(401, {"error": str(exc)})
+        request.state.account = account  # for the deliveries metric (counted_deliveries)
 
         try:
             parsed = provider.parse(body, account)
@@ -195,6 +197,7 @@ class Receiver:
             received_at=from_micros(event.received_at).isoformat(),
         )
         await count(self._redis, "clamped")
+        metrics.CLAMPED.inc()
 
 
 async def _read_body(request: Request) -> bytes:

@@ -34,6 +34,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from meetsync import metrics
 from meetsync.events import Event, received
 from meetsync.redact import redact_payload
 from meetsync.store import ApplyResult, Failure, Store, StoreBusy, is_busy
@@ -199,7 +200,9 @@ class Applier:
             events.append(event)
             entry_of.setdefault(event.id, []).append(entry_id)
 
+        started = time.perf_counter()
         result, failures = await self._apply(events)
+        seconds = time.perf_counter() - started
         round_.result = result
         done = {entry_id for entry_id, _ in entries}
         # One verdict per event id: a duplicate delivery of a poison event fails twice.
@@ -235,6 +238,7 @@ class Applier:
             if result.conflicts:
                 pipe.hincrby(STATS, "meeting_conflicts", len(result.conflicts))
             await pipe.execute()
+        metrics.applied_round(round_, seconds)
         for conflict in result.conflicts:
             log.warning(
                 "meeting_conflict", meeting_id=conflict.meeting_id, held_by=conflict.held_by,
@@ -262,6 +266,7 @@ class Applier:
                     raise
                 # Entries stay pending while we wait; nothing is lost if we die here.
                 self.busy_waits += 1
+                metrics.STORE_BUSY.inc()
                 log.warning("store_busy", retry_in=round(delay, 2), **context)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)

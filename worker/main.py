@@ -20,12 +20,13 @@ from arq import Retry, cron, func
 from arq.connections import ArqRedis, RedisSettings
 
 from meetsync.events import Event, gone, to_micros
+from meetsync.metrics import serve_worker_metrics, watch_budget
 from meetsync.providers import LEGACY_PROVIDER, EnvelopeError, Provider, ProviderApi, providers
 from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
 from meetsync.settings import Account, Settings
 from meetsync.store import Store, open_store
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import REFETCH_JOB, request_refetch
+from meetsync.worker.queue import REFETCH_JOB, remember_run, request_refetch
 from meetsync.worker.reconciler import Reconciler
 
 log = structlog.get_logger(__name__)
@@ -82,6 +83,7 @@ def connect(settings: Settings, *, quiet: bool = False) -> dict[AccountKey, Conn
     for name, provider in providers().items():
         for account in settings.accounts_of(name):
             budget = provider.budget(account)
+            watch_budget(name, account.name, budget)
             api = provider.api(account, budget)
             if api is not None:
                 found[account.key] = Connection(provider, account, budget, api)
@@ -304,6 +306,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
                 client, state.store, horizon=connection.provider.horizon).run()
         finally:
             await client.aclose()
+        await remember_run(state.redis, provider, account, report.run_id)
         summaries[f"{provider}/{account}"] = report.summary()
     return summaries
 
@@ -323,6 +326,7 @@ async def run(settings: Settings) -> None:
     from arq.worker import create_worker
 
     worker = create_worker(worker_settings(settings))
+    stop_metrics = serve_worker_metrics(settings.worker_metrics_port)
     try:
         await worker.async_run()
     except asyncio.CancelledError:  # SIGINT/SIGTERM: arq cancels its main task
@@ -333,6 +337,8 @@ async def run(settings: Settings) -> None:
         except Exception as exc:  # Redis gone: close() can't clear its health key
             log.warning("worker_close_incomplete", error_type=type(exc).__name__)
             await shutdown(worker.ctx)
+        finally:
+            stop_metrics()
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

@@ -49,3 +49,20 @@ async def request_refetch(
         _job_id=refetch_job_id(provider, account, appointment_id),
     )
     return job is not None
+
+
+RUNS_KEPT = 20  # reconcile run ids remembered per account (the status page shows the last few)
+
+
+def reconcile_runs_key(provider: str, account: str) -> str:
+    """A list of the account's latest ``reconcile_runs`` ids, newest first: the table does not
+    record whose run it was."""
+    return f"meetsync:reconcile_runs:{provider}:{account}"
+
+
+async def remember_run(redis: Redis, provider: str, account: str, run_id: int) -> None:
+    key = reconcile_runs_key(provider, account)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.lpush(key, run_id)
+        pipe.ltrim(key, 0, RUNS_KEPT - 1)
+        await pipe.execute()

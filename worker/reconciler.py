@@ -33,6 +33,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 
+from meetsync import metrics
 from meetsync.events import Event, gone, iso_utc, to_micros
 from meetsync.providers import EnvelopeError, ProviderApi, Window
 from meetsync.providers.http import ApiError
@@ -182,6 +183,8 @@ class Reconciler:
             drift=orjson.dumps(report.drift).decode(), repaired=report.repaired,
             errors=orjson.dumps(report.errors).decode(),
         ))
+        metrics.reconcile_run(self.api.provider, self.api.account, report.outcome, report.drift,
+                              report.repaired, report.seconds)
 
     def _event_id(self, report: RunReport) -> Callable[[str], str]:
         return lambda appointment_id: f"reconcile:{report.run_id}:{appointment_id}"

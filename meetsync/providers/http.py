@@ -32,6 +32,8 @@ from typing import Any, Literal, Self
 import httpx
 import orjson
 
+from meetsync.metrics import api_attempt
+
 Priority = Literal["refetch", "sweep"]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -110,6 +112,12 @@ class RequestBudget:
             if entry in self._waiting:
                 self._waiting.remove(entry)
                 heapq.heapify(self._waiting)
+
+    def available(self) -> int:
+        """Requests a caller could make now without waiting (a metrics thread reads it: the
+        log is copied first)."""
+        floor = self._clock() - self.window
+        return max(0, self.per_minute - sum(1 for at in tuple(self._grants) if at > floor))
 
 
 class JsonApi:
@@ -193,13 +201,16 @@ class JsonApi:
                 response = await self._http.get(
                     path, params=params, headers=await self.auth_headers())
             except httpx.TimeoutException as exc:
+                api_attempt(self, "timeout")
                 error: ApiError = RetryableApiError(
                     f"{label}: timed out ({type(exc).__name__}) at {self._where()}")
             except httpx.TransportError as exc:
+                api_attempt(self, "network_error")
                 error = RetryableApiError(
                     f"{label}: network error ({type(exc).__name__}) reaching {self._where()}")
             else:
                 status = response.status_code
+                api_attempt(self, str(status))
                 if status == 200:
                     return json_body(response, label)
                 if status == 404 and missing_ok:

@@ -13,8 +13,12 @@ from starlette.types import ASGIApp
 
 
 @contextmanager
-def serve_in_background(app: ASGIApp, *, host: str = "127.0.0.1") -> Iterator[str]:
+def serve_in_background(
+    app: ASGIApp, *, host: str = "127.0.0.1", lifespan: bool = False
+) -> Iterator[str]:
     """Serve ``app`` while the block runs; yields its root URL (``http://127.0.0.1:PORT``).
+    ``lifespan``: run the app's start-up and shutdown (what it opened in the server's loop,
+    such as its own Redis client, is then closed there).
 
     The simulator's API lives under ``/v1``, so a client's base URL is ``f"{url}/v1"``.
     """
@@ -24,7 +28,7 @@ def serve_in_background(app: ASGIApp, *, host: str = "127.0.0.1") -> Iterator[st
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
-        lifespan="off",
+        lifespan="on" if lifespan else "off",
         ws="none",
         http="h11",
         log_config=None,

@@ -1,0 +1,279 @@
+"""The operator's surface on the web process: ``GET /metrics`` and the ``GET /status`` page.
+
+``/metrics`` is open unless ``MEETSYNC_METRICS_TOKEN`` is set (then ``Authorization: Bearer``
+with it). ``/status`` takes the read token: as ``Authorization: Bearer``, or typed once into
+the page's form (``POST /status/login``), which sets a cookie holding an expiry and its HMAC
+under the read token, never the token itself (a phone's browser cannot send a header, and a
+``?token=`` would sit in browser history and proxy logs).
+
+Figures are read at request time: Redis (the stream, the stats hash, the arq queue, each
+account's latest reconcile run ids) and the mirror, read-only, on a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+import structlog
+from arq.constants import default_queue_name
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from meetsync import metrics
+from meetsync.providers import providers
+from meetsync.settings import Settings
+from meetsync.store import Store, open_store
+from meetsync.store import status as figures
+from meetsync.webhooks.status_page import login_page, status_page
+from meetsync.worker.queue import EVENT_STREAM, GROUP, STATS, reconcile_runs_key
+
+log = structlog.get_logger(__name__)
+
+COOKIE = "meetsync_status"
+SESSION_SECONDS = 12 * 3600
+MAX_FORM_BYTES = 4096
+RUNS_SHOWN = 5
+Key = tuple[str, str]
+
+
+@dataclass
+class Overview:
+    """Everything the status page shows; None where a source could not be read."""
+
+    generated_at: float
+    queue: dict[str, Any] | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    refetches: dict[Key, int] = field(default_factory=dict)
+    run_ids: dict[Key, list[int]] = field(default_factory=dict)
+    mirror: dict[str, Any] | None = None
+    deliveries: dict[Key, dict[str, int]] = field(default_factory=dict)
+    accounts: list[Key] = field(default_factory=list)
+    refreshable: frozenset[str] = frozenset()
+
+
+def counted(endpoint: Callable[[Request], Awaitable[Response]],
+            known: frozenset[str]) -> Callable[[Request], Awaitable[Response]]:
+    """The receiver's endpoint, counting each answer (``meetsync_webhook_deliveries_total``)."""
+
+    async def counting(request: Request) -> Response:
+        response = await endpoint(request)
+        name = request.path_params.get("provider")
+        account = getattr(request.state, "account", None)
+        metrics.delivery(name if name in known else None, account, response.status_code,
+                         bytes(response.body))
+        return response
+
+    return counting
+
+
+def operator_routes(settings: Settings, redis: Redis) -> list[Route]:
+    read_token = settings.read_token or ""
+    metrics_token = settings.metrics_token or ""
+    db_path = settings.db_path
+
+    async def metrics_endpoint(request: Request) -> Response:
+        if metrics_token and not _bearer(request, metrics_token):
+            return Response("missing or invalid bearer token\n", status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"}, media_type="text/plain")
+        snapshot = metrics.Snapshot()
+        queue = await _queue(redis)
+        snapshot.up["redis"] = queue is not None
+        if queue is not None:
+            snapshot.queue_depth = queue["depth"]
+            snapshot.queue_oldest_age_seconds = queue["oldest_age_seconds"]
+            snapshot.queue_pending = queue["pending"]
+            snapshot.jobs_queued = queue["jobs"]
+        letters = await _read_mirror(db_path, figures.dead_letters_awaiting)
+        snapshot.up["mirror"] = letters is not None
+        snapshot.dead_letters_awaiting = letters
+        body = await anyio.to_thread.run_sync(metrics.exposition, snapshot)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    def signed_in(request: Request) -> bool:
+        if _bearer(request, read_token):
+            return True
+        return _session_valid(request.cookies.get(COOKIE, ""), read_token)
+
+    async def status(request: Request) -> Response:
+        if not signed_in(request):
+            return HTMLResponse(login_page(), status_code=401,
+                                headers={"WWW-Authenticate": "Bearer", **_NO_STORE})
+        overview = await _overview(settings, redis)
+        return HTMLResponse(status_page(overview), headers=_NO_STORE)
+
+    async def login(request: Request) -> Response:
+        body = await _bounded_body(request)
+        given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
+        if not (read_token and hmac.compare_digest(given.encode(), read_token.encode())):
+            log.info("status_login_refused")  # never the value typed
+            return HTMLResponse(login_page(failed=True), status_code=401, headers=_NO_STORE)
+        response = RedirectResponse("/status", status_code=303)
+        response.set_cookie(
+            COOKIE, _session(read_token), max_age=SESSION_SECONDS, path="/status",
+            httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    return [
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/status", status, methods=["GET"]),
+        Route("/status/login", login, methods=["POST"]),
+    ]
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _bearer(request: Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return (bool(token) and scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), token.encode()))
+
+
+def _sign(token: str, expires: int) -> str:
+    return hmac.new(token.encode(), f"meetsync-status:{expires}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def _session(token: str, now: float | None = None) -> str:
+    expires = int((now or time.time()) + SESSION_SECONDS)
+    return f"{expires}.{_sign(token, expires)}"
+
+
+def _session_valid(cookie: str, token: str, now: float | None = None) -> bool:
+    expires, _, mac = cookie.partition(".")
+    if not (token and expires.isdigit() and mac):
+        return False
+    return (int(expires) > (now or time.time())
+            and hmac.compare_digest(mac, _sign(token, int(expires))))
+
+
+async def _bounded_body(request: Request) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _queue(redis: Redis) -> dict[str, Any] | None:
+    """The stream's depth, its oldest entry's age (by Redis's clock), what workers hold
+    unacknowledged, and arq's waiting jobs; None when Redis does not answer."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(EVENT_STREAM)
+            pipe.xrange(EVENT_STREAM, count=1)
+            pipe.time()
+            pipe.zcard(default_queue_name)
+            depth, first, (seconds, micros), jobs = await pipe.execute()
+        try:
+            pending = int((await redis.xpending(EVENT_STREAM, GROUP))["pending"])
+        except ResponseError:  # no consumer group yet: no worker ever ran
+            pending = 0
+    except (RedisError, OSError) as exc:
+        log.warning("status_redis_unavailable", error_type=type(exc).__name__)
+        return None
+    age = 0.0
+    if first:
+        entry_ms = int(first[0][0].split(b"-")[0])
+        age = max(0.0, seconds + micros / 1e6 - entry_ms / 1000)
+    return {"depth": int(depth), "oldest_age_seconds": round(age, 3), "pending": pending,
+            "jobs": int(jobs)}
+
+
+async def _read_mirror(path: str, fn: Callable[[Store], Any]) -> Any:
+    """``fn`` on a read-only connection of its own, on a thread; None without a mirror."""
+
+    def run() -> Any:
+        if not Path(path).exists():
+            return None
+        store = open_store(path, readonly=True)
+        try:
+            return fn(store)
+        finally:
+            store.close()
+
+    try:
+        return await anyio.to_thread.run_sync(run)
+    except Exception as exc:
+        log.warning("status_mirror_unavailable", error_type=type(exc).__name__)
+        return None
+
+
+async def _overview(settings: Settings, redis: Redis) -> Overview:
+    known = providers()
+    configured = [a.key for a in settings.accounts if a.provider in known]
+    overview = Overview(
+        generated_at=time.time(),
+        refreshable=frozenset(name for name, p in known.items() if p.refreshable),
+        deliveries=_deliveries(),
+    )
+    overview.queue = await _queue(redis)
+    if overview.queue is not None:
+        try:
+            await _redis_figures(redis, configured, overview)
+        except (RedisError, OSError) as exc:
+            log.warning("status_redis_unavailable", error_type=type(exc).__name__)
+    wanted = sorted({i for ids in overview.run_ids.values() for i in ids[:RUNS_SHOWN]})
+
+    def read(store: Store) -> dict[str, Any]:
+        return {
+            "credentials": figures.credential_freshness(store),
+            "appointments": figures.appointment_counts(store),
+            "dead_letters": figures.dead_letters_awaiting(store),
+            "letters": store.dead_letters()[-10:],
+            "runs": {run["id"]: run for run in figures.runs(store, wanted)},
+            "recent_runs": store.runs(10),
+        }
+
+    overview.mirror = await _read_mirror(settings.db_path, read)
+    seen = set(configured)
+    if overview.mirror is not None:
+        seen |= set(overview.mirror["appointments"]) | set(overview.mirror["dead_letters"])
+    seen |= set(overview.deliveries)
+    overview.accounts = sorted(seen)
+    return overview
+
+
+async def _redis_figures(redis: Redis, accounts: list[Key], overview: Overview) -> None:
+    raw = await redis.hgetall(STATS)  # type: ignore[misc]
+    overview.counters = {k.decode(): int(v) for k, v in raw.items()}
+    for provider, account in accounts:
+        ids = await redis.lrange(reconcile_runs_key(provider, account), 0, RUNS_SHOWN - 1)  # type: ignore[misc]
+        overview.run_ids[(provider, account)] = [int(i) for i in ids]
+    async for member, _score in redis.zscan_iter(default_queue_name, match="refetch:*"):
+        parts: list[str] = bytes(member).decode().split(":", 3)
+        if len(parts) < 4:
+            continue  # a job queued before accounts: its provider and account are implied
+        key = (parts[1], parts[2])
+        overview.refetches[key] = overview.refetches.get(key, 0) + 1
+
+
+def _deliveries() -> dict[Key, dict[str, int]]:
+    """This process's delivery counts since it started, by provider/account and outcome."""
+    found: dict[Key, dict[str, int]] = {}
+    for family in metrics.DELIVERIES.collect():
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            labels = sample.labels
+            key = (labels["provider"], labels["account"])
+            outcomes = found.setdefault(key, {})
+            outcomes[labels["outcome"]] = outcomes.get(labels["outcome"], 0) + int(sample.value)
+    return found
+
+
+__all__ = ["counted", "operator_routes"]
