@@ -14,6 +14,10 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
 - absence is a state: when the appointment's newest snapshot says it has no meeting, its
   ``meeting_id`` is NULL until a newer snapshot attaches one again;
 - only the meeting the newest snapshot names keeps a ``host_url`` and ``password``;
+- an appointment's participants are those of the newest snapshot that lists them (its own
+  ``(occurred_at, event id)`` pair, ``participants_at``/``participants_event``, guards the set
+  apart from the appointment's fields: a snapshot that says nothing about them is no newer
+  word on them);
 - each credential dies at its own expiry (``host_url_expires_at``, ``password_expires_at``: the
   provider package's word, carried by the meeting's snapshot); one dead on arrival (expiry at or
   before ``now``) is never written.
@@ -26,6 +30,8 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+import orjson
 
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.store.schema import NOW_SQL
@@ -70,6 +76,34 @@ RETURNING tie_at, meeting_id, no_meeting
 _TIE = """
 UPDATE appointments SET tie_at = version_at
 WHERE provider = ? AND id = ? AND version_at = ? AND version_event > ?
+"""
+
+# Claims the participant set for this snapshot when it is newer than the one that set it.
+_PARTICIPANTS_VERSION = """
+UPDATE appointments SET participants_at = :at, participants_event = :event
+WHERE provider = :provider AND id = :appointment
+  AND (participants_at IS NULL OR (:at, :event) > (participants_at, participants_event))
+"""
+
+_PARTICIPANTS_GONE = """
+DELETE FROM participants
+WHERE provider = :provider AND appointment_id = :appointment
+  AND id NOT IN (SELECT value FROM json_each(:ids))
+"""
+
+# An unchanged participant is left alone: the change log records real changes only.
+_PARTICIPANT = f"""
+INSERT INTO participants
+    (provider, appointment_id, id, role, unique_id, display_name, updated_at)
+VALUES (:provider, :appointment, :id, :role, :unique_id, :display_name, {NOW_SQL})
+ON CONFLICT (provider, appointment_id, id) DO UPDATE SET
+    role = excluded.role,
+    unique_id = excluded.unique_id,
+    display_name = excluded.display_name,
+    updated_at = excluded.updated_at
+WHERE participants.role IS NOT excluded.role
+   OR participants.unique_id IS NOT excluded.unique_id
+   OR participants.display_name IS NOT excluded.display_name
 """
 
 _STALE = "UPDATE events SET outcome = 'stale' WHERE provider = ? AND id = ?"
@@ -245,6 +279,8 @@ def _apply_one(
             state,
         ),
     ).fetchone()
+    if event.participants is not None:
+        _replace_participants(conn, event)
     chain_changed = False
     if landed is None:
         result.stale += 1
@@ -271,6 +307,24 @@ def _apply_one(
         named = landed is not None or _named(conn, event) == event.meeting.id
         chain_changed |= _upsert_meeting(conn, event, event.meeting, named, now, result)
     return chain_changed
+
+
+def _replace_participants(conn: sqlite3.Connection, event: Event) -> None:
+    """Make the snapshot's participants the appointment's, if no newer snapshot listed them."""
+    key = {"provider": event.provider, "appointment": event.appointment_id}
+    claimed = conn.execute(
+        _PARTICIPANTS_VERSION, {**key, "at": event.occurred_at, "event": event.id}
+    ).rowcount
+    if not claimed:
+        return
+    participants = event.participants or ()
+    ids = orjson.dumps([p.id for p in participants]).decode()
+    conn.execute(_PARTICIPANTS_GONE, {**key, "ids": ids})
+    conn.executemany(_PARTICIPANT, [
+        {**key, "id": p.id, "role": p.role, "unique_id": p.unique_id,
+         "display_name": p.display_name}
+        for p in participants
+    ])
 
 
 def _named(conn: sqlite3.Connection, event: Event) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -340,6 +340,49 @@ class Store:
                 "synced_at")
         view = dict(zip(keys, row, strict=False))
         view["needs_refetch"] = row[8] is not None
+        return view
+
+    def participants(self, appointment_id: str, *, provider: str) -> list[dict[str, Any]]:
+        """The appointment's participants, by id (empty when none were ever listed)."""
+        cur = self.conn.execute(
+            "SELECT id, role, unique_id, display_name FROM participants"
+            " WHERE provider = :provider AND appointment_id = :appointment ORDER BY id",
+            {"provider": provider, "appointment": appointment_id},
+        )
+        keys = [column[0] for column in cur.description]
+        return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
+    def linked_meeting(
+        self, meeting: dict[str, Any], *, now: datetime | None = None,
+        refreshable: Container[str] = frozenset(),
+    ) -> dict[str, Any] | None:
+        """The meeting another provider mirrors as its own (``id`` and ``external_meeting_id``
+        both equal to this one's ``external_meeting_id``: hosted there), served as
+        ``current_meeting`` serves it; None when there is none. ``meeting`` is a view from
+        ``meeting``/``current_meeting``; ``refreshable``: the providers whose ``host_url`` a
+        fetch renews. The linked credentials are served only while ``meeting`` itself is the
+        current meeting of a live appointment, as its own would be."""
+        external = meeting.get("external_meeting_id")
+        if external is None:
+            return None
+        row = self.conn.execute(
+            f"SELECT {_MEETING_COLUMNS}, (:replaced_by IS NULL AND EXISTS ("
+            "   SELECT 1 FROM appointments o WHERE o.provider = :provider"
+            "   AND o.id = :appointment AND o.meeting_id IS :meeting"
+            "   AND o.status IS NOT 'canceled' AND o.status IS NOT 'deleted'))"
+            " FROM meetings m LEFT JOIN appointments a"
+            " ON a.provider = m.provider AND a.id = m.appointment_id"
+            " WHERE m.id = m.external_meeting_id AND m.id = :external"
+            " AND m.provider IS NOT :provider ORDER BY m.provider LIMIT 1",
+            {"external": external, "provider": meeting["provider"], "meeting": meeting["id"],
+             "appointment": meeting["appointment_id"], "replaced_by": meeting["replaced_by"]},
+        ).fetchone()
+        if row is None:
+            return None
+        *columns, serving = row
+        view = _meeting_view(tuple(columns), now or self.clock(), columns[0] in refreshable)
+        if not serving:
+            view.update(host_url=None, password=None, host_url_refresh_pending=False)
         return view
 
     def credentials_due(

@@ -4,6 +4,8 @@ Tables downstream apps may read (documented in the README):
 
 - ``appointments``  one row per appointment; ``meeting_id`` is its current meeting.
 - ``meetings``      one row per meeting id ever seen; ``replaced_by`` is NULL while current.
+- ``participants``  one row per participant of an appointment, as its newest snapshot that
+                    listed them says (``appointments.participants_at``/``participants_event``).
 - ``changes``       the change log: one row per visible change, followed by ``seq``.
 - ``live_meetings`` a view of ``meetings`` that never shows a dead credential (each credential
                     dies at its own ``*_expires_at``, the provider package's word).
@@ -361,5 +363,54 @@ def m005_account_and_credential_expiry(db: Database) -> None:
                             password_expires_at = {_EXPIRY_OF_APPOINTMENT};
         DROP VIEW live_meetings;
         {_LIVE_MEETINGS};
+        """
+    )
+
+
+def _participant_triggers() -> str:
+    """The change log's participant rows: a delete logs the row as it was (OLD)."""
+
+    def log(row: str) -> str:
+        return ("INSERT INTO changes (entity, entity_id, appointment_id, provider)"
+                f" VALUES ('participant', {row}.id, {row}.appointment_id, {row}.provider);")
+
+    return f"""
+        CREATE TRIGGER participants_inserted AFTER INSERT ON participants BEGIN
+            {log("NEW")}
+        END;
+        CREATE TRIGGER participants_updated AFTER UPDATE ON participants
+        WHEN {_changed(("role", "unique_id", "display_name"))} BEGIN
+            {log("NEW")}
+        END;
+        CREATE TRIGGER participants_deleted AFTER DELETE ON participants BEGIN
+            {log("OLD")}
+        END;
+        """
+
+
+@migrations()
+def m006_participants(db: Database) -> None:
+    # participants_at/participants_event: the (occurred_at, event id) of the newest snapshot
+    # that listed the appointment's participants (NULL: none has); a set is replaced only by a
+    # snapshot whose pair is greater, whether or not its appointment fields landed, so the set
+    # is a function of the events seen.
+    # meetings_self_hosted: a provider's own meetings (id = external_meeting_id), which another
+    # provider's meeting hosted there links to; only those rows are indexed.
+    db.executescript(
+        f"""
+        ALTER TABLE appointments ADD COLUMN participants_at INTEGER;
+        ALTER TABLE appointments ADD COLUMN participants_event TEXT;
+        CREATE TABLE participants (
+            provider TEXT NOT NULL,
+            appointment_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            role TEXT,
+            unique_id TEXT,
+            display_name TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (provider, appointment_id, id)
+        );
+        {_participant_triggers()}
+        CREATE INDEX meetings_self_hosted ON meetings(id) WHERE id = external_meeting_id;
         """
     )

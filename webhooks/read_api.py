@@ -99,17 +99,22 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
 def read_routes(
     settings: Settings, mirror: ReadOnlyMirror, redis: Redis | None = None
 ) -> list[Route]:
-    """``GET /v1/{provider}/appointments/{id}/meeting`` and ``GET /v1/{provider}/meetings/{id}``,
-    and the unqualified ``/v1/appointments/...`` and ``/v1/meetings/...`` of the provider every
-    mirror served first (``LEGACY_PROVIDER``), read from ``mirror`` (the caller closes it). An
-    unknown provider is simply not found.
+    """``GET /v1/{provider}/appointments/{id}/meeting``, ``GET /v1/{provider}/meetings/{id}``
+    and ``GET /v1/{provider}/appointments/{id}`` (the appointment, its ``participants`` and its
+    current ``meeting``), and the unqualified ``/v1/appointments/{id}/meeting`` and
+    ``/v1/meetings/{id}`` of the provider every mirror served first (``LEGACY_PROVIDER``), read
+    from ``mirror`` (the caller closes it). An unknown provider is simply not found.
 
     A provider whose ``host_url`` a fetch renews (``Provider.refreshable``) serves none once it
     died, with ``host_url_refresh_pending``; ``?fresh=true`` then asks the worker for a refetch
     (through ``redis``, on the account's budget) and waits up to ``refresh_wait_seconds``.
+
+    A meeting hosted on another provider that the mirror also holds (``Store.linked_meeting``)
+    says so in ``linked``; without a ``host_url`` of its own it serves the linked one while that
+    lives (``host_url_source`` names whose it is), and ``?fresh=true`` refetches the linked one.
     """
     token = (settings.read_token or "").encode()
-    refreshable = {name for name, p in providers().items() if p.refreshable}
+    refreshable = frozenset(name for name, p in providers().items() if p.refreshable)
     wait = settings.refresh_wait_seconds
 
     def authorized(request: Request) -> bool:
@@ -121,7 +126,14 @@ def read_routes(
             and hmac.compare_digest(given.strip().encode(), token)
         )
 
-    def guarded(lookup: Lookup, param: str) -> Callable[[Request], Awaitable[Response]]:
+    def served(store: Store, meeting: dict[str, Any] | None) -> dict[str, Any] | None:
+        if meeting is None:
+            return None
+        return _with_link(meeting, store.linked_meeting(meeting, refreshable=refreshable))
+
+    def guarded(
+        lookup: Lookup, param: str, meeting_of: MeetingOf = lambda found: found
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not authorized(request):
                 return _error(
@@ -139,25 +151,38 @@ def read_routes(
             found = await read()
             if found is None:
                 return _error(404, "not found")
-            if found["host_url_refresh_pending"] and _wants_fresh(request):
-                found = await _refreshed(found, read, provider) or found
-            host_url_read(provider, found)
+            meeting = meeting_of(found)
+            if meeting and meeting["host_url_refresh_pending"] and _wants_fresh(request):
+                found = await _refreshed(meeting, read, meeting_of) or found
+            served = meeting_of(found)
+            if served is not None:
+                host_url_read(provider, served)
             return JSONResponse(found)
 
         return endpoint
 
     async def _refreshed(
-        found: dict[str, Any], read: Callable[[], Awaitable[dict[str, Any] | None]],
-        provider: str,
+        meeting: dict[str, Any], read: Callable[[], Awaitable[dict[str, Any] | None]],
+        meeting_of: MeetingOf,
     ) -> dict[str, Any] | None:
-        """Queue a refetch of the meeting's appointment and wait (bounded) for a live host_url."""
-        appointment_id = found["appointment_id"]
-        held = await mirror.read(lambda store: store.appointment(appointment_id,
-                                                                provider=provider))
-        if redis is None or held is None:
+        """Queue a refetch of the appointment whose host_url the meeting would serve (the
+        linked meeting's, when that one is pending) and wait (bounded) for a live host_url."""
+        linked = meeting["linked"]
+        if linked is not None and linked["host_url_refresh_pending"]:
+            provider = linked["provider"]
+            held = await mirror.read(lambda store: store.meeting(
+                linked["meeting_id"], provider=provider))
+            if held is None:
+                return None
+            appointment_id = held["appointment_id"]
+        else:
+            provider, appointment_id = meeting["provider"], meeting["appointment_id"]
+        appointment = await mirror.read(lambda store: store.appointment(
+            appointment_id, provider=provider))
+        if redis is None or appointment is None:
             return None
         try:
-            await request_refetch(redis, provider, held["account"], appointment_id)
+            await request_refetch(redis, provider, appointment["account"], appointment_id)
         except (RedisError, OSError) as exc:
             log.warning("refresh_unavailable", provider=provider, error_type=type(exc).__name__)
             return None
@@ -165,31 +190,75 @@ def read_routes(
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
             again = await read()
-            if again is None or not again["host_url_refresh_pending"]:
+            now_serving = None if again is None else meeting_of(again)
+            if now_serving is None or not now_serving["host_url_refresh_pending"]:
                 return again
         return None
 
+    def appointment_view(
+        store: Store, provider: str, key: str, renews: bool
+    ) -> dict[str, Any] | None:
+        found = store.appointment(key, provider=provider)
+        if found is None:
+            return None
+        meeting = store.current_meeting(key, provider=provider, refreshable=renews)
+        return {**found, "participants": store.participants(key, provider=provider),
+                "meeting": served(store, meeting)}
+
     current = guarded(
-        lambda store, provider, key, renews: store.current_meeting(
-            key, provider=provider, refreshable=renews),
+        lambda store, provider, key, renews: served(store, store.current_meeting(
+            key, provider=provider, refreshable=renews)),
         "appointment_id",
     )
     meeting = guarded(
-        lambda store, provider, key, renews: store.meeting(
-            key, provider=provider, refreshable=renews),
+        lambda store, provider, key, renews: served(store, store.meeting(
+            key, provider=provider, refreshable=renews)),
         "meeting_id",
     )
+    appointment = guarded(appointment_view, "appointment_id", lambda found: found["meeting"])
     # The unqualified routes first: /v1/{provider}/meetings/{id} must not shadow
-    # /v1/appointments/{id}/meeting (an appointment named "meetings").
+    # /v1/appointments/{id}/meeting (an appointment named "meetings"), nor
+    # /v1/{provider}/appointments/{id} an appointment named "appointments".
     return [
         Route("/v1/appointments/{appointment_id}/meeting", current),
         Route("/v1/meetings/{meeting_id}", meeting),
         Route("/v1/{provider}/appointments/{appointment_id}/meeting", current),
+        Route("/v1/{provider}/appointments/{appointment_id}", appointment),
         Route("/v1/{provider}/meetings/{meeting_id}", meeting),
     ]
 
 
 Lookup = Callable[[Store, str, str, bool], "dict[str, Any] | None"]
+MeetingOf = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+"""Where a response holds the meeting view whose host_url ``?fresh=true`` may renew."""
+
+
+def _with_link(meeting: dict[str, Any], linked: dict[str, Any] | None) -> dict[str, Any]:
+    """The meeting view as served: ``linked`` (or None), and ``host_url_source``, the provider
+    whose ``host_url`` is served. Without a live one of its own it serves the linked meeting's
+    (``host_url_expires_at`` then that one's); ``host_url_refresh_pending`` says whether a
+    refetch of either could give one."""
+    own = meeting["host_url"] is not None
+    view = {**meeting, "host_url_source": meeting["provider"] if own else None, "linked": None}
+    if linked is None:
+        return view
+    view["linked"] = {
+        "provider": linked["provider"],
+        "meeting_id": linked["id"],
+        "host_url": linked["host_url"],
+        "host_url_expires_at": linked["host_url_expires_at"],
+        "host_url_refresh_pending": linked["host_url_refresh_pending"],
+    }
+    if own:
+        return view
+    if linked["host_url"] is not None:
+        view.update(host_url=linked["host_url"],
+                    host_url_expires_at=linked["host_url_expires_at"],
+                    host_url_source=linked["provider"], host_url_refresh_pending=False)
+    else:
+        view["host_url_refresh_pending"] = (
+            meeting["host_url_refresh_pending"] or linked["host_url_refresh_pending"])
+    return view
 
 
 def _wants_fresh(request: Request) -> bool:

@@ -130,7 +130,7 @@ def test_a_mirror_from_release_0_1_keeps_end_plus_24h(tmp_path: Path) -> None:
     shutil.copyfile(FIXTURE, path)
     with open_store(path) as store:  # migrates
         applied = [m.name for m in migrations.applied(Database(store.conn))]
-        assert applied[-1] == "m005_account_and_credential_expiry"
+        assert "m005_account_and_credential_expiry" in applied
         conn = store.conn
         assert conn.execute("SELECT DISTINCT account FROM appointments").fetchall() == [
             ("default",)]

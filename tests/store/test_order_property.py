@@ -1,5 +1,6 @@
 """Any delivery order, with any duplicates, ends in the state in-order delivery reaches; with one
-reconcile after it, that state is the provider's truth, whatever the provider's clock said."""
+reconcile after it, that state is the provider's truth, whatever the provider's clock said
+(participants included: each snapshot lists them or says nothing about them)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meetsync.events import Event, Meeting, iso_utc, received
+from meetsync.events import Event, Meeting, Participant, iso_utc, received
 from meetsync.store import open_store
 
 STEPS = ("create", "rotate", "fail", "replace", "replace_silent", "reschedule", "cancel",
@@ -23,6 +24,10 @@ FAR = 10**15  # ~30 years of microseconds: a provider clock gone wrong
 # A credential's expiry as its provider package gives it: none, long dead, or alive for years.
 EXPIRIES = (None, "2000-01-01T00:00:00Z", "2099-01-03T00:00:00Z")
 ACCOUNTS = ("default", "acme")
+PEOPLE = (Participant("p_1", role="host", display_name="Ann"),
+          Participant("p_1", role="attendee", display_name="Ann"),
+          Participant("p_2", role="attendee", unique_id="u2", display_name="Bob"),
+          Participant("p_3", role="attendee"))
 
 
 @st.composite
@@ -75,6 +80,8 @@ def histories(draw: st.DrawFn) -> list[Event]:
                 start_at=f"2099-01-01T{start_ // 60:02d}:{start_ % 60:02d}:00Z",
                 end_at="2099-01-02T00:00:00Z", meeting=snap, previous_meeting_id=prev,
                 no_meeting=snap is None, account=draw(st.sampled_from(ACCOUNTS)),
+                participants=draw(st.one_of(st.none(), st.lists(
+                    st.sampled_from(PEOPLE), max_size=3, unique_by=lambda p: p.id).map(tuple))),
             )
             arrival = at + draw(st.integers(0, 3))
             if draw(st.integers(0, 5)) == 0:  # the provider's clock for this one is way off
@@ -103,8 +110,11 @@ def state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
 def _state(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], ...]:
     return (
         conn.execute("SELECT provider, id, account, meeting_id, status, start_at, end_at, "
-                     "version_at, version_event, tie_at, no_meeting, named_meeting_id "
+                     "version_at, version_event, tie_at, no_meeting, named_meeting_id, "
+                     "participants_at, participants_event "
                      "FROM appointments ORDER BY provider, id").fetchall(),
+        conn.execute("SELECT provider, appointment_id, id, role, unique_id, display_name "
+                     "FROM participants ORDER BY provider, appointment_id, id").fetchall(),
         conn.execute("SELECT provider, id, appointment_id, status, conferencing_provider, "
                      "external_meeting_id, join_url, host_url, password, host_url_expires_at, "
                      "password_expires_at, error_message, replaced_by, first_seen_at, "
@@ -175,6 +185,11 @@ def check_against_truth(path: Path, history: list[Event]) -> None:
         assert appointment is not None and appointment["status"] == truth.appointment_status
         assert appointment["account"] == truth.account
         assert not appointment["needs_refetch"]
+        if truth.participants is not None:  # else the newest list stands (compared above)
+            assert store.participants(appt, provider="savvycal") == sorted(
+                ({"id": p.id, "role": p.role, "unique_id": p.unique_id,
+                  "display_name": p.display_name} for p in truth.participants),
+                key=lambda p: str(p["id"]))
         if truth.meeting is None:
             assert current is None and appointment["meeting_id"] is None
             continue
