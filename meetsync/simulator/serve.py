@@ -7,14 +7,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
 
 
 @contextmanager
-def serve_in_background(app: ASGIApp, *, host: str = "127.0.0.1") -> Iterator[str]:
+def serve_in_background(
+    app: ASGIApp, *, host: str = "127.0.0.1", lifespan: Literal["on", "off"] = "off"
+) -> Iterator[str]:
     """Serve ``app`` while the block runs; yields its root URL (``http://127.0.0.1:PORT``).
+    ``lifespan="on"`` runs the app's start-up and shutdown (meetsync's app closes its own
+    Redis client there).
 
     The simulator's API lives under ``/v1``, so a client's base URL is ``f"{url}/v1"``.
     """
@@ -24,7 +29,7 @@ def serve_in_background(app: ASGIApp, *, host: str = "127.0.0.1") -> Iterator[st
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
-        lifespan="off",
+        lifespan=lifespan,
         ws="none",
         http="h11",
         log_config=None,
