@@ -38,7 +38,7 @@ def event(n: int) -> Event:
 
 def write(db: Path, *numbers: int) -> None:
     with open_store(db) as store:
-        result, failures = store.apply([event(n) for n in numbers])
+        _, failures = store.apply([event(n) for n in numbers])
         assert not failures
 
 

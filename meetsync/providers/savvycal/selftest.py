@@ -38,7 +38,7 @@ def setup_steps(account: Account, url: str) -> list[str]:
         "while rotating); a Svix / Standard Webhooks relay's whsec_ secret goes in "
         "STANDARD_WEBHOOK_SECRET instead.",
         "Check it: meetsync endpoints test --provider savvycal "
-        f"--account {account.name} --public-url <this URL's origin>",
+        f"--account {account.name} --public-url {url.split('/webhooks/')[0]}",
     ]
 
 

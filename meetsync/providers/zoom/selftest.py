@@ -33,7 +33,7 @@ def setup_steps(account: Account, url: str) -> list[str]:
         "Events: Meeting > Meeting has been created, updated, deleted, started, ended, "
         "recovered, permanently deleted.",
         "Check it: meetsync endpoints test --provider zoom "
-        f"--account {account.name} --public-url <this URL's origin>",
+        f"--account {account.name} --public-url {url.split('/webhooks/')[0]}",
     ]
 
 
