@@ -9,9 +9,11 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from meetsync.providers import webhook_providers
+from meetsync.providers import LEGACY_PROVIDER, providers, webhook_providers
 from meetsync.settings import Settings
+from meetsync.webhooks.changes import ChangeFeed
 from meetsync.webhooks.health import Readiness, healthz
+from meetsync.webhooks.openapi import openapi_document, openapi_route
 from meetsync.webhooks.operator import counted, operator_routes
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.webhooks.receiver import Receiver
@@ -27,30 +29,37 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
     owned = redis is None
     client = redis if redis is not None else _redis_client(settings)
     mirror = ReadOnlyMirror(settings.db_path)
+    feed = ChangeFeed(settings, mirror)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            feed.stop()
             mirror.close()
             if owned:
                 await client.aclose()
 
+    hooks = webhook_providers(settings)
     receiver = Receiver(
-        webhook_providers(settings), client, clock_skew_seconds=settings.clock_skew_seconds
+        hooks, client, clock_skew_seconds=settings.clock_skew_seconds
     )
     readiness = Readiness(client, settings.db_path)
-    receive = counted(receiver.endpoint, frozenset(webhook_providers(settings)))
+    receive = counted(receiver.endpoint, frozenset(hooks))
     routes = [
         Route("/webhooks/{provider}", receive, methods=["POST"]),
         Route("/webhooks/{provider}/{account}", receive, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readiness.endpoint, methods=["GET"]),
+        *feed.routes(),
         *read_routes(settings, mirror, client),
         *operator_routes(settings, client),
+        openapi_route(openapi_document(hooks, providers(), LEGACY_PROVIDER)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.change_feed = feed  # `meetsync serve` stops its streams when asked to exit
+    return app
 
 
 def _redis_client(settings: Settings) -> Redis:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -39,7 +40,16 @@ def serve(host: str, port: int | None) -> int:
 
     settings = runtime().settings()
     require(settings, redis=True, read_token=True, webhook_secret=True)
-    uvicorn.run(create_app(settings), host=host, port=port or settings.port, **uvicorn_kwargs())
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Change streams never end on their own: end them now, or shutdown waits for them.
+            app.state.change_feed.stop()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port or settings.port, **uvicorn_kwargs())
+    Server(config).run()
     return 0
 
 

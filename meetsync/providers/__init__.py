@@ -82,10 +82,25 @@ class Reply:
 Delivery = Event | Hint | Reply | str
 
 
+@dataclass(frozen=True, slots=True)
+class SelfTestDelivery:
+    """A signed, marked delivery ``meetsync endpoints test`` posts to a public URL: the
+    mirror holds it once ``appointment_id``'s version is at least ``occurred_at`` (µs).
+    Each provider documents its test appointment id, for downstream readers to ignore."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    appointment_id: str
+    occurred_at: int
+
+
 class WebhookProvider(Protocol):
     """What the receiver needs of a provider: one per provider, serving all its accounts."""
 
     name: str
+    signature_headers: tuple[str, ...]
+    """The request headers its deliveries may be signed with (the API description lists
+    them)."""
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], account: str | None = None
@@ -186,6 +201,14 @@ class Provider(Protocol):
         """What to set so ``api`` returns a client (for a log line or an error); None when
         the account has its API credentials."""
 
+    def setup_steps(self, account: Account, url: str) -> list[str]:
+        """How to register ``url`` with the provider for ``account`` (a poll-only provider
+        says it needs none)."""
+
+    def selftest(self, account: Account, now: datetime) -> SelfTestDelivery | None:
+        """A delivery signed with the account's current secret, marked as a test; None when
+        the account has no webhook secret (or the provider sends no webhooks)."""
+
 
 def providers() -> dict[str, Provider]:
     """Every provider package, by name."""
@@ -216,6 +239,7 @@ __all__ = [
     "ProviderApi",
     "ProviderError",
     "Reply",
+    "SelfTestDelivery",
     "SignatureError",
     "SweepPage",
     "WebhookProvider",

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -14,11 +15,11 @@ from starlette.types import ASGIApp
 
 @contextmanager
 def serve_in_background(
-    app: ASGIApp, *, host: str = "127.0.0.1", lifespan: bool = False
+    app: ASGIApp, *, host: str = "127.0.0.1", lifespan: bool | Literal["on", "off"] = False
 ) -> Iterator[str]:
     """Serve ``app`` while the block runs; yields its root URL (``http://127.0.0.1:PORT``).
-    ``lifespan``: run the app's start-up and shutdown (what it opened in the server's loop,
-    such as its own Redis client, is then closed there).
+    ``lifespan`` (True or "on"): run the app's start-up and shutdown (what it opened in the
+    server's loop, such as its own Redis client, is then closed there).
 
     The simulator's API lives under ``/v1``, so a client's base URL is ``f"{url}/v1"``.
     """
@@ -28,7 +29,7 @@ def serve_in_background(
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
-        lifespan="on" if lifespan else "off",
+        lifespan="on" if lifespan in (True, "on") else "off",
         ws="none",
         http="h11",
         log_config=None,

@@ -19,11 +19,11 @@ it is).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meetsync.config import Key
-from meetsync.providers import Delivery, SignatureError
+from meetsync.providers import Delivery, SelfTestDelivery, SignatureError
 from meetsync.providers.avon.client import AvonClient
 from meetsync.providers.avon.config import API_CREDENTIALS, KEYS
 from meetsync.providers.avon.envelope import parse_envelope
@@ -39,6 +39,8 @@ class AvonWebhooks:
     ``verify`` checks no signature (Avon has none): it only decides whose API the hint goes
     to. That is safe because a hint writes nothing by itself (``envelope``).
     """
+
+    signature_headers: tuple[str, ...] = ()  # Avon signs nothing
 
     name: str = NAME
 
@@ -97,6 +99,17 @@ class Avon:
 
     def poll_interval(self, account: Account) -> int | None:
         return None  # webhook hints drive it; sweeps at RECONCILE_INTERVAL_SECONDS
+
+    def setup_steps(self, account: Account, url: str) -> list[str]:
+        return [
+            "Avon registers webhooks by email (there is no API for it): ask Avon support to "
+            f"send the appointment.* events of your account to {url}.",
+            "Avon signs nothing: meetsync treats each delivery as a hint and fetches the "
+            "appointment through the API, so the account's AVON_* API credentials must be set.",
+        ]
+
+    def selftest(self, account: Account, now: datetime) -> SelfTestDelivery | None:
+        return None  # a hint for a test id would fetch nothing: check the API credentials
 
     def missing_api(self, account: Account) -> str | None:
         missing = [k for k in KEYS if k.name in API_CREDENTIALS and not account.text(k.name)]

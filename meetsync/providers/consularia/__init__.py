@@ -20,10 +20,11 @@ of ``start_date``/``end_date`` (``client``), the status values (``mapping``), th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meetsync.config import Key
+from meetsync.providers import SelfTestDelivery
 from meetsync.providers.consularia.client import ConsulariaClient
 from meetsync.providers.consularia.config import API_CREDENTIALS, API_URL, KEYS
 from meetsync.providers.consularia.mapping import PROVIDER as NAME
@@ -63,6 +64,13 @@ class Consularia:
 
     def poll_interval(self, account: Account) -> int:
         return account.number("poll_interval_seconds")
+
+    def setup_steps(self, account: Account, url: str) -> list[str]:
+        return ["Consularia Connect sends no webhooks: nothing to register. meetsync polls its"
+                f" API every {self.poll_interval(account)} s (CONSULARIA_POLL_INTERVAL_SECONDS)."]
+
+    def selftest(self, account: Account, now: datetime) -> SelfTestDelivery | None:
+        return None  # poll-only
 
     def missing_api(self, account: Account) -> str | None:
         missing = [k for k in KEYS if k.name in API_CREDENTIALS and not account.text(k.name)]

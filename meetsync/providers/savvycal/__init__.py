@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from meetsync.events import Event
-from meetsync.providers import SignatureError
+from meetsync.providers import SelfTestDelivery, SignatureError
 from meetsync.providers.http import RequestBudget
+from meetsync.providers.savvycal import selftest as _selftest
 from meetsync.providers.savvycal.client import SavvyCalClient
 from meetsync.providers.savvycal.config import KEYS
 from meetsync.providers.savvycal.envelope import (
@@ -37,6 +38,8 @@ class SavvyCalWebhooks:
     signed it)."""
 
     name: str = NAME
+    signature_headers: tuple[str, ...] = (
+        _NATIVE_HEADER, "x-savvycal-webhook-id", *_STANDARD_HEADERS, *_SVIX_HEADERS)
 
     def __init__(
         self,
@@ -151,6 +154,12 @@ class SavvyCal:
         if account.name == "default":
             return "SAVVYCAL_API_TOKEN"
         return f"api_token in [providers.savvycal.accounts.{account.name}]"
+
+    def setup_steps(self, account: Account, url: str) -> list[str]:
+        return _selftest.setup_steps(account, url)
+
+    def selftest(self, account: Account, now: datetime) -> SelfTestDelivery | None:
+        return _selftest.selftest(account, now)
 
 
 PROVIDER = SavvyCal()

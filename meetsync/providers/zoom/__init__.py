@@ -23,12 +23,13 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meetsync.config import Key
-from meetsync.providers import Delivery, Reply, SignatureError
+from meetsync.providers import Delivery, Reply, SelfTestDelivery, SignatureError
 from meetsync.providers.http import RequestBudget
+from meetsync.providers.zoom import selftest as _selftest
 from meetsync.providers.zoom import signing
 from meetsync.providers.zoom.client import ZoomClient
 from meetsync.providers.zoom.config import API_CREDENTIALS, API_URL, KEYS, OAUTH_URL
@@ -46,6 +47,7 @@ class ZoomWebhooks:
     """Verifies and parses Zoom deliveries for several accounts (``WebhookProvider``)."""
 
     name: str = NAME
+    signature_headers: tuple[str, ...] = (signing.SIGNATURE_HEADER, signing.TIMESTAMP_HEADER)
 
     def __init__(
         self, accounts: Sequence[Account], *, clock: Callable[[], float] = time.time
@@ -135,6 +137,12 @@ class Zoom:
             return " and ".join(k.env or k.name for k in missing)
         names = ", ".join(k.name for k in missing)
         return f"{names} in [providers.zoom.accounts.{account.name}]"
+
+    def setup_steps(self, account: Account, url: str) -> list[str]:
+        return _selftest.setup_steps(account, url)
+
+    def selftest(self, account: Account, now: datetime) -> SelfTestDelivery | None:
+        return _selftest.selftest(account, now)
 
 
 PROVIDER = Zoom()
