@@ -104,6 +104,51 @@ def _schemas(all_providers: list[str]) -> dict[str, Any]:
                 "source_version_us": {
                     "type": "integer",
                     "description": "When the provider's snapshot was taken, µs since the epoch"},
+                "host_url_source": {
+                    **_NULLABLE_TEXT,
+                    "description": "The provider whose host_url is served (this meeting's, or "
+                                   "a linked meeting's), or null"},
+                "linked": {
+                    "oneOf": [{"type": "null"}, _ref("Link")],
+                    "description": "The same meeting as another provider the mirror holds "
+                                   "hosts it (its external_meeting_id is that provider's id)"},
+            },
+        },
+        "Link": {
+            "type": "object",
+            "required": ["provider", "meeting_id", "host_url", "host_url_expires_at",
+                         "host_url_refresh_pending"],
+            "properties": {
+                "provider": {"type": "string", "enum": all_providers},
+                "meeting_id": {"type": "string"},
+                "host_url": {**_NULLABLE_TEXT, "description": "A credential"},
+                "host_url_expires_at": _NULLABLE_TIME,
+                "host_url_refresh_pending": {"type": "boolean"},
+            },
+        },
+        "Participant": {
+            "type": "object", "required": ["id", "role", "unique_id", "display_name"],
+            "properties": {"id": {"type": "string"}, "role": _NULLABLE_TEXT,
+                           "unique_id": _NULLABLE_TEXT, "display_name": _NULLABLE_TEXT},
+        },
+        "Appointment": {
+            "type": "object",
+            "required": ["id", "provider", "account", "meeting_id", "status", "start_at",
+                         "end_at", "synced_at", "needs_refetch", "participants", "meeting"],
+            "properties": {
+                "id": {"type": "string"},
+                "provider": {"type": "string", "enum": all_providers},
+                "account": {"type": "string"},
+                "meeting_id": _NULLABLE_TEXT,
+                "status": _NULLABLE_TEXT,
+                "start_at": _NULLABLE_TIME,
+                "end_at": _NULLABLE_TIME,
+                "synced_at": {"type": "string"},
+                "needs_refetch": {"type": "boolean",
+                                  "description": "Two snapshots share a timestamp: a refetch "
+                                                 "will settle which is current"},
+                "participants": {"type": "array", "items": _ref("Participant")},
+                "meeting": {"oneOf": [{"type": "null"}, _ref("Meeting")]},
             },
         },
         "Change": {
@@ -112,7 +157,7 @@ def _schemas(all_providers: list[str]) -> dict[str, Any]:
                          "changed_at"],
             "properties": {
                 "seq": {"type": "integer", "minimum": 1},
-                "entity": {"type": "string", "enum": ["appointment", "meeting"],
+                "entity": {"type": "string", "enum": ["appointment", "meeting", "participant"],
                            "description": "What changed (further entities may appear)"},
                 "entity_id": {"type": "string"},
                 "appointment_id": {"type": "string"},
@@ -174,7 +219,9 @@ def _webhook_operation(headers: list[str], with_account: bool) -> dict[str, Any]
     }
 
 
-def _read_operation(summary: str, key: str, qualified: bool, served: list[str]) -> dict[str, Any]:
+def _read_operation(
+    summary: str, key: str, qualified: bool, served: list[str], body: str = "Meeting"
+) -> dict[str, Any]:
     parameters = []
     if qualified:
         parameters.append(_path("provider", "Ids are unique only within a provider",
@@ -188,7 +235,7 @@ def _read_operation(summary: str, key: str, qualified: bool, served: list[str]) 
     return {
         "summary": summary, "tags": ["read"], "security": [{"bearer": []}],
         "parameters": parameters,
-        "responses": {"200": _json(_ref("Meeting"), "The meeting"),
+        "responses": {"200": _json(_ref(body), f"The {body.lower()}"),
                       "401": _UNAUTHORIZED,
                       "404": _error("Unknown (or not yet mirrored)")},
     }
@@ -245,6 +292,9 @@ def openapi_document(webhooks: Mapping[str, WebhookProvider],
                 "The appointment's current meeting", "appointment_id", True, names)},
             "/v1/{provider}/meetings/{meeting_id}": {"get": _read_operation(
                 "That meeting, with replaced_by when superseded", "meeting_id", True, names)},
+            "/v1/{provider}/appointments/{appointment_id}": {"get": _read_operation(
+                "The appointment, its participants and its current meeting", "appointment_id",
+                True, names, body="Appointment")},
             "/v1/changes": {"get": {
                 "summary": "The change log after a cursor, oldest first", "tags": ["changes"],
                 "security": [{"bearer": []}],
