@@ -4,7 +4,9 @@ Starts its own Redis, the provider simulators' APIs, the receiver and a worker (
 would: two processes, serving every provider at once), plays a workload per provider whose
 webhooks are dropped, duplicated and reordered, measures how far the mirror is from each
 provider, runs the reconciler once per provider, measures again. SavvyCal's part is here, Zoom's
-in ``meetsync.demo_zoom``; each provider's report ends in its own ``converged:`` line.
+in ``meetsync.demo_zoom``, Avon Health's (unsigned webhooks: hints the worker refetches) in
+``meetsync.demo_avon``, Consularia Connect's (no webhooks: polled) in ``meetsync.demo_consularia``;
+each provider's report ends in its own ``converged:`` line.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import httpx
 import redis.asyncio as aioredis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
-from meetsync import demo_zoom
+from meetsync import demo_avon, demo_consularia, demo_zoom
 from meetsync.events import iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
@@ -51,12 +53,17 @@ class DemoOptions:
     reorder: bool = True
     scheme: str = "standard"
     timeout: float = 300.0
-    provider: str = "savvycal"  # savvycal, zoom or all
+    provider: str = "savvycal"  # savvycal, zoom, avon, consularia or all
     zoom_meetings: int = 200
+    avon_appointments: int = 200
+    consularia_appointments: int = 200
 
     @property
     def providers(self) -> tuple[str, ...]:
-        return ("savvycal", "zoom") if self.provider == "all" else (self.provider,)
+        return PROVIDERS if self.provider == "all" else (self.provider,)
+
+
+PROVIDERS = ("savvycal", "zoom", "avon", "consularia")
 
 
 def say(line: str) -> None:
@@ -150,6 +157,11 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
         say(f"  {len(deliveries)} webhooks, {len(sim.appointments)} appointments at the provider")
     zoom = (demo_zoom.play(options.zoom_meetings, options.seed, datetime.now(UTC))
             if "zoom" in options.providers else None)
+    avon = (demo_avon.play(options.avon_appointments, options.seed, datetime.now(UTC))
+            if "avon" in options.providers else None)
+    consularia = (demo_consularia.play(options.consularia_appointments, options.seed,
+                                       datetime.now(UTC))
+                  if "consularia" in options.providers else None)
 
     native = secrets.token_hex(16)
     standard = "whsec_" + secrets.token_urlsafe(24).replace("-", "A").replace("_", "B") + "="
@@ -158,6 +170,10 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
         sim_root = apis.enter_context(serve_in_background(sim.asgi_app())) if sim else ""
         zoom_root = apis.enter_context(serve_in_background(
             zoom.sim.asgi_app(per_second_limit=demo_zoom.SIM_PER_SECOND))) if zoom else ""
+        avon_root = apis.enter_context(serve_in_background(
+            avon.sim.asgi_app(per_minute_limit=demo_avon.SIM_PER_MINUTE))) if avon else ""
+        consularia_root = apis.enter_context(serve_in_background(
+            consularia.sim.asgi_app(demo_consularia.api_config()))) if consularia else ""
         port = free_port()
         read_token = secrets.token_urlsafe(16)
         core: dict[str, Any] = {"db_path": str(workdir / "mirror.db"),
@@ -179,9 +195,15 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
                     "SAVVYCAL_API_TOKEN": sim.token}
         if zoom:
             env |= demo_zoom.environment(zoom.sim, zoom_root)
+        if avon:
+            env |= demo_avon.environment(avon.sim, avon_root)
+        if consularia:
+            env |= demo_consularia.environment(consularia.sim, consularia_root)
         apis_up = ", ".join(
             ([f"provider API {sim_root}/v1"] if sim else [])
-            + ([f"Zoom API {zoom_root}/v2"] if zoom else []))
+            + ([f"Zoom API {zoom_root}/v2"] if zoom else [])
+            + ([f"Avon API {avon_root}/v2"] if avon else [])
+            + ([f"Consularia API {consularia_root}/v1"] if consularia else []))
         log = workdir / "stack.log"
         web = spawn("serve", env, log)
         work = spawn("worker", env, log)
@@ -198,15 +220,19 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
                 report = await _deliver(deliveries, url, options, native, standard, progress)
                 await wait_until_applied(redis, options.timeout)
                 stats = await _stats(redis)
+            chaos = Chaos(drop=options.drop, duplicate=options.duplicate, reorder=options.reorder)
             if zoom:
-                chaos = Chaos(drop=options.drop, duplicate=options.duplicate,
-                              reorder=options.reorder)
                 zoom_report = await demo_zoom.deliver_all(zoom, url, chaos, options.seed,
                                                           progress)
                 await wait_until_idle(redis, options.timeout)
                 # The worker's counters are the stack's: Zoom's are what its part added.
-                total = await _stats(redis)
-                zoom_stats = {k: v - stats.get(k, 0) for k, v in total.items()}
+                zoom_stats = _added(await _stats(redis), stats)
+            if avon:
+                before = await _stats(redis)
+                avon_report = await demo_avon.deliver_all(avon, url, chaos, options.seed,
+                                                          progress)
+                await wait_until_idle(redis, options.timeout)
+                avon_stats = _added(await _stats(redis), before)
             if sim:
                 outcomes.append(
                     await _reconcile_and_report(sim, settings, report, stats, started, progress))
@@ -214,6 +240,13 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
                 zoom_settings = Settings.from_env(env)
                 outcomes.append(await demo_zoom.reconcile_and_report(
                     zoom, zoom_settings, url, zoom_report, zoom_stats, started, progress))
+            if avon:
+                outcomes.append(await demo_avon.reconcile_and_report(
+                    avon, Settings.from_env(env), avon_report, avon_stats, started, progress,
+                    unheard=options.drop))
+            if consularia:
+                outcomes.append(await demo_consularia.poll_and_report(
+                    consularia, Settings.from_env(env), started, progress))
             return 0 if all(code == 0 for code in outcomes) else 1
         finally:
             await redis.aclose()
@@ -224,6 +257,10 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def _added(total: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in total.items()}
 
 
 async def _stats(redis: aioredis.Redis) -> dict[str, int]:

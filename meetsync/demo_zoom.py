@@ -25,19 +25,19 @@ from typing import Any
 
 import httpx
 
+from meetsync import demo_parts
+from meetsync.demo_parts import ACCOUNT, Comparison, say
 from meetsync.events import iso_utc, to_micros
 from meetsync.providers.zoom import PROVIDER
 from meetsync.providers.zoom.config import START_URL_TTL_SECONDS
 from meetsync.providers.zoom.mapping import deleted_event, meeting_event
 from meetsync.providers.zoom.simulator import ROUTES, ZoomDelivery, ZoomSim, played_until
 from meetsync.settings import Settings
-from meetsync.simulator import Chaos, deliver
-from meetsync.store import Store, open_store
-from meetsync.worker.applier import StoreThread
-from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
+from meetsync.simulator import Chaos
+from meetsync.store import Store
+from meetsync.worker.reconciler import snapshot_of
 
 NAME = "zoom"
-ACCOUNT = "default"
 # The simulated account's limit: Zoom's "Light" APIs on a Pro plan (30/s). The stack's two
 # processes (the worker's refetches, the demo's reconcile) each budget a little under it.
 SIM_PER_SECOND = 30
@@ -52,22 +52,6 @@ class ZoomWorkload:
     sim: ZoomSim
     deliveries: list[ZoomDelivery]
     meetings: int
-
-
-@dataclass
-class Comparison:
-    """How the mirror stands against Zoom's truth, in the reconciler's window."""
-
-    matching: set[str] = field(default_factory=set)
-    fields: Counter[str] = field(default_factory=Counter)
-    compared: int = 0
-    outside: int = 0
-    deleted: int = 0  # deleted meetings in the window
-    deleted_unknown: int = 0  # of which the mirror never heard (it serves nothing either)
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
 
 
 def play(meetings: int, seed: int, end: datetime) -> ZoomWorkload:
@@ -102,23 +86,9 @@ async def deliver_all(
     progress: Callable[[str], None],
 ) -> dict[str, int]:
     """POST the workload's deliveries, signed as Zoom signs, to ``{url}/webhooks/zoom``."""
-    deliveries = workload.deliveries
-    signer = workload.sim.signer()
-    totals: Counter[str] = Counter()
-    chunk = max(1, len(deliveries) // 10)
-    t0 = time.monotonic()
-    for n, start in enumerate(range(0, len(deliveries), chunk)):
-        part = await deliver(
-            deliveries[start : start + chunk], f"{url}/webhooks/{NAME}", signer=signer,
-            chaos=chaos, seed=seed * 1000 + DELIVERY_SEED_OFFSET + n,
-        )
-        totals.update(sent=part.sent, dropped=part.dropped, duplicated=part.duplicated,
-                      accepted=part.accepted, failed=part.failed,
-                      rejected=sum(part.rejected.values()))
-        done = min(start + chunk, len(deliveries))
-        rate = totals["sent"] / max(time.monotonic() - t0, 1e-9)
-        progress(f"  zoom: delivered {done}/{len(deliveries)} webhooks ({rate:,.0f} POST/s)")
-    return dict(totals)
+    return await demo_parts.deliver_chunked(
+        workload.deliveries, f"{url}/webhooks/{NAME}", signer=workload.sim.signer(),
+        chaos=chaos, seed=seed * 1000 + DELIVERY_SEED_OFFSET, label=NAME, progress=progress)
 
 
 def deleted_ends(sim: ZoomSim) -> dict[str, str | None]:
@@ -148,30 +118,8 @@ def truth(sim: ZoomSim, now: datetime) -> dict[str, dict[str, Any]]:
 def compare(sim: ZoomSim, store: Store, now: datetime) -> Comparison:
     """Meetings (ending after now minus Zoom's horizon) that match the truth, and the
     deleted ones that are gone from the mirror: ``deleted``, no current meeting."""
-    cutoff = iso_utc(now - PROVIDER.horizon)
-    found = Comparison()
-    known = truth(sim, now)
-    in_window = {k: v for k, v in known.items() if v["end_at"] is None or v["end_at"] > cutoff}
-    gone = [k for k, end in deleted_ends(sim).items() if end is None or end > cutoff]
-    found.outside = len(known) - len(in_window) + len(sim.deleted) - len(gone)
-    mirror = store.snapshots([*in_window, *gone], provider=NAME)
-    for meeting_id, expected in in_window.items():
-        fields = drift(expected, mirror.get(meeting_id), skip=SKIP)
-        found.fields.update(fields)
-        if not fields:
-            found.matching.add(meeting_id)
-    for meeting_id in gone:
-        held = mirror.get(meeting_id)
-        if held is None:
-            found.deleted_unknown += 1
-            found.matching.add(meeting_id)
-        elif held["status"] == "deleted" and held["meeting_id"] is None:  # reconciler's _gone
-            found.matching.add(meeting_id)
-        else:
-            found.fields.update(["deleted"])
-    found.deleted = len(gone)
-    found.compared = len(in_window) + len(gone)
-    return found
+    return demo_parts.compare(truth(sim, now), deleted_ends(sim), store, provider=NAME,
+                              now=now, horizon=PROVIDER.horizon, skip=SKIP)
 
 
 @dataclass
@@ -213,15 +161,7 @@ async def check_start_urls(sim: ZoomSim, url: str, read_token: str, now: datetim
 
 
 def api_lines(sim: ZoomSim, meetings: int) -> list[str]:
-    total = sum(sim.calls.values())
-    limited = sum(n for (_, status), n in sim.statuses.items() if status == 429)
-    lines = [f"  Zoom API: {total} calls ({1000 * total / max(meetings, 1):,.1f} per 1,000 "
-             f"meetings played), {limited} answered 429"]
-    for route in ROUTES:
-        if sim.calls[route]:
-            lines.append(f"    {route}: {sim.calls[route]} "
-                         f"({1000 * sim.calls[route] / max(meetings, 1):,.1f} per 1,000)")
-    return lines
+    return demo_parts.api_lines("Zoom", sim.calls, sim.statuses, ROUTES, meetings, "meetings")
 
 
 async def reconcile_and_report(
@@ -231,54 +171,29 @@ async def reconcile_and_report(
     """Compare, reconcile the Zoom account once, compare again, check the start URLs, report;
     0 when every meeting in the window matches and no served start URL is dead."""
     sim = workload.sim
-    now = sim.wall_now()
-    store = open_store(settings.db_path, clock=sim.wall_now)
-    before = compare(sim, store, now)
-    store.close()
-    say(f"\nzoom: before reconcile: {len(before.matching)}/{before.compared} meetings match "
-        f"the provider; mismatches by field: {dict(sorted(before.fields.items())) or 'none'}")
-    refetch_calls = Counter(sim.calls)
 
-    account = settings.account(NAME)
-    assert account is not None, "the demo configures a default Zoom account"
-    api = PROVIDER.api(account, PROVIDER.budget(account))
-    assert api is not None, "the demo configures Zoom's API credentials"
-    thread = StoreThread(lambda: open_store(settings.db_path, clock=sim.wall_now))
-    try:
-        run = await Reconciler(api, thread, horizon=PROVIDER.horizon, clock=sim.wall_now,
-                               progress=lambda line: progress(f"  zoom {line}")).run()
-    finally:
-        await api.aclose()
-        thread.close()
+    def measure(store: Store) -> Comparison:
+        return compare(sim, store, sim.wall_now())
+
+    before = demo_parts.compare_in(settings.db_path, sim.wall_now, measure)
+    say(f"\nzoom: before reconcile: {len(before.matching)}/{before.compared} meetings match "
+        f"the provider; mismatches by field: {before.mismatches()}")
+    refetch_calls = Counter(sim.calls)
+    run = await demo_parts.reconcile_once(PROVIDER, settings, sim.wall_now,
+                                          lambda line: progress(f"  zoom {line}"))
     now = sim.wall_now()
-    store = open_store(settings.db_path, clock=sim.wall_now)
-    after = compare(sim, store, now)
-    store.close()
+    after = demo_parts.compare_in(settings.db_path, sim.wall_now, measure)
     urls = await check_start_urls(sim, url, settings.read_token or "", now)
     converged = after.matching - urls.invalid
 
-    summary = run.summary()
-    per_1000 = 1000 * run.api_calls / max(run.appointments_seen, 1)
-    worker_gets = sum(refetch_calls.values())
     say("\nzoom report")
-    say(f"  webhooks: {delivered.get('sent', 0)} sent, {delivered.get('dropped', 0)} dropped, "
-        f"{delivered.get('duplicated', 0)} duplicated, {delivered.get('accepted', 0)} accepted, "
-        f"{delivered.get('rejected', 0) + delivered.get('failed', 0)} refused or failed")
-    say(f"  worker: {stats.get('applied', 0)} applied, {stats.get('duplicates', 0)} duplicates "
-        f"ignored, {stats.get('stale', 0)} stale ignored, {stats.get('dead_letters', 0)} dead "
-        f"letters; {stats.get('hints', 0)} hints queued a refetch "
-        f"({stats.get('hints_folded', 0)} folded into one waiting), {worker_gets} API calls "
-        "before the reconcile")
-    say(f"  reconciler: outcome {summary['outcome']}, {run.api_calls} API calls "
-        f"({per_1000:.1f} per 1,000 meetings swept), {run.pages} pages, "
-        f"{run.drifted} drifted, {run.repaired} repaired, {run.gone} gone, drift by field "
-        f"{summary['drift_by_field'] or 'none'}")
+    say(demo_parts.webhooks_line(delivered))
+    say(demo_parts.worker_line(stats, sum(refetch_calls.values())))
+    say(demo_parts.reconciler_line(run, "meetings"))
     if run.errors:
         say(f"  reconciler errors: {run.errors[:5]}")
-    say(f"  after reconcile: mismatches by field: {dict(sorted(after.fields.items())) or 'none'}")
-    say(f"  deleted: {after.deleted} in the window, "
-        f"{after.deleted - after.deleted_unknown} gone from the mirror, "
-        f"{after.deleted_unknown} never reached it")
+    say(f"  after reconcile: mismatches by field: {after.mismatches()}")
+    say(after.deleted_line())
     say(urls.line())
     if urls.invalid:
         say(f"  dead start URLs served for: {sorted(urls.invalid)[:10]}")

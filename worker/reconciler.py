@@ -134,9 +134,11 @@ class Reconciler:
         self.page_size = page_size
         self.clock = clock
         self.progress = progress or (lambda _line: None)
+        self._rotated: set[str] = set()
 
     async def run(self) -> RunReport:
         started = time.monotonic()
+        self._rotated = set()
         spent_before = self._attempts()
         now = self.clock()
         cutoff = iso_utc(now - self.horizon)
@@ -230,6 +232,7 @@ class Reconciler:
             rotated = sorted(unchanged, key=lambda a: (times.get(a, 0), a))[: self.api.rotation]
         log.debug("reconcile_partial_listing", provider=provider, account=account,
                   listed=len(partial), drifted=len(stale), rotated=len(rotated))
+        self._rotated.update(rotated)
         await self._fetch(stale, truth, report, "listed and drifted")
         await self._fetch(rotated, truth, report, "listed, rotated")
 
@@ -268,6 +271,7 @@ class Reconciler:
         provider = self.api.provider
         mirror = await self.store.run(lambda s: s.snapshots(ids, provider=provider))
         repairs: list[Event] = []
+        refreshed: list[Event] = []  # rotated, unchanged: written so its snapshot time moves on
         at = iso_utc(now)
         for appointment_id, event in truth.items():
             held = mirror.get(appointment_id)
@@ -283,10 +287,14 @@ class Reconciler:
             if found:
                 report.drift.update(found)
                 repairs.append(event)
+            elif appointment_id in self._rotated:
+                # The rotation fetches those whose snapshot is oldest first: unless this newer
+                # (unchanged) snapshot is written, the same ones would be fetched every sweep.
+                refreshed.append(event)
         report.drifted = len(repairs)
-        if not repairs:
+        if not repairs and not refreshed:
             return
-        failures = await self.store.run(lambda s: _apply_all(s, repairs))
+        failures = await self.store.run(lambda s: _apply_all(s, repairs + refreshed))
         for failure in failures:
             report.errors.append(f"could not write {failure.event.appointment_id}: "
                                  f"{failure.reason}")

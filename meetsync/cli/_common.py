@@ -105,7 +105,8 @@ def require(settings: Settings, *, redis: bool = False, read_token: bool = False
         problems.append("REDIS_URL must be set (or run `meetsync dev` beside this command)")
     if read_token and not settings.read_token:
         problems.append("MEETSYNC_READ_TOKEN must be set")
-    if webhook_secret and not any(_receives(settings, account) for account in settings.accounts):
+    if webhook_secret and not _poll_only(settings) and not any(
+            _receives(settings, account) for account in settings.accounts):
         names = [key.env for keys in registry().values() for key in keys
                  if key.webhook and key.env]
         problems.append(f"a webhook secret must be set: {' or '.join(names)}, "
@@ -126,6 +127,17 @@ def _receives(settings: Settings, account: Account) -> bool:
 
     provider = providers().get(account.provider)
     return provider is not None and provider.webhooks([account]) is not None
+
+
+def _poll_only(settings: Settings) -> bool:
+    """Whether every configured account is of a provider that sends no webhooks at all (poll
+    only): the receiver then has nothing to verify and serves the read API alone."""
+    from meetsync.providers import providers
+
+    known = providers()
+    return bool(settings.accounts) and all(
+        account.provider in known and known[account.provider].webhooks([account]) is None
+        for account in settings.accounts)
 
 
 def _missing_api(settings: Settings) -> list[str]:

@@ -243,21 +243,28 @@ async def run_stack(settings: Settings, host: str, port: int) -> None:
 @click.option("--no-reorder", is_flag=True, help="Deliver in order (default: shuffled).")
 @click.option("--scheme", type=click.Choice(["standard", "native"]), default="standard",
               show_default=True, help="Signature scheme of the deliveries.")
-@click.option("--provider", type=click.Choice(["savvycal", "zoom", "all"]), default="all",
+@click.option("--provider", type=click.Choice(["savvycal", "zoom", "avon", "consularia", "all"]),
+              default="all",
               show_default=True,
               help="Which providers' simulators to play: all of them share one stack.")
 @click.option("--zoom-meetings", type=click.IntRange(min=1), default=200, show_default=True,
               help="Meetings in the Zoom workload.")
+@click.option("--avon-appointments", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Appointments in the Avon Health workload (unsigned webhook hints).")
+@click.option("--consularia-appointments", type=click.IntRange(min=1), default=200,
+              show_default=True,
+              help="Appointments in the Consularia Connect workload (no webhooks: polled).")
 @click.option("--keep", metavar="DIR", type=click.Path(file_okay=False),
               help="Keep the mirror, Redis data and the stack's log in DIR [default: a "
                    "temporary directory, removed at exit].")
 def demo(appointments: int, seed: int, drop: float, duplicate: float, no_reorder: bool,
-         scheme: str, provider: str, zoom_meetings: int, keep: str | None) -> int:
+         scheme: str, provider: str, zoom_meetings: int, avon_appointments: int,
+         consularia_appointments: int, keep: str | None) -> int:
     """The whole stack against the provider simulators, under chaos, converging.
 
     One receiver and one worker serve every provider played; each provider's report ends in
-    its own `converged:` line. Exit 0 only when every appointment (and every Zoom meeting)
-    matches its provider in the end.
+    its own `converged:` line. Exit 0 only when, for every provider played, every appointment
+    (every Zoom meeting) matches its provider in the end.
     """
     from meetsync.cli.progress import reporter
     from meetsync.demo import DemoOptions
@@ -269,6 +276,7 @@ def demo(appointments: int, seed: int, drop: float, duplicate: float, no_reorder
     configure(settings.log_level if rt.env.get("LOG_LEVEL") else "WARNING")  # the report speaks
     options = DemoOptions(appointments=appointments, seed=seed, drop=drop, duplicate=duplicate,
                           reorder=not no_reorder, scheme=scheme, provider=provider,
-                          zoom_meetings=zoom_meetings)
+                          zoom_meetings=zoom_meetings, avon_appointments=avon_appointments,
+                          consularia_appointments=consularia_appointments)
     with reporter(sys.stdout) as progress:
         return run_demo(options, keep=str(user_path(keep)) if keep else None, progress=progress)

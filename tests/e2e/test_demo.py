@@ -60,12 +60,33 @@ def test_zoom_converges_with_valid_start_urls() -> None:
     assert "GET /v2/meetings/{meetingId}:" in result.stdout  # the API calls per route
 
 
-def test_all_providers_share_one_stack_and_each_converges() -> None:
+def test_all_four_providers_share_one_stack_and_each_converges() -> None:
     result = demo("--provider", "all", "--appointments", "80", "--zoom-meetings", "50",
+                  "--avon-appointments", "40", "--consularia-appointments", "40",
                   "--seed", "3")
     lines = converged(result.stdout)
     assert [what for _, _, what in lines] == [
-        "appointments match the provider", "zoom meetings match the provider"]
+        "appointments match the provider", "zoom meetings match the provider",
+        "avon appointments match the provider", "consularia appointments match the provider"]
     assert all(matched == total > 0 for matched, total, _ in lines)
+    assert result.stdout.strip().splitlines()[-1].startswith("converged: ")
     assert result.stdout.count("stack up: ") == 1
-    assert "provider API " in result.stdout and "Zoom API " in result.stdout
+    for api in ("provider API ", "Zoom API ", "Avon API ", "Consularia API "):
+        assert api in result.stdout
+    # Avon's hints went through the worker; Consularia was polled twice, list then details.
+    assert re.search(r"avon report\n.*\n  worker: [1-9]\d* hints queued a refetch",
+                     result.stdout)
+    assert re.search(r"poll 1: outcome success, \d+ API calls: [1-9]\d* list pages",
+                     result.stdout)
+    assert "poll 2: outcome success" in result.stdout
+
+
+def test_each_new_provider_alone_converges() -> None:
+    for provider, option, what in (
+        ("avon", "--avon-appointments", "avon appointments match the provider"),
+        ("consularia", "--consularia-appointments", "consularia appointments match the provider"),
+    ):
+        result = demo("--provider", provider, option, "40", "--seed", "4")
+        [(matched, total, said)] = converged(result.stdout)
+        assert matched == total > 20 and said == what
+        assert "zoom" not in result.stdout.lower() and "savvycal" not in result.stdout.lower()

@@ -79,3 +79,13 @@ def test_a_provider_that_signs_nothing_needs_no_webhook_secret_to_serve() -> Non
     require(avon, webhook_secret=True)
     with pytest.raises(SettingsError, match="a webhook secret must be set"):
         require(Settings.from_env({"SAVVYCAL_API_TOKEN": "t"}), webhook_secret=True)
+
+
+def test_a_poll_only_deployment_needs_no_webhook_secret_to_serve() -> None:
+    """Consularia sends no webhooks: a Consularia-only deployment's receiver serves the read
+    API alone; beside an account of a signing provider, that one's secret is still needed."""
+    consularia = {"CONSULARIA_API_TOKEN": "t"}
+    require(Settings.from_env(consularia), webhook_secret=True)
+    with pytest.raises(SettingsError, match="a webhook secret must be set"):
+        require(Settings.from_env({**consularia, "SAVVYCAL_API_TOKEN": "t"}),
+                webhook_secret=True)

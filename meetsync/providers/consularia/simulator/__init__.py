@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from meetsync.providers.consularia.simulator.api import DETAIL, LIST, ROUTES, ApiConfig, build_app
 from meetsync.providers.consularia.simulator.model import STATUSES, Change, ConsulariaSim
-from meetsync.providers.consularia.simulator.workload import lifecycle, play
+from meetsync.providers.consularia.simulator.workload import changes, lifecycle, play
 
 __all__ = [
     "DETAIL",
@@ -28,6 +28,7 @@ __all__ = [
     "Change",
     "ConsulariaSim",
     "build_app",
+    "changes",
     "lifecycle",
     "play",
 ]

@@ -38,12 +38,12 @@ def lifecycle(sim: ConsulariaSim) -> Iterator[Change]:
         yield sim.delete(appointment_id)
 
 
-def play(sim: ConsulariaSim, n_appointments: int) -> list[Change]:
-    """Run ``n_appointments`` lifecycles, picking at random which one moves next."""
+def changes(sim: ConsulariaSim, n_appointments: int) -> Iterator[Change]:
+    """``n_appointments`` lifecycles, picking at random which one moves next; each ``next``
+    makes one change (a caller may stop partway, look at the provider, then go on)."""
     rng = sim.rng
     waiting = n_appointments
     active: list[Iterator[Change]] = []
-    played: list[Change] = []
     while waiting or active:
         if waiting and (len(active) < 4 or rng.random() < 0.35):
             waiting -= 1
@@ -55,5 +55,9 @@ def play(sim: ConsulariaSim, n_appointments: int) -> list[Change]:
         if change is None:
             active.remove(chosen)
         else:
-            played.append(change)
-    return played
+            yield change
+
+
+def play(sim: ConsulariaSim, n_appointments: int) -> list[Change]:
+    """Run ``n_appointments`` lifecycles, picking at random which one moves next."""
+    return list(changes(sim, n_appointments))

@@ -1,0 +1,212 @@
+"""The Consularia Connect part of ``meetsync demo``: a poll-only provider.
+
+Consularia sends no webhooks: the workload happens at the provider and the only way a change
+reaches the mirror is a sweep of its API (the worker's reconcile cron, every
+``CONSULARIA_POLL_INTERVAL_SECONDS``). The demo plays the first half of the workload's changes,
+polls (one reconcile run, as the cron would), plays the rest, polls again, and compares the
+mirror with Consularia's truth after each.
+
+A list page lacks participants and ``updated_at`` (``SweepPage.complete`` False): a poll lists
+the window, fetches in full only the appointments that are new or whose listing drifted, plus
+``CONSULARIA_ROTATION_PER_SWEEP`` unchanged ones (those fetched longest ago first), plus the
+ones the mirror holds that no page listed (deleted: 404). The report counts each per poll.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from meetsync import demo_parts
+from meetsync.demo_parts import ACCOUNT, Comparison, say
+from meetsync.events import iso_utc, to_micros
+from meetsync.providers.consularia import PROVIDER
+from meetsync.providers.consularia.mapping import appointment_event
+from meetsync.providers.consularia.simulator import (
+    DETAIL,
+    LIST,
+    ROUTES,
+    ApiConfig,
+    Change,
+    ConsulariaSim,
+    changes,
+)
+from meetsync.settings import Settings
+from meetsync.store import Store
+from meetsync.worker.reconciler import RunReport, snapshot_of
+
+NAME = "consularia"
+# The rate limit is undocumented: the simulated account allows 3,000 requests a minute and
+# the demo's polls budget under it.
+SIM_PER_MINUTE = 3000
+BUDGET_PER_MINUTE = 2400
+POLLS = 2
+_FETCHED = re.compile(r"fetch: (\d+)/(\d+) (.+)$")
+
+
+@dataclass
+class ConsulariaWorkload:
+    sim: ConsulariaSim
+    appointments: int
+    changes: int  # in the whole workload
+    rest: Iterator[Change]  # what is left to play, one change per ``next``
+    ends: dict[str, str] = field(default_factory=dict)  # each appointment's last known end
+    gone: dict[str, str | None] = field(default_factory=dict)  # deleted: id → its end
+
+    def advance(self, count: int | None = None) -> int:
+        """Play ``count`` more changes (all that are left: None); how many were played."""
+        played = 0
+        for change in self.rest:
+            played += 1
+            if change.kind == "deleted":
+                self.gone[change.appointment_id] = self.ends.get(change.appointment_id)
+            else:
+                self.ends[change.appointment_id] = iso_utc(self.sim.end_of(change.appointment_id))
+            if count is not None and played >= count:
+                break
+        return played
+
+
+def play(appointments: int, seed: int, end: datetime) -> ConsulariaWorkload:
+    """A workload whose last change is at ``end``, its first half played."""
+    probe = ConsulariaSim(seed, start=end)
+    total = len(list(changes(probe, appointments)))
+    sim = ConsulariaSim(seed, start=end - (probe.now - probe.begin))
+    workload = ConsulariaWorkload(sim, appointments, total, changes(sim, appointments))
+    say(f"playing a Consularia workload: {appointments} appointments (seed {seed}), no "
+        f"webhooks: {total} changes at the provider, half of them before the first poll")
+    workload.advance(total // 2)
+    return workload
+
+
+def environment(sim: ConsulariaSim, root: str) -> dict[str, str]:
+    """The stack's CONSULARIA_* variables (``meetsync/providers/consularia/config.py``) for
+    ``sim`` served at ``root``. The worker's own poll is a day away: the demo polls."""
+    return {
+        "CONSULARIA_API_URL": f"{root}/v1",
+        "CONSULARIA_API_TOKEN": sim.token,
+        "CONSULARIA_POLL_INTERVAL_SECONDS": "86400",
+        "CONSULARIA_API_REQUESTS_PER_MINUTE": str(BUDGET_PER_MINUTE),
+    }
+
+
+def api_config() -> ApiConfig:
+    return ApiConfig(rate_limit_per_minute=SIM_PER_MINUTE)
+
+
+def truth(sim: ConsulariaSim) -> dict[str, dict[str, Any]]:
+    """Every appointment Consularia holds, as ``GET /appointments/{id}/`` shows it."""
+    stamp = to_micros(sim.now)
+    found: dict[str, dict[str, Any]] = {}
+    for appointment_id in sim.appointments:
+        detail = sim.detail(appointment_id)
+        found[appointment_id] = snapshot_of(appointment_event(
+            detail, event_id="truth", type="truth", occurred_at=stamp, account=ACCOUNT,
+            detail=True))
+    return found
+
+
+def compare(workload: ConsulariaWorkload, store: Store) -> Comparison:
+    # TODO(participants): compare each appointment's participants too (id, role, unique_id,
+    # display_name) once the store keeps them (``Store.participants(appointment_id,
+    # provider=...)``, being added on another branch); until then a participant change is
+    # neither mirrored nor compared here.
+    return demo_parts.compare(truth(workload.sim), workload.gone, store, provider=NAME,
+                              now=workload.sim.now, horizon=PROVIDER.horizon)
+
+
+@dataclass
+class Poll:
+    run: RunReport
+    lists: int
+    details: int
+    fetched: Counter[str]  # details by why: new or drifted, rotation, held but not listed
+
+    def line(self, number: int) -> str:
+        why = self.fetched
+        return (f"  poll {number}: outcome {self.run.outcome}, {self.run.api_calls} API calls: "
+                f"{self.lists} list pages, {self.details} details ("
+                f"{why['listed and drifted']} new or drifted, {why['listed, rotated']} "
+                f"rotation, {why['held, not listed']} held but not listed); "
+                f"{self.run.drifted} drifted, {self.run.repaired} repaired, {self.run.gone} gone")
+
+
+async def poll(workload: ConsulariaWorkload, settings: Settings,
+               progress: Callable[[str], None]) -> Poll:
+    """One reconcile run of the account at the provider's now: what the worker's cron does."""
+    sim = workload.sim
+    fetched: Counter[str] = Counter()
+
+    def seen(line: str) -> None:
+        found = _FETCHED.search(line)
+        if found:
+            fetched[found.group(3)] = int(found.group(2))
+        progress(f"  consularia {line}")
+
+    calls = Counter(sim.calls)
+    run = await demo_parts.reconcile_once(PROVIDER, settings, lambda: sim.now, seen)
+    return Poll(run, sim.calls[LIST] - calls[LIST], sim.calls[DETAIL] - calls[DETAIL], fetched)
+
+
+async def poll_and_report(
+    workload: ConsulariaWorkload, settings: Settings, started: float,
+    progress: Callable[[str], None],
+) -> int:
+    """Poll, play the rest, poll again, comparing before and after each; report; 0 when every
+    appointment in the window matches after the last poll."""
+    sim = workload.sim
+
+    def measure(store: Store) -> Comparison:
+        return compare(workload, store)
+
+    polls: list[Poll] = []
+    after = Comparison()
+    for number in range(1, POLLS + 1):
+        if number > 1:
+            played = workload.advance()
+            say(f"  consularia: {played} more changes at the provider")
+        before = demo_parts.compare_in(settings.db_path, lambda: sim.now, measure)
+        say(f"\nconsularia: before poll {number}: {len(before.matching)}/{before.compared} "
+            f"appointments match the provider; mismatches by field: {before.mismatches()}")
+        polls.append(await poll(workload, settings, progress))
+        say(polls[-1].line(number))
+        after = demo_parts.compare_in(settings.db_path, lambda: sim.now, measure)
+        say(f"  after poll {number}: {len(after.matching)}/{after.compared} match; mismatches "
+            f"by field: {after.mismatches()}")
+
+    say("\nconsularia report")
+    say(f"  no webhooks: {workload.changes} changes at the provider, {POLLS} polls (reconcile "
+        f"runs), {sum(p.run.api_calls for p in polls)} API calls")
+    for number, done in enumerate(polls, 1):
+        if done.run.errors:
+            say(f"  poll {number} errors: {done.run.errors[:5]}")
+    say(f"  after the last poll: mismatches by field: {after.mismatches()}")
+    say(after.deleted_line())
+    say("  participants: not compared (the mirror does not keep them yet)")
+    for line in demo_parts.api_lines("Consularia", sim.calls, sim.statuses, ROUTES,
+                                     workload.appointments, "appointments"):
+        say(line)
+    if after.outside:
+        say(f"  {after.outside} appointments ended over 24 h ago: outside the reconciler's "
+            "window")
+    say(f"  took {time.monotonic() - started:.1f} s")
+    say(f"converged: {len(after.matching)}/{after.compared} consularia appointments match the "
+        "provider")
+    return 0 if len(after.matching) == after.compared else 1
+
+
+__all__ = [
+    "ConsulariaWorkload",
+    "api_config",
+    "compare",
+    "environment",
+    "play",
+    "poll",
+    "poll_and_report",
+    "truth",
+]
