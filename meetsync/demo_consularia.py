@@ -18,7 +18,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from meetsync import demo_parts
 from meetsync.demo_parts import ACCOUNT, Comparison, say
 from meetsync.events import iso_utc, to_micros
 from meetsync.providers.consularia import PROVIDER
-from meetsync.providers.consularia.mapping import appointment_event
+from meetsync.providers.consularia.mapping import appointment_event, participants
 from meetsync.providers.consularia.simulator import (
     DETAIL,
     LIST,
@@ -112,12 +112,19 @@ def truth(sim: ConsulariaSim) -> dict[str, dict[str, Any]]:
 
 
 def compare(workload: ConsulariaWorkload, store: Store) -> Comparison:
-    # TODO(participants): compare each appointment's participants too (id, role, unique_id,
-    # display_name) once the store keeps them (``Store.participants(appointment_id,
-    # provider=...)``, being added on another branch); until then a participant change is
-    # neither mirrored nor compared here.
-    return demo_parts.compare(truth(workload.sim), workload.gone, store, provider=NAME,
-                              now=workload.sim.now, horizon=PROVIDER.horizon)
+    """The appointments' fields, and each matching one's participants (id, role, unique id,
+    display name): a mismatch there counts under ``participants``."""
+    found = demo_parts.compare(truth(workload.sim), workload.gone, store, provider=NAME,
+                               now=workload.sim.now, horizon=PROVIDER.horizon)
+    for appointment_id in sorted(found.matching):
+        detail = workload.sim.detail(appointment_id)
+        if detail is None:
+            continue  # deleted at the provider: compared as gone
+        expected = [asdict(p) for p in sorted(participants(detail) or (), key=lambda p: p.id)]
+        if store.participants(appointment_id, provider=NAME) != expected:
+            found.matching.discard(appointment_id)
+            found.fields.update(["participants"])
+    return found
 
 
 @dataclass
@@ -166,10 +173,19 @@ async def poll_and_report(
 
     polls: list[Poll] = []
     after = Comparison()
-    for number in range(1, POLLS + 1):
-        if number > 1:
+    # The last changes may touch only participants, which no listing shows: the rotation
+    # fetches every listed appointment within ceil(listed / rotation) polls (the bound).
+    rotation = settings.account(NAME, "default")
+    per_poll = rotation.number("rotation_per_sweep") if rotation else 0
+    bound = -(-len(sim.appointments) // per_poll) if per_poll else 0
+    total = POLLS + bound
+    for number in range(1, total + 1):
+        if number == 2:
             played = workload.advance()
             say(f"  consularia: {played} more changes at the provider")
+        elif number > POLLS:
+            say(f"\nconsularia: poll {number} of {total} (the rotation's bound: every listed "
+                f"appointment fetched within {bound} polls of {per_poll})")
         before = demo_parts.compare_in(settings.db_path, lambda: sim.now, measure)
         say(f"\nconsularia: before poll {number}: {len(before.matching)}/{before.compared} "
             f"appointments match the provider; mismatches by field: {before.mismatches()}")
@@ -180,14 +196,15 @@ async def poll_and_report(
             f"by field: {after.mismatches()}")
 
     say("\nconsularia report")
-    say(f"  no webhooks: {workload.changes} changes at the provider, {POLLS} polls (reconcile "
+    say(f"  no webhooks: {workload.changes} changes at the provider, {total} polls (reconcile "
         f"runs), {sum(p.run.api_calls for p in polls)} API calls")
     for number, done in enumerate(polls, 1):
         if done.run.errors:
             say(f"  poll {number} errors: {done.run.errors[:5]}")
     say(f"  after the last poll: mismatches by field: {after.mismatches()}")
     say(after.deleted_line())
-    say("  participants: not compared (the mirror does not keep them yet)")
+    say(f"  participants compared for every appointment in the window, after {bound} polls "
+        f"past the last change (the rotation's bound)")
     for line in demo_parts.api_lines("Consularia", sim.calls, sim.statuses, ROUTES,
                                      workload.appointments, "appointments"):
         say(line)
