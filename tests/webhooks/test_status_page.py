@@ -43,7 +43,10 @@ def browser_paths() -> tuple[str, str] | None:
 def browser() -> Iterator[object]:
     found = browser_paths()
     if found is None:
-        pytest.skip("no headless browser: install chromium and chromium-driver (.ci/run does)")
+        reason = "no headless browser: install chromium and chromium-driver (.ci/run does)"
+        if os.environ.get("MEETSYNC_REQUIRE_BROWSER"):  # CI: a skipped browser test is a failure
+            pytest.fail(reason)
+        pytest.skip(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
