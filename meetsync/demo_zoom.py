@@ -200,7 +200,9 @@ async def reconcile_and_report(
     for line in api_lines(sim, workload.meetings):
         say(line)
     if after.outside:
-        say(f"  {after.outside} meetings ended over 24 h ago: outside the reconciler's window")
+        minutes = PROVIDER.horizon.total_seconds() / 60
+        say(f"  {after.outside} meetings ended over {minutes:.0f} min ago: outside the "
+            "reconciler's window")
     say(f"  took {time.monotonic() - started:.1f} s")
     say(f"converged: {len(converged)}/{after.compared} zoom meetings match the provider")
     return 0 if len(converged) == after.compared else 1
