@@ -50,6 +50,17 @@ class Participant:
     display_name: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One occurrence of a recurring appointment, as a provider that lists them names it:
+    ``start_at``/``end_at`` ISO-8601 UTC (None: not given), ``status`` as the provider gives it."""
+
+    id: str
+    start_at: str | None = None
+    end_at: str | None = None
+    status: str | None = None
+
+
 MEETING_FIELDS = ("status", "conferencing_provider", "external_meeting_id", "join_url",
                   "host_url", "password", "error_message")
 """A meeting's fields besides its id, in the provider's order (the mirror's columns too).
@@ -63,9 +74,9 @@ class Event:
     ``account`` names the configured account the event came through (``default`` for the
     single-account settings). ``meeting`` is the appointment's meeting at that moment;
     ``participants``, when a provider lists them, replace the appointment's (None says
-    nothing). ``no_meeting`` says the snapshot states it has none (``meeting: null``, or gone at the
-    provider), which the mirror applies, while ``meeting=None`` alone means the snapshot does
-    not say. ``claimed_at`` keeps the
+    nothing); so do a recurring appointment's ``occurrences``. ``no_meeting`` says the snapshot
+    states it has none (``meeting: null``, or gone at the provider), which the mirror applies,
+    while ``meeting=None`` alone means the snapshot does not say. ``claimed_at`` keeps the
     provider's own date of an event ``received`` re-dated (``occurred_at``) to its receipt.
     """
 
@@ -84,6 +95,7 @@ class Event:
     claimed_at: int | None = None
     account: str = "default"
     participants: tuple[Participant, ...] | None = None  # None: the snapshot does not say
+    occurrences: tuple[Occurrence, ...] | None = None  # None: the snapshot does not say
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -93,10 +105,13 @@ class Event:
         data: dict[str, Any] = orjson.loads(raw)
         meeting = data.pop("meeting", None)
         participants = data.pop("participants", None)
+        occurrences = data.pop("occurrences", None)
         return cls(
             **data, meeting=Meeting(**meeting) if meeting else None,
             participants=None if participants is None
             else tuple(Participant(**p) for p in participants),
+            occurrences=None if occurrences is None
+            else tuple(Occurrence(**o) for o in occurrences),
         )
 
 

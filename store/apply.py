@@ -17,7 +17,8 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
 - an appointment's participants are those of the newest snapshot that lists them (its own
   ``(occurred_at, event id)`` pair, ``participants_at``/``participants_event``, guards the set
   apart from the appointment's fields: a snapshot that says nothing about them is no newer
-  word on them);
+  word on them); a recurring appointment's occurrences likewise, under their own pair
+  (``occurrences_at``/``occurrences_event``);
 - each credential dies at its own expiry (``host_url_expires_at``, ``password_expires_at``: the
   provider package's word, carried by the meeting's snapshot); one dead on arrival (expiry at or
   before ``now``) is never written.
@@ -104,6 +105,32 @@ ON CONFLICT (provider, appointment_id, id) DO UPDATE SET
 WHERE participants.role IS NOT excluded.role
    OR participants.unique_id IS NOT excluded.unique_id
    OR participants.display_name IS NOT excluded.display_name
+"""
+
+# The same for the occurrence set, under its own version.
+_OCCURRENCES_VERSION = """
+UPDATE appointments SET occurrences_at = :at, occurrences_event = :event
+WHERE provider = :provider AND id = :appointment
+  AND (occurrences_at IS NULL OR (:at, :event) > (occurrences_at, occurrences_event))
+"""
+
+_OCCURRENCES_GONE = """
+DELETE FROM occurrences
+WHERE provider = :provider AND appointment_id = :appointment
+  AND id NOT IN (SELECT value FROM json_each(:ids))
+"""
+
+_OCCURRENCE = f"""
+INSERT INTO occurrences (provider, appointment_id, id, start_at, end_at, status, updated_at)
+VALUES (:provider, :appointment, :id, :start_at, :end_at, :status, {NOW_SQL})
+ON CONFLICT (provider, appointment_id, id) DO UPDATE SET
+    start_at = excluded.start_at,
+    end_at = excluded.end_at,
+    status = excluded.status,
+    updated_at = excluded.updated_at
+WHERE occurrences.start_at IS NOT excluded.start_at
+   OR occurrences.end_at IS NOT excluded.end_at
+   OR occurrences.status IS NOT excluded.status
 """
 
 _STALE = "UPDATE events SET outcome = 'stale' WHERE provider = ? AND id = ?"
@@ -281,6 +308,8 @@ def _apply_one(
     ).fetchone()
     if event.participants is not None:
         _replace_participants(conn, event)
+    if event.occurrences is not None:
+        _replace_occurrences(conn, event)
     chain_changed = False
     if landed is None:
         result.stale += 1
@@ -324,6 +353,23 @@ def _replace_participants(conn: sqlite3.Connection, event: Event) -> None:
         {**key, "id": p.id, "role": p.role, "unique_id": p.unique_id,
          "display_name": p.display_name}
         for p in participants
+    ])
+
+
+def _replace_occurrences(conn: sqlite3.Connection, event: Event) -> None:
+    """Make the snapshot's occurrences the appointment's, if no newer snapshot listed them."""
+    key = {"provider": event.provider, "appointment": event.appointment_id}
+    claimed = conn.execute(
+        _OCCURRENCES_VERSION, {**key, "at": event.occurred_at, "event": event.id}
+    ).rowcount
+    if not claimed:
+        return
+    occurrences = event.occurrences or ()
+    ids = orjson.dumps([o.id for o in occurrences]).decode()
+    conn.execute(_OCCURRENCES_GONE, {**key, "ids": ids})
+    conn.executemany(_OCCURRENCE, [
+        {**key, "id": o.id, "start_at": o.start_at, "end_at": o.end_at, "status": o.status}
+        for o in occurrences
     ])
 
 

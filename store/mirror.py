@@ -352,6 +352,18 @@ class Store:
         keys = [column[0] for column in cur.description]
         return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
+    def occurrences(self, appointment_id: str, *, provider: str) -> list[dict[str, Any]]:
+        """A recurring appointment's occurrences, by start (unknown starts last), then id
+        (empty when none were ever listed)."""
+        cur = self.conn.execute(
+            "SELECT id, start_at, end_at, status FROM occurrences"
+            " WHERE provider = :provider AND appointment_id = :appointment"
+            " ORDER BY start_at IS NULL, start_at, id",
+            {"provider": provider, "appointment": appointment_id},
+        )
+        keys = [column[0] for column in cur.description]
+        return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
     def linked_meeting(
         self, meeting: dict[str, Any], *, now: datetime | None = None,
         refreshable: Container[str] = frozenset(),

@@ -6,6 +6,8 @@ Tables downstream apps may read (documented in the README):
 - ``meetings``      one row per meeting id ever seen; ``replaced_by`` is NULL while current.
 - ``participants``  one row per participant of an appointment, as its newest snapshot that
                     listed them says (``appointments.participants_at``/``participants_event``).
+- ``occurrences``   one row per occurrence of a recurring appointment, as its newest snapshot
+                    that listed them says (``appointments.occurrences_at``/``occurrences_event``).
 - ``changes``       the change log: one row per visible change, followed by ``seq``.
 - ``live_meetings`` a view of ``meetings`` that never shows a dead credential (each credential
                     dies at its own ``*_expires_at``, the provider package's word).
@@ -412,5 +414,50 @@ def m006_participants(db: Database) -> None:
         );
         {_participant_triggers()}
         CREATE INDEX meetings_self_hosted ON meetings(id) WHERE id = external_meeting_id;
+        """
+    )
+
+
+def _occurrence_triggers() -> str:
+    """The change log's occurrence rows: a delete logs the row as it was (OLD)."""
+
+    def log(row: str) -> str:
+        return ("INSERT INTO changes (entity, entity_id, appointment_id, provider)"
+                f" VALUES ('occurrence', {row}.id, {row}.appointment_id, {row}.provider);")
+
+    return f"""
+        CREATE TRIGGER occurrences_inserted AFTER INSERT ON occurrences BEGIN
+            {log("NEW")}
+        END;
+        CREATE TRIGGER occurrences_updated AFTER UPDATE ON occurrences
+        WHEN {_changed(("start_at", "end_at", "status"))} BEGIN
+            {log("NEW")}
+        END;
+        CREATE TRIGGER occurrences_deleted AFTER DELETE ON occurrences BEGIN
+            {log("OLD")}
+        END;
+        """
+
+
+@migrations()
+def m007_occurrences(db: Database) -> None:
+    # occurrences_at/occurrences_event: the (occurred_at, event id) of the newest snapshot that
+    # listed the appointment's occurrences (NULL: none has); the set is guarded as participants
+    # are (m006): replaced only by a snapshot whose pair is greater.
+    db.executescript(
+        f"""
+        ALTER TABLE appointments ADD COLUMN occurrences_at INTEGER;
+        ALTER TABLE appointments ADD COLUMN occurrences_event TEXT;
+        CREATE TABLE occurrences (
+            provider TEXT NOT NULL,
+            appointment_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            start_at TEXT,
+            end_at TEXT,
+            status TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (provider, appointment_id, id)
+        );
+        {_occurrence_triggers()}
         """
     )

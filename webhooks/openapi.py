@@ -131,10 +131,19 @@ def _schemas(all_providers: list[str]) -> dict[str, Any]:
             "properties": {"id": {"type": "string"}, "role": _NULLABLE_TEXT,
                            "unique_id": _NULLABLE_TEXT, "display_name": _NULLABLE_TEXT},
         },
+        "Occurrence": {
+            "type": "object",
+            "description": "One occurrence of a recurring appointment; status as its provider "
+                           "gives it",
+            "required": ["id", "start_at", "end_at", "status"],
+            "properties": {"id": {"type": "string"}, "start_at": _NULLABLE_TIME,
+                           "end_at": _NULLABLE_TIME, "status": _NULLABLE_TEXT},
+        },
         "Appointment": {
             "type": "object",
             "required": ["id", "provider", "account", "meeting_id", "status", "start_at",
-                         "end_at", "synced_at", "needs_refetch", "participants", "meeting"],
+                         "end_at", "synced_at", "needs_refetch", "participants", "occurrences",
+                         "meeting"],
             "properties": {
                 "id": {"type": "string"},
                 "provider": {"type": "string", "enum": all_providers},
@@ -148,6 +157,9 @@ def _schemas(all_providers: list[str]) -> dict[str, Any]:
                                   "description": "Two snapshots share a timestamp: a refetch "
                                                  "will settle which is current"},
                 "participants": {"type": "array", "items": _ref("Participant")},
+                "occurrences": {"type": "array", "items": _ref("Occurrence"),
+                                "description": "A recurring appointment's occurrences, by "
+                                               "start_at then id (empty otherwise)"},
                 "meeting": {"oneOf": [{"type": "null"}, _ref("Meeting")]},
             },
         },
@@ -157,7 +169,8 @@ def _schemas(all_providers: list[str]) -> dict[str, Any]:
                          "changed_at"],
             "properties": {
                 "seq": {"type": "integer", "minimum": 1},
-                "entity": {"type": "string", "enum": ["appointment", "meeting", "participant"],
+                "entity": {"type": "string", "enum": ["appointment", "meeting", "participant",
+                                                    "occurrence"],
                            "description": "What changed (further entities may appear)"},
                 "entity_id": {"type": "string"},
                 "appointment_id": {"type": "string"},
@@ -293,8 +306,8 @@ def openapi_document(webhooks: Mapping[str, WebhookProvider],
             "/v1/{provider}/meetings/{meeting_id}": {"get": _read_operation(
                 "That meeting, with replaced_by when superseded", "meeting_id", True, names)},
             "/v1/{provider}/appointments/{appointment_id}": {"get": _read_operation(
-                "The appointment, its participants and its current meeting", "appointment_id",
-                True, names, body="Appointment")},
+                "The appointment, its participants, its occurrences and its current meeting",
+                "appointment_id", True, names, body="Appointment")},
             "/v1/changes": {"get": {
                 "summary": "The change log after a cursor, oldest first", "tags": ["changes"],
                 "security": [{"bearer": []}],

@@ -100,10 +100,11 @@ def read_routes(
     settings: Settings, mirror: ReadOnlyMirror, redis: Redis | None = None
 ) -> list[Route]:
     """``GET /v1/{provider}/appointments/{id}/meeting``, ``GET /v1/{provider}/meetings/{id}``
-    and ``GET /v1/{provider}/appointments/{id}`` (the appointment, its ``participants`` and its
-    current ``meeting``), and the unqualified ``/v1/appointments/{id}/meeting`` and
-    ``/v1/meetings/{id}`` of the provider every mirror served first (``LEGACY_PROVIDER``), read
-    from ``mirror`` (the caller closes it). An unknown provider is simply not found.
+    and ``GET /v1/{provider}/appointments/{id}`` (the appointment, its ``participants``, its
+    ``occurrences`` and its current ``meeting``), and the unqualified
+    ``/v1/appointments/{id}/meeting`` and ``/v1/meetings/{id}`` of the provider every mirror
+    served first (``LEGACY_PROVIDER``), read from ``mirror`` (the caller closes it). An unknown
+    provider is simply not found.
 
     A provider whose ``host_url`` a fetch renews (``Provider.refreshable``) serves none once it
     died, with ``host_url_refresh_pending``; ``?fresh=true`` then asks the worker for a refetch
@@ -203,6 +204,7 @@ def read_routes(
             return None
         meeting = store.current_meeting(key, provider=provider, refreshable=renews)
         return {**found, "participants": store.participants(key, provider=provider),
+                "occurrences": store.occurrences(key, provider=provider),
                 "meeting": served(store, meeting)}
 
     current = guarded(

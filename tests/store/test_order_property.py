@@ -1,6 +1,7 @@
 """Any delivery order, with any duplicates, ends in the state in-order delivery reaches; with one
 reconcile after it, that state is the provider's truth, whatever the provider's clock said
-(participants included: each snapshot lists them or says nothing about them)."""
+(participants and occurrences included: each snapshot lists them or says nothing about
+them)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meetsync.events import Event, Meeting, Participant, iso_utc, received
+from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc, received
 from meetsync.store import open_store
 
 STEPS = ("create", "rotate", "fail", "replace", "replace_silent", "reschedule", "cancel",
@@ -28,6 +29,10 @@ PEOPLE = (Participant("p_1", role="host", display_name="Ann"),
           Participant("p_1", role="attendee", display_name="Ann"),
           Participant("p_2", role="attendee", unique_id="u2", display_name="Bob"),
           Participant("p_3", role="attendee"))
+SERIES = (Occurrence("o_1", "2099-01-01T10:00:00Z", "2099-01-01T11:00:00Z", "available"),
+          Occurrence("o_1", "2099-01-01T10:00:00Z", "2099-01-01T11:00:00Z", "deleted"),
+          Occurrence("o_2", "2099-01-08T10:00:00Z", "2099-01-08T11:00:00Z", "available"),
+          Occurrence("o_3"))
 
 
 @st.composite
@@ -82,6 +87,8 @@ def histories(draw: st.DrawFn) -> list[Event]:
                 no_meeting=snap is None, account=draw(st.sampled_from(ACCOUNTS)),
                 participants=draw(st.one_of(st.none(), st.lists(
                     st.sampled_from(PEOPLE), max_size=3, unique_by=lambda p: p.id).map(tuple))),
+                occurrences=draw(st.one_of(st.none(), st.lists(
+                    st.sampled_from(SERIES), max_size=3, unique_by=lambda o: o.id).map(tuple))),
             )
             arrival = at + draw(st.integers(0, 3))
             if draw(st.integers(0, 5)) == 0:  # the provider's clock for this one is way off
@@ -111,10 +118,12 @@ def _state(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], ...]:
     return (
         conn.execute("SELECT provider, id, account, meeting_id, status, start_at, end_at, "
                      "version_at, version_event, tie_at, no_meeting, named_meeting_id, "
-                     "participants_at, participants_event "
+                     "participants_at, participants_event, occurrences_at, occurrences_event "
                      "FROM appointments ORDER BY provider, id").fetchall(),
         conn.execute("SELECT provider, appointment_id, id, role, unique_id, display_name "
                      "FROM participants ORDER BY provider, appointment_id, id").fetchall(),
+        conn.execute("SELECT provider, appointment_id, id, start_at, end_at, status "
+                     "FROM occurrences ORDER BY provider, appointment_id, id").fetchall(),
         conn.execute("SELECT provider, id, appointment_id, status, conferencing_provider, "
                      "external_meeting_id, join_url, host_url, password, host_url_expires_at, "
                      "password_expires_at, error_message, replaced_by, first_seen_at, "
@@ -190,6 +199,11 @@ def check_against_truth(path: Path, history: list[Event]) -> None:
                 ({"id": p.id, "role": p.role, "unique_id": p.unique_id,
                   "display_name": p.display_name} for p in truth.participants),
                 key=lambda p: str(p["id"]))
+        if truth.occurrences is not None:
+            assert store.occurrences(appt, provider="savvycal") == sorted(
+                ({"id": o.id, "start_at": o.start_at, "end_at": o.end_at, "status": o.status}
+                 for o in truth.occurrences),
+                key=lambda o: (o["start_at"] is None, o["start_at"] or "", o["id"]))
         if truth.meeting is None:
             assert current is None and appointment["meeting_id"] is None
             continue

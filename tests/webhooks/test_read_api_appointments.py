@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from arq.constants import job_key_prefix
 from starlette.applications import Starlette
 
-from meetsync.events import Event, Meeting, Participant, iso_utc
+from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc
 from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
@@ -29,12 +29,13 @@ HOUR = timedelta(hours=1)
 
 
 def booking(event_id: str, at: int, *, host_url: str | None = None,
-            participants: tuple[Participant, ...] | None = None) -> Event:
+            participants: tuple[Participant, ...] | None = None,
+            occurrences: tuple[Occurrence, ...] | None = None) -> Event:
     """Provider a's appointment; its meeting is hosted on the provider that mirrors HOSTED."""
     return Event(
         id=event_id, provider="a", type="appointment.updated", occurred_at=at,
         appointment_id="appt_a", appointment_status="scheduled", start_at="2098-12-31T23:00:00Z",
-        end_at="2099-01-01T00:00:00Z", participants=participants,
+        end_at="2099-01-01T00:00:00Z", participants=participants, occurrences=occurrences,
         meeting=Meeting(id="amtg_a", status="created", external_meeting_id=HOSTED,
                         join_url="https://a/j", host_url=host_url),
     )
@@ -87,7 +88,10 @@ async def test_the_appointment_route_serves_appointment_participants_and_meeting
 ) -> None:
     path = tmp_path / "mirror.db"
     host = Participant("p_host", role="host", unique_id="u1", display_name="Ann")
-    write(path, booking("evt_1", 1, participants=(host, Participant("p_guest"))),
+    later = Occurrence("o_1", "2099-01-08T23:00:00Z", "2099-01-09T00:00:00Z", "deleted")
+    first = Occurrence("o_2", "2098-12-31T23:00:00Z", "2099-01-01T00:00:00Z", "available")
+    write(path, booking("evt_1", 1, participants=(host, Participant("p_guest")),
+                        occurrences=(later, first)),
           Event(id="evt_9", provider="a", type="t", occurred_at=1, appointment_id="appt_none"))
     async with read_api(path, Clock()) as http:
         assert (await http.get("/v1/a/appointments/appt_a")).status_code == 401
@@ -95,18 +99,25 @@ async def test_the_appointment_route_serves_appointment_participants_and_meeting
         assert (await http.get("/v1/b/appointments/appt_a", headers=AUTH)).status_code == 404
         body = (await http.get("/v1/a/appointments/appt_a", headers=AUTH)).json()
         assert set(body) == {"id", "provider", "account", "meeting_id", "status", "start_at",
-                             "end_at", "synced_at", "needs_refetch", "participants", "meeting"}
+                             "end_at", "synced_at", "needs_refetch", "participants",
+                             "occurrences", "meeting"}
         assert (body["id"], body["provider"], body["meeting_id"]) == ("appt_a", "a", "amtg_a")
         assert body["participants"] == [
             {"id": "p_guest", "role": None, "unique_id": None, "display_name": None},
             {"id": "p_host", "role": "host", "unique_id": "u1", "display_name": "Ann"},
+        ]
+        assert body["occurrences"] == [  # by start
+            {"id": "o_2", "start_at": "2098-12-31T23:00:00Z", "end_at": "2099-01-01T00:00:00Z",
+             "status": "available"},
+            {"id": "o_1", "start_at": "2099-01-08T23:00:00Z", "end_at": "2099-01-09T00:00:00Z",
+             "status": "deleted"},
         ]
         meeting = (await http.get("/v1/a/appointments/appt_a/meeting", headers=AUTH)).json()
         assert body["meeting"] == meeting
         assert (meeting["id"], meeting["linked"], meeting["host_url_source"]) == (
             "amtg_a", None, None)
         bare = (await http.get("/v1/a/appointments/appt_none", headers=AUTH)).json()
-        assert (bare["participants"], bare["meeting"]) == ([], None)
+        assert (bare["participants"], bare["occurrences"], bare["meeting"]) == ([], [], None)
 
 
 async def test_neither_appointment_route_shadows_the_other(tmp_path: Path) -> None:

@@ -15,10 +15,15 @@ client secret is ever logged or put in an error message.
 
 Calls::
 
-    fetch   GET /meetings/{id}            404 (Zoom's code 3001 "meeting not found" comes
+    fetch   GET /meetings/{id}?show_previous_occurrences=true
+                                          404 (Zoom's code 3001 "meeting not found" comes
                                           with 404) → None
     sweep   GET /users/{user_id}/meetings?type=live&page_size=300&next_page_token=...
             GET /users/{user_id}/meetings?type=scheduled&page_size=300&next_page_token=...
+
+A fetch asks for a recurring meeting's past occurrences too (Zoom lists only the upcoming
+ones by default): a fetched list replaces the mirror's whole set, and one without them would
+drop each occurrence from the mirror once it passed.
 
 The listing's rows lack ``start_url``, the passcode and the status, so sweep pages are
 incomplete (``complete=False``): the sweeper fetches those that drifted. ``type=scheduled``
@@ -68,6 +73,7 @@ DEFAULT_TOKEN_SECONDS = 3600  # Zoom's S2S tokens live an hour; used if expires_
 
 _ID = re.compile(r"[0-9]{1,20}")
 _OAUTH_LABEL = "POST oauth token"
+_ALL_OCCURRENCES = httpx.QueryParams({"show_previous_occurrences": "true"})
 
 
 class ZoomClient(JsonApi):
@@ -168,7 +174,8 @@ class ZoomClient(JsonApi):
         if not _ID.fullmatch(appointment_id):
             raise PermanentApiError("GET /meetings/{id}: not a Zoom meeting id")
         stamp = to_micros(clock())
-        body = await self.get_json(f"/meetings/{appointment_id}", None, priority, missing_ok=True)
+        body = await self.get_json(f"/meetings/{appointment_id}", _ALL_OCCURRENCES, priority,
+                                   missing_ok=True)
         if body is None:
             return None
         try:

@@ -14,7 +14,8 @@ What each event becomes:
   unsigned one is refused at ``verify``. Answering unsigned challenges would be a signing
   oracle: anyone could have us HMAC ``v0:{timestamp}:{body}`` of their choosing.
 - ``meeting.created``, ``meeting.started``, ``meeting.ended``: an ``Event`` (``meeting=None``:
-  webhooks never carry ``start_url``, see ``mapping``). One without ``start_time`` is a
+  webhooks never carry ``start_url``, see ``mapping``; ``meeting.created``, the full object,
+  also says the meeting and a recurring meeting's ``occurrences``). One without ``start_time`` is a
   ``Hint``: we cannot tell "no start" (type 3) from "not said", and an Event would erase the
   mirror's times.
 - ``meeting.deleted``, ``meeting.permanently_deleted``: an ``Event`` (``deleted``, no meeting),

@@ -35,8 +35,15 @@ instance's actual end), preferred there. Lifecycle events carry the instance's A
 not the scheduled one: the mirror shows it until the next fetch. A meeting without a start
 (type 3, recurring with no fixed time) has None.
 
-Recurring meetings (types 8, 3) list ``occurrences``; ``occurrences()`` reads them, but the
-mirror does not store occurrences yet: one appointment per meeting id.
+Recurring meetings (types 8, 3) are one appointment each (one per meeting id); the
+``occurrences`` they list become ``Event.occurrences`` (``occurrences()``): ``id`` =
+``occurrence_id``, ``start_at`` = its ``start_time`` (normalised as above), ``end_at`` = start
++ its ``duration`` minutes, ``status`` as Zoom gives it (``available``, ``deleted``). Only a
+full object says what they are: a fetched or listed one (list rows carry none in practice) and
+``meeting.created``; an object without an ``occurrences`` key, or with one that is not a list,
+says nothing (None); ``null`` says there are none. An entry without an ``occurrence_id`` is
+skipped (it cannot be kept), later duplicates of an id too; an entry's unreadable start,
+duration or status is None, never an error: the meeting's own fields still land.
 
 Malformed objects raise ``EnvelopeError`` with a short message that quotes nothing.
 """
@@ -44,11 +51,10 @@ Malformed objects raise ``EnvelopeError`` with a short message that quotes nothi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from meetsync.events import Event, Meeting, from_micros, iso_utc
+from meetsync.events import Event, Meeting, Occurrence, from_micros, iso_utc
 from meetsync.providers import EnvelopeError
 
 PROVIDER = "zoom"
@@ -61,16 +67,6 @@ _ID = re.compile(r"[0-9]{1,20}")
 _LIFECYCLE = {"meeting.started": "started", "meeting.ended": "ended"}
 _STATUS = {"waiting": "scheduled", "started": "started", "finished": "ended", "ended": "ended"}
 _MAX_MINUTES = 60 * 24 * 366
-
-
-@dataclass(frozen=True, slots=True)
-class Occurrence:
-    """One occurrence of a recurring meeting (``occurrences[]``)."""
-
-    occurrence_id: str
-    start_at: str | None
-    duration: int | None
-    status: str | None
 
 
 def meeting_id(obj: dict[str, Any]) -> str:
@@ -112,7 +108,7 @@ def meeting_event(
         # Zoom answers "waiting" again once a meeting ended: past its scheduled end, a meeting
         # the API calls waiting is over (else every sweep would undo meeting.ended).
         status = "ended"
-    says = source != "webhook" or type == CREATED
+    says = source != "webhook" or type == CREATED  # a full object
     meeting = _meeting(obj, appointment_id, source, occurred_at, ttl_seconds, end) if says else None
     return Event(
         id=event_id,
@@ -125,6 +121,7 @@ def meeting_event(
         end_at=_iso(end),
         meeting=meeting,
         account=account,
+        occurrences=occurrences(obj) if says else None,
     )
 
 
@@ -150,33 +147,48 @@ def deleted_event(
     )
 
 
-def occurrences(obj: dict[str, Any]) -> list[Occurrence]:
-    """The occurrences a recurring meeting object lists (malformed entries skipped)."""
-    found: list[Occurrence] = []
-    listed = obj.get("occurrences")
+def occurrences(obj: dict[str, Any]) -> tuple[Occurrence, ...] | None:
+    """The occurrences a recurring meeting object lists; None when it says nothing (see the
+    module docstring)."""
+    if "occurrences" not in obj:
+        return None
+    listed = obj["occurrences"]
+    if listed is None:
+        return ()
     if not isinstance(listed, list):
-        return found
+        return None
+    found: dict[str, Occurrence] = {}
     for item in listed:
         if not isinstance(item, dict):
             continue
         occurrence_id = item.get("occurrence_id")
         if isinstance(occurrence_id, int) and not isinstance(occurrence_id, bool):
             occurrence_id = str(occurrence_id)
-        if not isinstance(occurrence_id, str) or not occurrence_id:
+        if not isinstance(occurrence_id, str) or not occurrence_id or occurrence_id in found:
             continue
-        try:
-            start = _start(item)
-        except EnvelopeError:
-            start = None
+        start = _datetime(item.get("start_time"))
         duration = item.get("duration")
+        end = None
+        if start is not None and isinstance(duration, int) and _minutes(duration):
+            try:
+                end = start + timedelta(minutes=duration)
+            except OverflowError:
+                end = None
         status = item.get("status")
-        found.append(Occurrence(
-            occurrence_id=occurrence_id,
-            start_at=_iso(start),
-            duration=duration if _minutes(duration) else None,
-            status=status if isinstance(status, str) else None,
-        ))
-    return found
+        found[occurrence_id] = Occurrence(
+            id=occurrence_id,
+            start_at=_lenient_iso(start),
+            end_at=_lenient_iso(end),
+            status=status if isinstance(status, str) and status else None,
+        )
+    return tuple(found.values())
+
+
+def _lenient_iso(moment: datetime | None) -> str | None:
+    try:
+        return _iso(moment)
+    except EnvelopeError:
+        return None
 
 
 def _meeting(
@@ -280,7 +292,6 @@ def _optional_text(obj: dict[str, Any], name: str) -> str | None:
 __all__ = [
     "PASSWORD_GRACE",
     "PROVIDER",
-    "Occurrence",
     "deleted_event",
     "meeting_event",
     "meeting_id",

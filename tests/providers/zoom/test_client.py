@@ -131,6 +131,8 @@ async def test_fetch_authenticates_and_maps(fake: tuple[FakeZoom, str], client: 
     zoom.meetings["85746065432"] = row(85746065432, start_url="https://zoom.us/s/1?zak=z",
                                        password="pw")
     event = await fetch(client)
+    # past occurrences too: a fetched list replaces the mirror's set
+    assert zoom.seen == ["/v2/meetings/85746065432?show_previous_occurrences=true"]
     assert zoom.token_forms == [{"grant_type": "account_credentials", "account_id": "acct1"}]
     assert event.occurred_at == to_micros(NOW) and event.account == "acme"
     assert event.meeting.host_url == "https://zoom.us/s/1?zak=z"

@@ -48,6 +48,29 @@ def test_created() -> None:
     assert event.meeting.join_url == OBJECT["join_url"]
 
 
+def test_created_recurring_carries_its_occurrences() -> None:
+    obj = {**OBJECT, "type": 8, "occurrences": [
+        {"occurrence_id": "1740844800000", "start_time": "2025-03-01T16:00:00Z",
+         "duration": 30, "status": "available"},
+        {"occurrence_id": "1741449600000", "start_time": "2025-03-08T16:00:00Z",
+         "duration": 30, "status": "available"}]}
+    event = parse(body("meeting.created", obj, operator="o@x"))
+    assert isinstance(event, Event) and event.occurrences is not None
+    assert [(o.id, o.start_at, o.end_at, o.status) for o in event.occurrences] == [
+        ("1740844800000", "2025-03-01T16:00:00Z", "2025-03-01T16:30:00Z", "available"),
+        ("1741449600000", "2025-03-08T16:00:00Z", "2025-03-08T16:30:00Z", "available")]
+    plain = parse(body("meeting.created", OBJECT))
+    assert isinstance(plain, Event) and plain.occurrences is None
+
+
+def test_an_update_to_a_recurring_meeting_is_still_a_hint() -> None:
+    partial = {"id": 85746065432, "start_time": "2025-03-01T17:00:00Z",
+               "occurrences": [{"occurrence_id": "1740848400000",
+                                "start_time": "2025-03-01T17:00:00Z"}]}
+    assert isinstance(parse(body("meeting.updated", partial, old_object={"id": 85746065432})),
+                      Hint)
+
+
 @pytest.mark.parametrize(("kind", "status"), [("started", "started"), ("ended", "ended")])
 def test_lifecycle_with_string_ids(kind: str, status: str) -> None:
     event = parse(body(f"meeting.{kind}", {**OBJECT, "id": "85746065432"}))

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from meetsync.events import Event, to_micros
+from meetsync.events import Event, Occurrence, to_micros
 from meetsync.providers import EnvelopeError
 from meetsync.providers.zoom.mapping import deleted_event, meeting_event, occurrences
 
 STAMP = 1_740_841_200_000_000  # 2025-03-01T15:00:00Z
+STAMP_ISO = "2025-03-01T15:00:00Z"
 
 
 def meeting(**extra: Any) -> dict[str, Any]:
@@ -123,16 +124,73 @@ def test_malformed(obj: dict[str, Any]) -> None:
 
 def test_occurrences() -> None:
     obj = meeting(type=8, occurrences=[
-        {"occurrence_id": "1740841200000", "start_time": "2025-03-01T15:00:00Z",
+        {"occurrence_id": "1740841200000", "start_time": "2025-03-01T10:00:00-05:00",
          "duration": 30, "status": "available"},
         {"occurrence_id": 1740927600000, "start_time": "bad", "duration": "x"},
+        {"occurrence_id": "1741014000000", "start_time": "2025-03-03T15:00:00Z",
+         "duration": True, "status": "deleted"},
+        {"occurrence_id": "1741100400000", "start_time": "2025-03-04T15:00:00",  # naive: UTC
+         "duration": 60, "status": 5},
+        {"occurrence_id": "1740841200000", "start_time": "2025-03-09T15:00:00Z"},  # a repeat
+        {"start_time": "2025-03-05T15:00:00Z"}, {"occurrence_id": ""}, {"occurrence_id": True},
         "junk",
     ])
-    found = occurrences(obj)
-    assert [(o.occurrence_id, o.start_at, o.duration, o.status) for o in found] == [
-        ("1740841200000", "2025-03-01T15:00:00Z", 30, "available"),
-        ("1740927600000", None, None, None),
-    ]
+    assert occurrences(obj) == (
+        Occurrence("1740841200000", "2025-03-01T15:00:00Z", "2025-03-01T15:30:00Z",
+                   "available"),
+        Occurrence("1740927600000", None, None, None),
+        Occurrence("1741014000000", "2025-03-03T15:00:00Z", None, "deleted"),
+        Occurrence("1741100400000", "2025-03-04T15:00:00Z", "2025-03-04T16:00:00Z", None),
+    )
+
+
+@pytest.mark.parametrize(("listed", "found"), [
+    (None, ()),  # null: there are none
+    ([], ()),
+    ("junk", None),  # unreadable: says nothing
+    ({"occurrence_id": "1"}, None),
+])
+def test_occurrences_null_empty_or_unreadable(listed: object, found: object) -> None:
+    assert occurrences(meeting(occurrences=listed)) == found
+    assert occurrences(meeting()) is None  # no key: says nothing
+
+
+def test_fetched_and_listed_objects_carry_their_occurrences() -> None:
+    obj = meeting(type=8, occurrences=[
+        {"occurrence_id": "1740844800000", "start_time": "2025-03-01T16:00:00Z",
+         "duration": 45, "status": "available"},
+        {"occurrence_id": "1741449600000", "start_time": "2025-03-08T16:00:00Z",
+         "duration": 45, "status": "deleted"}])
+    expected = (
+        Occurrence("1740844800000", "2025-03-01T16:00:00Z", "2025-03-01T16:45:00Z", "available"),
+        Occurrence("1741449600000", "2025-03-08T16:00:00Z", "2025-03-08T16:45:00Z", "deleted"))
+    assert fetched(obj).occurrences == expected
+    listed = meeting_event(obj, event_id="e1", type="sweep", occurred_at=STAMP, account="acme",
+                           ttl_seconds=7200, fetched=False, listed=True)
+    assert listed.occurrences == expected
+    created = meeting_event(obj, event_id="e1", type="meeting.created", occurred_at=STAMP,
+                            account="acme", ttl_seconds=0, fetched=False)
+    assert created.occurrences == expected
+    assert fetched(meeting()).occurrences is None  # not recurring: says nothing
+    assert fetched(meeting(occurrences=[])).occurrences == ()
+    # A malformed list never costs the meeting its own fields.
+    junk = fetched(meeting(occurrences="junk"))
+    assert junk.occurrences is None and junk.meeting is not None
+
+
+@pytest.mark.parametrize("kind", ["meeting.started", "meeting.ended"])
+def test_partial_webhook_objects_say_nothing_about_occurrences(kind: str) -> None:
+    obj = meeting(type=8, occurrences=[{"occurrence_id": "1", "start_time": STAMP_ISO}])
+    event = meeting_event(obj, event_id="e1", type=kind, occurred_at=STAMP, account="acme",
+                          ttl_seconds=0, fetched=False)
+    assert event.occurrences is None
+
+
+def test_a_deleted_meeting_says_nothing_about_occurrences() -> None:
+    obj = meeting(type=8, occurrences=[{"occurrence_id": "1", "start_time": STAMP_ISO}])
+    event = deleted_event(obj, event_id="e1", type="meeting.deleted", occurred_at=STAMP,
+                          account="acme")
+    assert event.occurrences is None
 
 
 def test_a_fetched_waiting_meeting_past_its_scheduled_end_is_ended() -> None:
