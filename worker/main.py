@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from meetsync.providers import LEGACY_PROVIDER, EnvelopeError, Provider, Provide
 from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
 from meetsync.settings import Account, Settings
 from meetsync.store import Store, open_store
-from meetsync.worker.applier import Applier, StoreThread
+from meetsync.worker.applier import Applier, StoreThread, consumer_name
 from meetsync.worker.queue import REFETCH_JOB, remember_run, request_refetch
 from meetsync.worker.reconciler import Reconciler
 
@@ -69,7 +68,6 @@ class WorkerContext:
     # "now" for refetch stamps and the refresh cron: the wall clock, or a simulated one in
     # tests and the freshness bench (match the store's clock, or expiries drift from it)
     clock: Callable[[], datetime] = field(default=_utc_now)
-    swept_at: dict[AccountKey, float] = field(default_factory=dict)  # monotonic, per account
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
@@ -156,9 +154,20 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     log.info("worker_stopped")
 
 
+async def claim(redis: ArqRedis, name: str, seconds: float) -> bool:
+    """Whether this worker runs the periodic task ``name`` now: the first of all the workers
+    sharing this Redis to ask within ``seconds`` does (``SET NX`` with an expiry), so each
+    cron's work is done once per interval, not once per worker."""
+    return bool(await redis.set(f"meetsync:cron:{name}", consumer_name(), nx=True,
+                                px=max(1, int(seconds * 1000))))
+
+
 async def purge_credentials(ctx: dict[str, Any]) -> int:
     """Clear every host_url and password past the expiry its provider gave it."""
-    purged = await WorkerContext.of(ctx).store.run(lambda store: store.purge_expired_credentials())
+    state = WorkerContext.of(ctx)
+    if not await claim(state.redis, "purge_credentials", 50):
+        return 0
+    purged = await state.store.run(lambda store: store.purge_expired_credentials())
     if purged:
         log.info("credentials_purged", meetings=purged)
     return purged
@@ -176,6 +185,8 @@ async def refresh_credentials(
     A refetch waiting already is not queued twice; the budget serves refetches before sweeps.
     """
     state = WorkerContext.of(ctx)
+    if now is None and not await claim(state.redis, "refresh_credentials", 50):
+        return {}
     settings = state.settings
     moment = now or state.clock()
     starting_before = moment + timedelta(seconds=settings.refresh_window_seconds)
@@ -203,7 +214,10 @@ async def refresh_credentials(
 
 async def prune_inbox(ctx: dict[str, Any]) -> int:
     """Forget event ids applied over 30 days ago: the inbox would otherwise grow forever."""
-    pruned = await WorkerContext.of(ctx).store.run(lambda store: store.prune_inbox())
+    state = WorkerContext.of(ctx)
+    if not await claim(state.redis, "prune_inbox", 3000):
+        return 0
+    pruned = await state.store.run(lambda store: store.prune_inbox())
     if pruned:
         log.info("inbox_pruned", events=pruned)
     return pruned
@@ -286,7 +300,8 @@ def _tick(settings: Settings) -> int:
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
     """A reconcile run for each account with API credentials whose interval has passed, one
-    account after another (the cron fires at the shortest interval)."""
+    account after another (the cron fires at the shortest interval); across workers, each
+    account is swept once per interval (``claim``)."""
     state = WorkerContext.of(ctx)
     if not state.connections:
         return {"outcome": "skipped"}
@@ -294,12 +309,9 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
     slack = _tick(state.settings) / 10  # cron firings jitter; a sweep is never due twice a tick
     summaries: dict[str, Any] = {}
     for (provider, account), connection in sorted(state.connections.items()):
-        key = (provider, account)
-        last = state.swept_at.get(key)
-        interval = intervals.get(key, state.settings.reconcile_interval_seconds)
-        if last is not None and time.monotonic() - last < interval - slack:
+        interval = intervals.get((provider, account), state.settings.reconcile_interval_seconds)
+        if not await claim(state.redis, f"reconcile:{provider}:{account}", interval - slack):
             continue
-        state.swept_at[key] = time.monotonic()
         client = connection.client()
         try:
             report = await Reconciler(

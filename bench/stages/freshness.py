@@ -197,7 +197,7 @@ async def simulate_day(n: int, workdir: Path, redis_url: str) -> Day:
             started = time.perf_counter()
             for minute in range(DAY // CRON_EVERY + 1):
                 await clock.advance_to(minute * CRON_EVERY)
-                await refresh_credentials(h.ctx)
+                await refresh_credentials(h.ctx, now=h.wall())  # simulated time: no claim
                 day.refetches += await h.run_jobs()
                 if (minute * CRON_EVERY) % READ_EVERY == 0:
                     now = h.wall()

@@ -17,7 +17,14 @@ from meetsync.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.simulator import ProviderSim, serve_in_background
 from meetsync.store import open_store
-from meetsync.worker.main import WorkerContext, reconcile, refetch_appointment, shutdown, startup
+from meetsync.worker.main import (
+    WorkerContext,
+    claim,
+    reconcile,
+    refetch_appointment,
+    shutdown,
+    startup,
+)
 from meetsync.worker.queue import publish
 
 
@@ -42,8 +49,15 @@ async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(
             assert state.connections[("savvycal", "default")].api.calls == 1
 
             summary = (await reconcile(ctx))["savvycal/default"]
-            # The cron fires every interval; an account swept within it is not swept again.
+            # The cron fires every interval in every worker; an account swept within it (by
+            # this worker or another on the same Redis) is not swept again.
             assert await reconcile(ctx) == {}
+            other: dict[str, Any] = {"settings": settings, "redis": arq}
+            await startup(other)
+            try:
+                assert await reconcile(other) == {}
+            finally:
+                await shutdown(other)
         finally:
             await shutdown(ctx)
             await arq.aclose()
@@ -108,3 +122,17 @@ async def test_a_tie_without_an_api_token_is_logged_with_its_appointments_and_th
             await arq.aclose()
     (line,) = [line for line in logs if line["event"] == "tie_unresolved"]
     assert line["appointments"] == ["appt_tied"] and "SAVVYCAL_API_TOKEN" in line["fix"]
+
+
+async def test_a_periodic_task_is_claimed_by_one_worker_per_interval(
+    redis_server: RedisServer,
+) -> None:
+    arq = ArqRedis.from_url(redis_server.url)
+    try:
+        assert await claim(arq, "task", 0.3) is True
+        assert await claim(arq, "task", 0.3) is False  # any worker, within the interval
+        assert await claim(arq, "other", 0.3) is True
+        await asyncio.sleep(0.35)
+        assert await claim(arq, "task", 0.3) is True
+    finally:
+        await arq.aclose()

@@ -113,7 +113,7 @@ class Stack:
     async def refresh(self) -> list[str]:
         """One run of the refresh cron at the clock's now: the appointments it queued."""
         self.asked.clear()
-        await refresh_credentials(self.ctx)
+        await refresh_credentials(self.ctx, now=self.state.clock())  # simulated time: no claim
         return list(self.asked)
 
     async def run_jobs(self) -> list[str]:
