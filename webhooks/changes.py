@@ -38,7 +38,7 @@ class _BadCursor(ValueError):
 
 
 def _number(raw: str | None, name: str, default: int, low: int, high: int) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise _BadCursor(f"{name} must be an integer from {low} to {high}")

@@ -249,6 +249,7 @@ def _read_operation(
         "summary": summary, "tags": ["read"], "security": [{"bearer": []}],
         "parameters": parameters,
         "responses": {"200": _json(_ref(body), f"The {body.lower()}"),
+                      "400": _error("fresh is not one of its values"),
                       "401": _UNAUTHORIZED,
                       "404": _error("Unknown (or not yet mirrored)")},
     }

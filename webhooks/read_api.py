@@ -140,6 +140,9 @@ def read_routes(
                 return _error(
                     401, "missing or invalid bearer token", **{"WWW-Authenticate": "Bearer"}
                 )
+            fresh = request.query_params.get("fresh", "false")
+            if fresh not in _FRESH:
+                return _error(400, "fresh must be true or false (or 1/0, yes/no)")
             provider = request.path_params.get("provider", DEFAULT_PROVIDER)
             key = request.path_params[param]
             renews = provider in refreshable
@@ -153,7 +156,7 @@ def read_routes(
             if found is None:
                 return _error(404, "not found")
             meeting = meeting_of(found)
-            if meeting and meeting["host_url_refresh_pending"] and _wants_fresh(request):
+            if meeting and meeting["host_url_refresh_pending"] and _FRESH[fresh]:
                 found = await _refreshed(meeting, read, meeting_of) or found
             served = meeting_of(found)
             if served is not None:
@@ -263,5 +266,4 @@ def _with_link(meeting: dict[str, Any], linked: dict[str, Any] | None) -> dict[s
     return view
 
 
-def _wants_fresh(request: Request) -> bool:
-    return request.query_params.get("fresh", "").lower() in ("1", "true", "yes")
+_FRESH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}

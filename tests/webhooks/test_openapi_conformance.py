@@ -19,6 +19,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -34,7 +35,10 @@ from meetsync.store import open_store
 from meetsync.webhooks import create_app
 
 TOKEN = "openapi-read-token"
+# negative_data_rejection: input the description forbids must get a 4xx, not a 200 that
+# silently reads it some other way (it found ?fresh=<junk> and ?limit= answered 200).
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          negative_data_rejection,
           response_schema_conformance]
 EXAMPLES = 40
 STREAM = "/v1/changes/stream"  # endless: exercised by tests/webhooks/test_changes.py

@@ -216,3 +216,14 @@ async def test_fresh_refetches_a_dead_linked_host_url_from_its_provider(
         await refetch
         assert (fresh["host_url"], fresh["host_url_source"]) == ("https://zoom/s/new", "zoom")
         assert fresh["host_url_refresh_pending"] is False
+
+
+async def test_a_fresh_that_is_not_a_boolean_is_400(tmp_path: Path) -> None:
+    """schemathesis found it: ``?fresh=<anything>`` was read as false and answered 200."""
+    path = tmp_path / "mirror.db"
+    write(path, booking("evt_1", 1))
+    async with read_api(path, Clock()) as http:
+        response = await http.get("/v1/a/meetings/none?fresh=maybe", headers=AUTH)
+        assert (await http.get("/v1/a/meetings/none?fresh=true", headers=AUTH)).status_code == 404
+    assert response.status_code == 400
+    assert "fresh" in response.json()["error"]
