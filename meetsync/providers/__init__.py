@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from meetsync.events import Event
@@ -123,6 +123,30 @@ class Window:
     ending_after: str | None = None
     starting_from: str | None = None
     starting_before: str | None = None
+
+    def admits(self, event: Event) -> bool:
+        """Whether a listed appointment lies in the window: for a listing that takes no time
+        filter (or a coarser one), applied to each row. An unknown time admits."""
+        start, end = moment(event.start_at), moment(event.end_at)
+        ending_after, starting_from, starting_before = (
+            moment(self.ending_after), moment(self.starting_from), moment(self.starting_before))
+        if ending_after and end and end <= ending_after:
+            return False
+        if starting_from and start and start < starting_from:
+            return False
+        return not (starting_before and start and start >= starting_before)
+
+
+def moment(value: object) -> datetime | None:
+    """An aware datetime from ISO-8601 text (``Z`` or an offset, ``T`` or a space; naive means
+    UTC); None for anything else."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return None
+    try:
+        found = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -244,6 +268,7 @@ __all__ = [
     "SweepPage",
     "WebhookProvider",
     "Window",
+    "moment",
     "providers",
     "webhook_providers",
 ]

@@ -29,7 +29,7 @@ without it we ask for the next offset until a page comes back empty (so a server
 pages below our ``limit`` is still read to the end). A page that lists nothing new (a server
 ignoring ``offset`` serves page 1 again) stops the sweep with an error, as does
 ``MAX_PAGES``. No filter is sent (an unknown one might be refused): the window is applied to
-the rows (``_Bounds``), so a sweep reads every appointment the account lists. Offset pages can
+the rows (``Window.admits``), so a sweep reads every appointment the account lists. Offset pages can
 shift while we page; Avon gives no total to notice it by: a row missed that way is either held
 by the mirror (the reconciler fetches held appointments the listing missed) or new (the next
 sweep, or its webhook, brings it).
@@ -43,7 +43,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -190,7 +190,7 @@ class AvonClient(JsonApi):
         page_size: int = PAGE_SIZE,
     ) -> AsyncIterator[SweepPage]:
         """Every listed appointment in ``window``, page by page, each id once."""
-        bounds = _Bounds(window)
+        bounds = window
         seen: set[str] = set()
         offset = 0
         for number in range(1, MAX_PAGES + 1):
@@ -220,7 +220,7 @@ class AvonClient(JsonApi):
 
     def _take(
         self, row: object, index: int, stamp: int, event_id: Callable[[str], str],
-        bounds: _Bounds, seen: set[str], page: SweepPage,
+        bounds: Window, seen: set[str], page: SweepPage,
     ) -> bool:
         """Map one listed row into ``page``; True when its id was not listed before (even if
         the row is unreadable: it still shows the listing moved on)."""
@@ -249,31 +249,6 @@ def _unwrapped(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-class _Bounds:
-    """A ``Window``, applied to listed rows (no list filter is documented)."""
-
-    def __init__(self, window: Window) -> None:
-        self.ending_after = _moment(window.ending_after)
-        self.starting_from = _moment(window.starting_from)
-        self.starting_before = _moment(window.starting_before)
-
-    def admits(self, event: Event) -> bool:
-        start, end = _moment(event.start_at), _moment(event.end_at)
-        if self.ending_after and end and end <= self.ending_after:
-            return False
-        if self.starting_from and start and start < self.starting_from:
-            return False
-        return not (self.starting_before and start and start >= self.starting_before)
-
-
-def _moment(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 __all__ = ["MAX_PAGES", "PAGE_SIZE", "AvonClient"]

@@ -50,14 +50,14 @@ import math
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import structlog
 
 from meetsync.events import Event, iso_utc, to_micros
-from meetsync.providers import EnvelopeError, SweepPage, Window
+from meetsync.providers import EnvelopeError, SweepPage, Window, moment
 from meetsync.providers.consularia.config import API_URL, POLL_WINDOW_DAYS, ROTATION_PER_SWEEP
 from meetsync.providers.consularia.mapping import (
     PROVIDER,
@@ -146,7 +146,7 @@ class ConsulariaClient(JsonApi):
         """Every appointment in ``window``, page by page, each id once. ``page_size`` is
         ignored: Consularia's page size is the server's."""
         filters = _filters(window, clock(), self.poll_window)
-        bounds = _Bounds(window)
+        bounds = window
         seen: set[str] = set()
         state = _Pass()
         for passes in range(1, MAX_PASSES + 1):
@@ -160,7 +160,7 @@ class ConsulariaClient(JsonApi):
                     passes=MAX_PASSES)
 
     async def _pass(
-        self, filters: dict[str, str], bounds: _Bounds, seen: set[str],
+        self, filters: dict[str, str], bounds: Window, seen: set[str],
         event_id: Callable[[str], str], clock: Callable[[], datetime], state: _Pass,
     ) -> AsyncIterator[SweepPage]:
         """One pass from page 1; ``state`` says whether rows moved under it."""
@@ -203,7 +203,7 @@ class ConsulariaClient(JsonApi):
 
     def _take(
         self, row: object, index: int, stamp: int, event_id: Callable[[str], str],
-        bounds: _Bounds, seen: set[str], page: SweepPage,
+        bounds: Window, seen: set[str], page: SweepPage,
     ) -> None:
         try:
             if not isinstance(row, dict):
@@ -239,14 +239,14 @@ def _listing(body: dict[str, Any]) -> tuple[list[Any], int | None, bool | None]:
 
 def _filters(window: Window, now: datetime, poll_window: timedelta) -> dict[str, str]:
     """``start_date``/``end_date`` for ``window`` (see the module docstring)."""
-    lows = [m for m in (_moment(window.starting_from),) if m is not None]
-    ending_after = _moment(window.ending_after)
+    lows = [m for m in (moment(window.starting_from),) if m is not None]
+    ending_after = moment(window.ending_after)
     if ending_after is not None:
         lows.append(ending_after - MAX_DURATION)
     found: dict[str, str] = {}
     if lows:
         found["start_date"] = iso_utc(max(lows))
-    starting_before = _moment(window.starting_before)
+    starting_before = moment(window.starting_before)
     if starting_before is not None:
         found["end_date"] = iso_utc(starting_before)
     elif ending_after is not None:
@@ -263,31 +263,6 @@ class _Pass:
     capped: bool = False  # stopped: MAX_PAGES, or a server that ignores ``page``
 
 
-class _Bounds:
-    """A ``Window``, applied exactly to listed rows."""
-
-    def __init__(self, window: Window) -> None:
-        self.ending_after = _moment(window.ending_after)
-        self.starting_from = _moment(window.starting_from)
-        self.starting_before = _moment(window.starting_before)
-
-    def admits(self, event: Event) -> bool:
-        start, end = _moment(event.start_at), _moment(event.end_at)
-        if self.ending_after and end and end <= self.ending_after:
-            return False
-        if self.starting_from and start and start < self.starting_from:
-            return False
-        return not (self.starting_before and start and start >= self.starting_before)
-
-
-def _moment(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 __all__ = ["LIST_PATH", "MAX_DURATION", "MAX_PAGES", "MAX_PASSES", "ConsulariaClient"]

@@ -34,11 +34,11 @@ Malformed objects raise ``EnvelopeError`` with a short message that quotes nothi
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from meetsync.events import Event, Meeting, Participant, iso_utc
-from meetsync.providers import EnvelopeError
+from meetsync.providers import EnvelopeError, moment
 
 PROVIDER = "consularia"
 MAX_MINUTES = 60 * 24 * 366
@@ -142,11 +142,11 @@ def participants(obj: dict[str, Any]) -> tuple[Participant, ...] | None:
 
 def updated_at(obj: dict[str, Any]) -> str | None:
     """``updated_at`` as ``YYYY-MM-DDTHH:MM:SSZ`` (details only); None when absent or bad."""
-    moment = _datetime(obj.get("updated_at"))
-    if moment is None:
+    when = moment(obj.get("updated_at"))
+    if when is None:
         return None
     try:
-        return iso_utc(moment)
+        return iso_utc(when)
     except (OverflowError, ValueError):
         return None
 
@@ -155,10 +155,10 @@ def _start(obj: dict[str, Any]) -> datetime | None:
     value = obj.get("start_date_time")
     if value is None or value == "":
         return None
-    moment = _datetime(value)
-    if moment is None:
+    when = moment(value)
+    if when is None:
         raise EnvelopeError("appointment start_date_time must be an ISO-8601 date-time")
-    return moment
+    return when
 
 
 def _end(obj: dict[str, Any], start: datetime | None) -> datetime | None:
@@ -175,16 +175,6 @@ def _end(obj: dict[str, Any], start: datetime | None) -> datetime | None:
     except OverflowError:
         raise EnvelopeError("appointment end is out of range") from None
 
-
-def _datetime(value: object) -> datetime | None:
-    """An aware datetime from ISO-8601 text (``Z``, an offset, ``T`` or a space; naive: UTC)."""
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from meetsync.events import MEETING_FIELDS, Event, Meeting, iso_utc, to_micros
-from meetsync.providers import EnvelopeError
+from meetsync.providers import EnvelopeError, moment
 
 PROVIDER = "savvycal"
 APPOINTMENT_PREFIX = "appointment."
@@ -43,7 +43,7 @@ def parse_envelope(
     event_id = envelope.get("id")
     if not _text(event_id):
         raise EnvelopeError("id must be a non-empty string")
-    occurred = _datetime(envelope.get("created_at"))
+    occurred = moment(envelope.get("created_at"))
     if occurred is None:
         raise EnvelopeError("created_at must be an ISO-8601 timestamp")
     data = envelope.get("data")
@@ -144,20 +144,20 @@ def _zoned(value: object, name: str) -> str | None:
     """A ZonedDateTime (``utc``, else ``unix_ts``) as the mirror's UTC string; null stays None."""
     if value is None:
         return None
-    moment: datetime | None = None
+    when: datetime | None = None
     if isinstance(value, str):
-        moment = _datetime(value)
+        when = moment(value)
     elif isinstance(value, dict):
-        moment = _datetime(value.get("utc"))
-        if moment is None and value.get("utc") is None:
-            moment = _from_unix(value.get("unix_ts"))
-    if moment is None:
+        when = moment(value.get("utc"))
+        if when is None and value.get("utc") is None:
+            when = _from_unix(value.get("unix_ts"))
+    if when is None:
         raise EnvelopeError(f"appointment {name} must be a zoned date-time")
     text = value.get("utc") if isinstance(value, dict) else None
-    if _canonical(text, moment):
+    if _canonical(text, when):
         return text
     try:
-        return iso_utc(moment)
+        return iso_utc(when)
     except (OverflowError, ValueError):
         raise EnvelopeError(f"appointment {name} is out of range") from None
 
@@ -183,16 +183,6 @@ def _previous_meeting_id(data: dict[str, Any]) -> str | None:
     meeting_id = meeting.get("id") if isinstance(meeting, dict) else None
     return meeting_id if _text(meeting_id) else None
 
-
-def _datetime(value: object) -> datetime | None:
-    """An aware datetime from ISO-8601 text (``Z`` or an offset; naive means UTC), else None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _from_unix(value: object) -> datetime | None:

@@ -45,7 +45,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import quote
 
 import httpx
@@ -197,7 +197,7 @@ class ZoomClient(JsonApi):
         ``started``)."""
         path = f"/users/{quote(self.user_id, safe='')}/meetings"
         live = await self._live_ids(path)
-        bounds = _Bounds(window)
+        bounds = window
         seen_ids: set[str] = set()
         seen_tokens: set[str] = set()
         next_token = ""
@@ -252,7 +252,7 @@ class ZoomClient(JsonApi):
 
     def _take(
         self, row: object, index: int, stamp: int, event_id: Callable[[str], str],
-        bounds: _Bounds, seen: set[str], live: set[str], page: SweepPage,
+        bounds: Window, seen: set[str], live: set[str], page: SweepPage,
     ) -> None:
         try:
             if not isinstance(row, dict):
@@ -273,31 +273,6 @@ class ZoomClient(JsonApi):
             page.events.append(event)
 
 
-class _Bounds:
-    """A ``Window``, applied to listed rows (Zoom's listing takes no time filter)."""
-
-    def __init__(self, window: Window) -> None:
-        self.ending_after = _moment(window.ending_after)
-        self.starting_from = _moment(window.starting_from)
-        self.starting_before = _moment(window.starting_before)
-
-    def admits(self, event: Event) -> bool:
-        start, end = _moment(event.start_at), _moment(event.end_at)
-        if self.ending_after and end and end <= self.ending_after:
-            return False
-        if self.starting_from and start and start < self.starting_from:
-            return False
-        return not (self.starting_before and start and start >= self.starting_before)
-
-
-def _moment(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 __all__ = ["MAX_PAGES", "PAGE_SIZE", "ZoomClient"]

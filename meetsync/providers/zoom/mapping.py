@@ -51,11 +51,11 @@ Malformed objects raise ``EnvelopeError`` with a short message that quotes nothi
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from meetsync.events import Event, Meeting, Occurrence, from_micros, iso_utc
-from meetsync.providers import EnvelopeError
+from meetsync.providers import EnvelopeError, moment
 
 PROVIDER = "zoom"
 PASSWORD_GRACE = timedelta(hours=24)
@@ -166,7 +166,7 @@ def occurrences(obj: dict[str, Any]) -> tuple[Occurrence, ...] | None:
             occurrence_id = str(occurrence_id)
         if not isinstance(occurrence_id, str) or not occurrence_id or occurrence_id in found:
             continue
-        start = _datetime(item.get("start_time"))
+        start = moment(item.get("start_time"))
         duration = item.get("duration")
         end = None
         if start is not None and isinstance(duration, int) and _minutes(duration):
@@ -230,18 +230,18 @@ def _start(obj: dict[str, Any]) -> datetime | None:
     value = obj.get("start_time")
     if value is None or value == "":
         return None
-    moment = _datetime(value)
-    if moment is None:
+    when = moment(value)
+    if when is None:
         raise EnvelopeError("meeting start_time must be an ISO-8601 date-time")
-    return moment
+    return when
 
 
 def _end(obj: dict[str, Any], start: datetime | None, *, prefer_end_time: bool) -> datetime | None:
     if prefer_end_time and obj.get("end_time") not in (None, ""):
-        moment = _datetime(obj.get("end_time"))
-        if moment is None:
+        when = moment(obj.get("end_time"))
+        if when is None:
             raise EnvelopeError("meeting end_time must be an ISO-8601 date-time")
-        return moment
+        return when
     duration = obj.get("duration")
     if duration is None:
         return None
@@ -259,16 +259,6 @@ def _minutes(value: object) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)
             and 0 <= value <= _MAX_MINUTES)
 
-
-def _datetime(value: object) -> datetime | None:
-    """An aware datetime from ISO-8601 text (``Z`` or an offset; naive means UTC), else None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:
