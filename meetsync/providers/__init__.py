@@ -234,6 +234,20 @@ class Provider(Protocol):
         the account has no webhook secret (or the provider sends no webhooks)."""
 
 
+def missing_settings(
+    account: Account, keys: Sequence[Key], required: Sequence[str]
+) -> str | None:
+    """The ``required`` keys ``account`` lacks, named as its user sets them (the variables for
+    the ``default`` account, the file's keys for another); None when it has them all."""
+    missing = [key for key in keys if key.name in required and not account.text(key.name)]
+    if not missing:
+        return None
+    if account.name == "default":
+        return " and ".join(key.env or key.name for key in missing)
+    names = ", ".join(key.name for key in missing)
+    return f"{names} in [providers.{account.provider}.accounts.{account.name}]"
+
+
 def providers() -> dict[str, Provider]:
     """Every provider package, by name."""
     found: dict[str, Provider] = {}
@@ -268,6 +282,7 @@ __all__ = [
     "SweepPage",
     "WebhookProvider",
     "Window",
+    "missing_settings",
     "moment",
     "providers",
     "webhook_providers",

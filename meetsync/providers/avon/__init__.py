@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meetsync.config import Key
-from meetsync.providers import Delivery, SelfTestDelivery, SignatureError
+from meetsync.providers import Delivery, SelfTestDelivery, SignatureError, missing_settings
 from meetsync.providers.avon.client import AvonClient
 from meetsync.providers.avon.config import API_CREDENTIALS, KEYS
 from meetsync.providers.avon.envelope import parse_envelope
@@ -112,13 +112,7 @@ class Avon:
         return None  # a hint for a test id would fetch nothing: check the API credentials
 
     def missing_api(self, account: Account) -> str | None:
-        missing = [k for k in KEYS if k.name in API_CREDENTIALS and not account.text(k.name)]
-        if not missing:
-            return None
-        if account.name == "default":
-            return " and ".join(k.env or k.name for k in missing)
-        names = ", ".join(k.name for k in missing)
-        return f"{names} in [providers.avon.accounts.{account.name}]"
+        return missing_settings(account, KEYS, API_CREDENTIALS)
 
 
 PROVIDER = Avon()

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meetsync.config import Key
-from meetsync.providers import SelfTestDelivery
+from meetsync.providers import SelfTestDelivery, missing_settings
 from meetsync.providers.consularia.client import ConsulariaClient
 from meetsync.providers.consularia.config import API_CREDENTIALS, API_URL, KEYS
 from meetsync.providers.consularia.mapping import PROVIDER as NAME
@@ -73,13 +73,7 @@ class Consularia:
         return None  # poll-only
 
     def missing_api(self, account: Account) -> str | None:
-        missing = [k for k in KEYS if k.name in API_CREDENTIALS and not account.text(k.name)]
-        if not missing:
-            return None
-        if account.name == "default":
-            return " and ".join(k.env or k.name for k in missing)
-        names = ", ".join(k.name for k in missing)
-        return f"{names} in [providers.consularia.accounts.{account.name}]"
+        return missing_settings(account, KEYS, API_CREDENTIALS)
 
 
 PROVIDER = Consularia()

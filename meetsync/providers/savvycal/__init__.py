@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from meetsync.events import Event
-from meetsync.providers import SelfTestDelivery, SignatureError
+from meetsync.providers import SelfTestDelivery, SignatureError, missing_settings
 from meetsync.providers.http import RequestBudget
 from meetsync.providers.savvycal import selftest as _selftest
 from meetsync.providers.savvycal.client import SavvyCalClient
@@ -149,11 +149,7 @@ class SavvyCal:
         return None  # webhooks drive it; sweeps at RECONCILE_INTERVAL_SECONDS
 
     def missing_api(self, account: Account) -> str | None:
-        if account.text("api_token") is not None:
-            return None
-        if account.name == "default":
-            return "SAVVYCAL_API_TOKEN"
-        return f"api_token in [providers.savvycal.accounts.{account.name}]"
+        return missing_settings(account, KEYS, ("api_token",))
 
     def setup_steps(self, account: Account, url: str) -> list[str]:
         return _selftest.setup_steps(account, url)

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meetsync.config import Key
-from meetsync.providers import Delivery, Reply, SelfTestDelivery, SignatureError
+from meetsync.providers import Delivery, Reply, SelfTestDelivery, SignatureError, missing_settings
 from meetsync.providers.http import RequestBudget
 from meetsync.providers.zoom import selftest as _selftest
 from meetsync.providers.zoom import signing
@@ -130,13 +130,7 @@ class Zoom:
         return None  # webhooks drive it; sweeps at RECONCILE_INTERVAL_SECONDS
 
     def missing_api(self, account: Account) -> str | None:
-        missing = [k for k in KEYS if k.name in API_CREDENTIALS and not account.text(k.name)]
-        if not missing:
-            return None
-        if account.name == "default":
-            return " and ".join(k.env or k.name for k in missing)
-        names = ", ".join(k.name for k in missing)
-        return f"{names} in [providers.zoom.accounts.{account.name}]"
+        return missing_settings(account, KEYS, API_CREDENTIALS)
 
     def setup_steps(self, account: Account, url: str) -> list[str]:
         return _selftest.setup_steps(account, url)
