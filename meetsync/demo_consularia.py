@@ -177,12 +177,16 @@ async def poll_and_report(
     # fetches every listed appointment within ceil(listed / rotation) polls (the bound).
     rotation = settings.account(NAME, "default")
     per_poll = rotation.number("rotation_per_sweep") if rotation else 0
-    bound = -(-len(sim.appointments) // per_poll) if per_poll else 0
-    total = POLLS + bound
-    for number in range(1, total + 1):
+    bound, total, number = 0, POLLS, 0
+    while number < total:
+        number += 1
         if number == 2:
             played = workload.advance()
             say(f"  consularia: {played} more changes at the provider")
+            # The last change is in: from this poll on, every listed appointment is fetched
+            # within the bound.
+            bound = -(-len(sim.appointments) // per_poll) if per_poll else 1
+            total = max(POLLS, 1 + bound)
         elif number > POLLS:
             say(f"\nconsularia: poll {number} of {total} (the rotation's bound: every listed "
                 f"appointment fetched within {bound} polls of {per_poll})")
