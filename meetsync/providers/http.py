@@ -241,6 +241,71 @@ class JsonApi:
 
 
 
+class TokenApi(JsonApi):
+    """A ``JsonApi`` that authenticates with a bearer token it fetches itself (an OAuth client
+    credentials grant): one fetch at a time, budgeted, the token reused until
+    ``token_margin`` seconds before it expires (``default_token_seconds`` when the answer
+    gives no ``expires_in``) and dropped on a 401. Subclasses send the token request."""
+
+    token_label = "POST token"  # noqa: S105 (a label)
+    token_margin = 60
+    default_token_seconds = 3600
+
+    def __init__(
+        self, base_url: str, *, clock: Callable[[], float] = time.monotonic, **options: Any
+    ) -> None:
+        super().__init__(base_url, **options)
+        self.tokens_fetched = 0
+        self._clock = clock
+        self._token: str | None = None
+        self._token_until = 0.0
+        self._token_lock = asyncio.Lock()
+
+    async def request_token(self) -> httpx.Response:
+        """Send the token request (the subclass knows its URL and grant)."""
+        raise NotImplementedError
+
+    def token_in(self, body: dict[str, Any]) -> object:
+        """The token in the token response's body."""
+        return body.get("access_token")
+
+    async def auth_headers(self) -> Mapping[str, str]:
+        return {"authorization": f"Bearer {await self.access_token()}"}
+
+    async def reauthenticate(self) -> bool:
+        self._token = None
+        return True
+
+    async def access_token(self) -> str:
+        async with self._token_lock:
+            if self._token is not None and self._clock() < self._token_until:
+                return self._token
+            self._token = None
+            await self.budget.acquire("refetch")
+            asked = self._clock()
+            label = self.token_label
+            try:
+                response = await self.request_token()
+            except httpx.TimeoutException as exc:
+                raise RetryableApiError(f"{label}: timed out ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise RetryableApiError(
+                    f"{label}: network error ({type(exc).__name__})") from None
+            if response.status_code != 200:
+                raise _status_error(label, response)
+            body = json_body(response, label)
+            token = self.token_in(body)
+            if not isinstance(token, str) or not token:
+                raise PermanentApiError(f"{label}: response has no access_token")
+            lifetime = body.get("expires_in")
+            if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
+                lifetime = self.default_token_seconds
+            self.tokens_fetched += 1
+            self._token = token
+            self._token_until = asked + lifetime - min(self.token_margin, lifetime // 2)
+            return token
+
+
 def _status_error(label: str, response: httpx.Response) -> ApiError:
     status = response.status_code
     message = f"{label}: HTTP {status}"
@@ -301,5 +366,6 @@ __all__ = [
     "Priority",
     "RequestBudget",
     "RetryableApiError",
+    "TokenApi",
     "json_object",
 ]

@@ -53,14 +53,11 @@ from meetsync.providers import EnvelopeError, SweepPage, Window
 from meetsync.providers.avon.mapping import APPOINTMENT_ID, PROVIDER, appointment_event
 from meetsync.providers.http import (
     DEFAULT_TIMEOUT,
-    JsonApi,
     PermanentApiError,
     Priority,
     RequestBudget,
-    RetryableApiError,
     Sleep,
-    _status_error,
-    json_body,
+    TokenApi,
 )
 
 TOKEN_PATH = "/v2/auth/token"  # noqa: S105 (a path)
@@ -74,10 +71,13 @@ _TOKEN_LABEL = "POST /v2/auth/token"  # noqa: S105 (a label)
 _GET_ONE = "GET /v2/appointments/{id}"
 
 
-class AvonClient(JsonApi):
+class AvonClient(TokenApi):
     """``ProviderApi`` for one Avon Health account (see the module docstring)."""
 
     provider = PROVIDER
+    token_label = _TOKEN_LABEL
+    token_margin = TOKEN_MARGIN_SECONDS
+    default_token_seconds = DEFAULT_TOKEN_SECONDS
 
     def __init__(
         self,
@@ -99,20 +99,15 @@ class AvonClient(JsonApi):
         backoff_cap: float = 30.0,
     ) -> None:
         super().__init__(
-            api_url, budget=budget, transport=transport, timeout=timeout,
+            api_url, clock=clock, budget=budget, transport=transport, timeout=timeout,
             headers={"account": avon_account} if avon_account else None,
             max_attempts=max_attempts, sleep=sleep, rng=rng, backoff_base=backoff_base,
             backoff_cap=backoff_cap,
         )
         self.account = account
-        self.tokens_fetched = 0
         self._client_id = client_id
         self._client_secret = client_secret
         self._user_jwt = user_jwt
-        self._clock = clock
-        self._token: str | None = None
-        self._token_until = 0.0
-        self._token_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"AvonClient(account={self.account!r})"
@@ -120,45 +115,17 @@ class AvonClient(JsonApi):
     # --- auth ----------------------------------------------------------------------------
 
     async def auth_headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {await self._access_token()}",
-                "x-jwt": self._user_jwt}
+        return {**await super().auth_headers(), "x-jwt": self._user_jwt}
 
-    async def reauthenticate(self) -> bool:
-        self._token = None
-        return True
+    async def request_token(self) -> httpx.Response:
+        return await self._http.post(TOKEN_PATH, json={
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._client_secret,
+        })
 
-    async def _access_token(self) -> str:
-        async with self._token_lock:
-            if self._token is not None and self._clock() < self._token_until:
-                return self._token
-            self._token = None
-            await self.budget.acquire("refetch")
-            asked = self._clock()
-            try:
-                response = await self._http.post(TOKEN_PATH, json={
-                    "grant_type": "client_credentials",
-                    "client_id": self._client_id,
-                    "client_secret": self._client_secret,
-                })
-            except httpx.TimeoutException as exc:
-                raise RetryableApiError(
-                    f"{_TOKEN_LABEL}: timed out ({type(exc).__name__})") from None
-            except httpx.TransportError as exc:
-                raise RetryableApiError(
-                    f"{_TOKEN_LABEL}: network error ({type(exc).__name__})") from None
-            if response.status_code != 200:
-                raise _status_error(_TOKEN_LABEL, response)
-            body = json_body(response, _TOKEN_LABEL)
-            token = body.get("access_token", body.get("token"))
-            if not isinstance(token, str) or not token:
-                raise PermanentApiError(f"{_TOKEN_LABEL}: response has no access_token")
-            lifetime = body.get("expires_in")
-            if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
-                lifetime = DEFAULT_TOKEN_SECONDS
-            self.tokens_fetched += 1
-            self._token = token
-            self._token_until = asked + lifetime - min(TOKEN_MARGIN_SECONDS, lifetime // 2)
-            return token
+    def token_in(self, body: dict[str, Any]) -> object:
+        return body.get("access_token", body.get("token"))
 
     # --- ProviderApi ---------------------------------------------------------------------
 

@@ -54,14 +54,11 @@ from meetsync.events import Event, to_micros
 from meetsync.providers import EnvelopeError, SweepPage, Window
 from meetsync.providers.http import (
     DEFAULT_TIMEOUT,
-    JsonApi,
     PermanentApiError,
     Priority,
     RequestBudget,
-    RetryableApiError,
     Sleep,
-    _status_error,
-    json_body,
+    TokenApi,
 )
 from meetsync.providers.zoom.config import API_URL, OAUTH_URL, START_URL_TTL_SECONDS
 from meetsync.providers.zoom.mapping import PROVIDER, meeting_event, meeting_id
@@ -76,10 +73,13 @@ _OAUTH_LABEL = "POST oauth token"
 _ALL_OCCURRENCES = httpx.QueryParams({"show_previous_occurrences": "true"})
 
 
-class ZoomClient(JsonApi):
+class ZoomClient(TokenApi):
     """``ProviderApi`` for one Zoom account (see the module docstring)."""
 
     provider = PROVIDER
+    token_label = _OAUTH_LABEL
+    token_margin = TOKEN_MARGIN_SECONDS
+    default_token_seconds = DEFAULT_TOKEN_SECONDS
 
     def __init__(
         self,
@@ -103,66 +103,28 @@ class ZoomClient(JsonApi):
         backoff_cap: float = 30.0,
     ) -> None:
         super().__init__(
-            api_url, budget=budget, transport=transport, timeout=timeout,
+            api_url, clock=clock, budget=budget, transport=transport, timeout=timeout,
             max_attempts=max_attempts, sleep=sleep, rng=rng, backoff_base=backoff_base,
             backoff_cap=backoff_cap,
         )
         self.account = account
         self.ttl_seconds = ttl_seconds
         self.user_id = user_id
-        self.tokens_fetched = 0
         self._oauth_url = oauth_url
         self._account_id = account_id
         self._credentials = httpx.BasicAuth(client_id, client_secret)
-        self._clock = clock
-        self._token: str | None = None
-        self._token_until = 0.0
-        self._token_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"ZoomClient(account={self.account!r})"
 
     # --- OAuth ---------------------------------------------------------------------------
 
-    async def auth_headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {await self._access_token()}"}
-
-    async def reauthenticate(self) -> bool:
-        self._token = None
-        return True
-
-    async def _access_token(self) -> str:
-        async with self._token_lock:
-            if self._token is not None and self._clock() < self._token_until:
-                return self._token
-            self._token = None
-            await self.budget.acquire("refetch")
-            asked = self._clock()
-            try:
-                response = await self._http.post(
-                    self._oauth_url,
-                    data={"grant_type": "account_credentials", "account_id": self._account_id},
-                    auth=self._credentials,
-                )
-            except httpx.TimeoutException as exc:
-                raise RetryableApiError(
-                    f"{_OAUTH_LABEL}: timed out ({type(exc).__name__})") from None
-            except httpx.TransportError as exc:
-                raise RetryableApiError(
-                    f"{_OAUTH_LABEL}: network error ({type(exc).__name__})") from None
-            if response.status_code != 200:
-                raise _status_error(_OAUTH_LABEL, response)
-            body = json_body(response, _OAUTH_LABEL)
-            token = body.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise PermanentApiError(f"{_OAUTH_LABEL}: response has no access_token")
-            lifetime = body.get("expires_in")
-            if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
-                lifetime = DEFAULT_TOKEN_SECONDS
-            self.tokens_fetched += 1
-            self._token = token
-            self._token_until = asked + lifetime - min(TOKEN_MARGIN_SECONDS, lifetime // 2)
-            return token
+    async def request_token(self) -> httpx.Response:
+        return await self._http.post(
+            self._oauth_url,
+            data={"grant_type": "account_credentials", "account_id": self._account_id},
+            auth=self._credentials,
+        )
 
     # --- ProviderApi ---------------------------------------------------------------------
 
