@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from meetsync.events import Event, Meeting, iso_utc
+from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc
 from meetsync.store.schema import NOW_SQL
 
 # Deprecated: used by the legacy provider's sweep (and the demo) until it moves into the
@@ -79,59 +79,48 @@ UPDATE appointments SET tie_at = version_at
 WHERE provider = ? AND id = ? AND version_at = ? AND version_event > ?
 """
 
-# Claims the participant set for this snapshot when it is newer than the one that set it.
-_PARTICIPANTS_VERSION = """
-UPDATE appointments SET participants_at = :at, participants_event = :event
-WHERE provider = :provider AND id = :appointment
-  AND (participants_at IS NULL OR (:at, :event) > (participants_at, participants_event))
-"""
+@dataclass(frozen=True, slots=True)
+class _ListedSet:
+    """The statements that make a listed set (participants, occurrences) the appointment's:
+    ``claim`` it for the snapshot when the snapshot is newer than the one that set it (the
+    set's own version: ``{table}_at``/``{table}_event`` on the appointment), delete the
+    members ``gone`` from it, ``upsert`` the rest (an unchanged member is left alone: the
+    change log records real changes only)."""
 
-_PARTICIPANTS_GONE = """
-DELETE FROM participants
+    claim: str
+    gone: str
+    upsert: str
+    fields: tuple[str, ...]
+
+
+def _listed_set(table: str, fields: tuple[str, ...]) -> _ListedSet:
+    columns = ", ".join(fields)
+    values = ", ".join(f":{name}" for name in fields)
+    return _ListedSet(
+        claim=f"""
+UPDATE appointments SET {table}_at = :at, {table}_event = :event
+WHERE provider = :provider AND id = :appointment
+  AND ({table}_at IS NULL OR (:at, :event) > ({table}_at, {table}_event))
+""",
+        gone=f"""
+DELETE FROM {table}
 WHERE provider = :provider AND appointment_id = :appointment
   AND id NOT IN (SELECT value FROM json_each(:ids))
-"""
-
-# An unchanged participant is left alone: the change log records real changes only.
-_PARTICIPANT = f"""
-INSERT INTO participants
-    (provider, appointment_id, id, role, unique_id, display_name, updated_at)
-VALUES (:provider, :appointment, :id, :role, :unique_id, :display_name, {NOW_SQL})
+""",
+        upsert=f"""
+INSERT INTO {table} (provider, appointment_id, id, {columns}, updated_at)
+VALUES (:provider, :appointment, :id, {values}, {NOW_SQL})
 ON CONFLICT (provider, appointment_id, id) DO UPDATE SET
-    role = excluded.role,
-    unique_id = excluded.unique_id,
-    display_name = excluded.display_name,
+    {", ".join(f"{name} = excluded.{name}" for name in fields)},
     updated_at = excluded.updated_at
-WHERE participants.role IS NOT excluded.role
-   OR participants.unique_id IS NOT excluded.unique_id
-   OR participants.display_name IS NOT excluded.display_name
-"""
+WHERE {" OR ".join(f"{table}.{name} IS NOT excluded.{name}" for name in fields)}
+""",
+        fields=fields,
+    )
 
-# The same for the occurrence set, under its own version.
-_OCCURRENCES_VERSION = """
-UPDATE appointments SET occurrences_at = :at, occurrences_event = :event
-WHERE provider = :provider AND id = :appointment
-  AND (occurrences_at IS NULL OR (:at, :event) > (occurrences_at, occurrences_event))
-"""
 
-_OCCURRENCES_GONE = """
-DELETE FROM occurrences
-WHERE provider = :provider AND appointment_id = :appointment
-  AND id NOT IN (SELECT value FROM json_each(:ids))
-"""
-
-_OCCURRENCE = f"""
-INSERT INTO occurrences (provider, appointment_id, id, start_at, end_at, status, updated_at)
-VALUES (:provider, :appointment, :id, :start_at, :end_at, :status, {NOW_SQL})
-ON CONFLICT (provider, appointment_id, id) DO UPDATE SET
-    start_at = excluded.start_at,
-    end_at = excluded.end_at,
-    status = excluded.status,
-    updated_at = excluded.updated_at
-WHERE occurrences.start_at IS NOT excluded.start_at
-   OR occurrences.end_at IS NOT excluded.end_at
-   OR occurrences.status IS NOT excluded.status
-"""
+_PARTICIPANTS = _listed_set("participants", ("role", "unique_id", "display_name"))
+_OCCURRENCES = _listed_set("occurrences", ("start_at", "end_at", "status"))
 
 _STALE = "UPDATE events SET outcome = 'stale' WHERE provider = ? AND id = ?"
 
@@ -307,9 +296,9 @@ def _apply_one(
         ),
     ).fetchone()
     if event.participants is not None:
-        _replace_participants(conn, event)
+        _replace_set(conn, event, _PARTICIPANTS, event.participants)
     if event.occurrences is not None:
-        _replace_occurrences(conn, event)
+        _replace_set(conn, event, _OCCURRENCES, event.occurrences)
     chain_changed = False
     if landed is None:
         result.stale += 1
@@ -338,38 +327,19 @@ def _apply_one(
     return chain_changed
 
 
-def _replace_participants(conn: sqlite3.Connection, event: Event) -> None:
-    """Make the snapshot's participants the appointment's, if no newer snapshot listed them."""
+def _replace_set(
+    conn: sqlite3.Connection, event: Event, listed: _ListedSet,
+    members: tuple[Participant, ...] | tuple[Occurrence, ...],
+) -> None:
+    """Make the snapshot's members the appointment's, if no newer snapshot listed them."""
     key = {"provider": event.provider, "appointment": event.appointment_id}
-    claimed = conn.execute(
-        _PARTICIPANTS_VERSION, {**key, "at": event.occurred_at, "event": event.id}
-    ).rowcount
-    if not claimed:
+    if not conn.execute(listed.claim, {**key, "at": event.occurred_at, "event": event.id}
+                        ).rowcount:
         return
-    participants = event.participants or ()
-    ids = orjson.dumps([p.id for p in participants]).decode()
-    conn.execute(_PARTICIPANTS_GONE, {**key, "ids": ids})
-    conn.executemany(_PARTICIPANT, [
-        {**key, "id": p.id, "role": p.role, "unique_id": p.unique_id,
-         "display_name": p.display_name}
-        for p in participants
-    ])
-
-
-def _replace_occurrences(conn: sqlite3.Connection, event: Event) -> None:
-    """Make the snapshot's occurrences the appointment's, if no newer snapshot listed them."""
-    key = {"provider": event.provider, "appointment": event.appointment_id}
-    claimed = conn.execute(
-        _OCCURRENCES_VERSION, {**key, "at": event.occurred_at, "event": event.id}
-    ).rowcount
-    if not claimed:
-        return
-    occurrences = event.occurrences or ()
-    ids = orjson.dumps([o.id for o in occurrences]).decode()
-    conn.execute(_OCCURRENCES_GONE, {**key, "ids": ids})
-    conn.executemany(_OCCURRENCE, [
-        {**key, "id": o.id, "start_at": o.start_at, "end_at": o.end_at, "status": o.status}
-        for o in occurrences
+    conn.execute(listed.gone, {**key, "ids": orjson.dumps([m.id for m in members]).decode()})
+    conn.executemany(listed.upsert, [
+        {**key, "id": m.id, **{name: getattr(m, name) for name in listed.fields}}
+        for m in members
     ])
 
 
