@@ -1,17 +1,11 @@
-"""The SQLite mirror: schema, guarded writes and reads. Imports neither webhooks nor worker."""
+"""The mirror (SQLite, or PostgreSQL): schema, guarded writes and reads. Imports neither
+webhooks nor worker."""
 
 from __future__ import annotations
 
 from meetsync.store.apply import ApplyResult, Conflict
-from meetsync.store.mirror import (
-    DEFAULT_PROVIDER,
-    Failure,
-    Store,
-    StoreBusy,
-    StoreError,
-    is_busy,
-    open_store,
-)
+from meetsync.store.errors import StoreBusy, StoreError
+from meetsync.store.mirror import DEFAULT_PROVIDER, Failure, Store, is_busy, open_store
 
 __all__ = [
     "DEFAULT_PROVIDER", "ApplyResult", "Conflict", "Failure", "Store", "StoreBusy", "StoreError",

@@ -27,10 +27,10 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import orjson
 
@@ -65,7 +65,7 @@ ON CONFLICT (provider, id) DO UPDATE SET
     version_at = excluded.version_at,
     version_event = excluded.version_event,
     no_meeting = COALESCE(?, appointments.no_meeting),
-    named_meeting_id = CASE WHEN ? IS NULL THEN appointments.named_meeting_id
+    named_meeting_id = CASE WHEN CAST(? AS INTEGER) IS NULL THEN appointments.named_meeting_id
                             ELSE excluded.named_meeting_id END,
     updated_at = excluded.updated_at
 WHERE (excluded.version_at, excluded.version_event)
@@ -78,6 +78,15 @@ _TIE = """
 UPDATE appointments SET tie_at = version_at
 WHERE provider = ? AND id = ? AND version_at = ? AND version_event > ?
 """
+
+class Connection(Protocol):
+    """What the writes need of a connection: ``sqlite3.Connection``, or the PostgreSQL one
+    (``store/postgres.py``) that translates the same statements."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _ListedSet:
@@ -131,7 +140,7 @@ _STALE = "UPDATE events SET outcome = 'stale' WHERE provider = ? AND id = ?"
 # whatever order or batches.
 def _live(credential: str) -> str:
     expires = f":{credential}_expires_at"
-    return (f"CASE WHEN :named AND ({expires} IS NULL OR {expires} > :now)"
+    return (f"CASE WHEN :named AND (CAST({expires} AS TEXT) IS NULL OR {expires} > :now)"
             f" THEN :{credential} END")
 
 
@@ -148,8 +157,8 @@ ON CONFLICT (provider, id) DO UPDATE SET
     conferencing_provider = excluded.conferencing_provider,
     external_meeting_id = excluded.external_meeting_id,
     join_url = excluded.join_url,
-    host_url = CASE WHEN NOT meetings.predecessor THEN excluded.host_url END,
-    password = CASE WHEN NOT meetings.predecessor THEN excluded.password END,
+    host_url = CASE WHEN meetings.predecessor = 0 THEN excluded.host_url END,
+    password = CASE WHEN meetings.predecessor = 0 THEN excluded.password END,
     host_url_expires_at = excluded.host_url_expires_at,
     password_expires_at = excluded.password_expires_at,
     error_message = excluded.error_message,
@@ -241,7 +250,7 @@ class ApplyResult:
 
 
 def apply_events(
-    conn: sqlite3.Connection, events: Iterable[Event], now: datetime
+    conn: Connection, events: Iterable[Event], now: datetime
 ) -> ApplyResult:
     """Apply events inside the caller's transaction; returns what happened.
 
@@ -266,7 +275,7 @@ def _meeting_state(event: Event) -> int | None:
 
 
 def _apply_one(
-    conn: sqlite3.Connection, event: Event, now: str, result: ApplyResult
+    conn: Connection, event: Event, now: str, result: ApplyResult
 ) -> bool:
     fresh = conn.execute(
         _INBOX,
@@ -328,7 +337,7 @@ def _apply_one(
 
 
 def _replace_set(
-    conn: sqlite3.Connection, event: Event, listed: _ListedSet,
+    conn: Connection, event: Event, listed: _ListedSet,
     members: tuple[Participant, ...] | tuple[Occurrence, ...],
 ) -> None:
     """Make the snapshot's members the appointment's, if no newer snapshot listed them."""
@@ -343,14 +352,14 @@ def _replace_set(
     ])
 
 
-def _named(conn: sqlite3.Connection, event: Event) -> str | None:
+def _named(conn: Connection, event: Event) -> str | None:
     """The meeting the appointment's newest snapshot names."""
     row = conn.execute(_NAMED, (event.provider, event.appointment_id)).fetchone()
     return row[1] if row else None
 
 
 def _upsert_meeting(
-    conn: sqlite3.Connection, event: Event, meeting: Meeting, named: bool, now: str,
+    conn: Connection, event: Event, meeting: Meeting, named: bool, now: str,
     result: ApplyResult,
 ) -> bool:
     """Write the meeting (its credentials only if ``named`` and not yet expired at ``now``);
@@ -389,19 +398,19 @@ def _upsert_meeting(
     return _seen(conn, event, meeting.id, 1)
 
 
-def _seen(conn: sqlite3.Connection, event: Event, meeting_id: str, rank: int) -> bool:
+def _seen(conn: Connection, event: Event, meeting_id: str, rank: int) -> bool:
     """Move the event's meeting back in its chain if the event saw it earlier than known."""
     at = event.occurred_at
-    return conn.execute(
+    return bool(conn.execute(
         _FIRST_SEEN, (at, rank, event.provider, meeting_id, event.appointment_id, at, rank)
-    ).rowcount > 0
+    ).rowcount > 0)
 
 
 def _meeting_id(meeting: Meeting | None) -> str | None:
     return meeting.id if meeting else None
 
 
-def _resolve_chain(conn: sqlite3.Connection, provider: str, appointment_id: str) -> None:
+def _resolve_chain(conn: Connection, provider: str, appointment_id: str) -> None:
     """Link the appointment's meetings in first-seen order and pick its current one.
 
     The current meeting is the one its newest snapshot names, moved to the end of the chain if

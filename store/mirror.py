@@ -1,12 +1,11 @@
-"""The ``Store``: one SQLite connection to the mirror, its pragmas, batched writes and reads.
+"""The ``Store``: one connection to the mirror, batched writes and reads.
+
+The mirror is a SQLite file (the default: its pragmas are set here) or a PostgreSQL database
+(``MEETSYNC_DB=postgresql://...``: ``store/postgres.py``); the statements are the same.
 
 A ``Store`` is synchronous and not thread-safe: use it from one thread at a time (the worker
-gives it a thread of its own so SQLite never stalls the event loop).
-
-Errors::
-
-    StoreError
-    └── StoreBusy   the database stayed locked past the busy timeout: retry later
+gives it a thread of its own so the database never stalls the event loop). Its errors are in
+``store/errors.py``: ``StoreBusy`` means retry later.
 """
 
 from __future__ import annotations
@@ -19,11 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlite_utils import Database
 
 from meetsync.events import Event, iso_utc
 from meetsync.providers import LEGACY_PROVIDER
+from meetsync.store import postgres
 from meetsync.store.apply import ApplyResult, apply_events
+from meetsync.store.errors import StoreBusy
 from meetsync.store.schema import NOW_SQL, migrations
 
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -49,14 +51,6 @@ SNAPSHOT_FIELDS = (
 )
 
 
-class StoreError(Exception):
-    """Base of the store's errors."""
-
-
-class StoreBusy(StoreError):
-    """The database is locked by another writer or a long reader; retry later."""
-
-
 @dataclass(frozen=True, slots=True)
 class Failure:
     """An event that could not be applied on its own."""
@@ -76,12 +70,22 @@ def open_store(
     busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     clock: Clock = _system_clock,
 ) -> Store:
-    """Open (creating and migrating, unless ``readonly``) the mirror at ``path``.
+    """Open (creating and migrating, unless ``readonly``) the mirror at ``path``: a SQLite
+    file, or a ``postgresql://`` URL.
 
     ``busy_timeout`` (seconds) bounds how long one statement waits for another writer's lock
     before ``StoreBusy``; the applier then backs off and retries, so nothing is lost.
     ``clock`` is the store's "now": which credentials are dead, and what reads may serve.
     """
+    if postgres.is_postgres(str(path)):
+        pg = postgres.PgConnection(str(path), readonly=readonly, lock_timeout=busy_timeout)
+        try:
+            if not readonly:
+                postgres.migrate(pg)
+        except BaseException:
+            pg.close()
+            raise
+        return Store(pg, clock)
     path = Path(path)
     if readonly:
         conn = sqlite3.connect(
@@ -126,9 +130,12 @@ def _prepare(conn: sqlite3.Connection, *, readonly: bool, busy_timeout: float) -
 class Store:
     """The mirror: guarded writes in batches, and the reads downstream apps use."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Clock = _system_clock) -> None:
-        self.conn = conn
+    def __init__(
+        self, conn: sqlite3.Connection | postgres.PgConnection, clock: Clock = _system_clock
+    ) -> None:
+        self.conn: Any = conn  # either speaks sqlite3's surface (execute, executemany, close)
         self.clock = clock
+        self.postgres = isinstance(conn, postgres.PgConnection)
 
     def close(self) -> None:
         self.conn.close()
@@ -154,7 +161,7 @@ class Store:
                 raise StoreBusy(str(exc)) from exc
             if len(events) == 1:
                 return ApplyResult(), [Failure(events[0], _reason(exc))]
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, psycopg.Error) as exc:  # PostgreSQL's transient ones: StoreBusy
             if len(events) == 1:
                 return ApplyResult(), [Failure(events[0], _reason(exc))]
         total, failures = ApplyResult(), []
@@ -167,6 +174,9 @@ class Store:
     def _transaction(self, events: Sequence[Event]) -> ApplyResult:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            if self.postgres:  # SQLite's BEGIN IMMEDIATE already made this the only writer
+                postgres.lock_appointments(
+                    self.conn, ((event.provider, event.appointment_id) for event in events))
             result = apply_events(self.conn, events, self.clock())
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -177,17 +187,21 @@ class Store:
     def purge_expired_credentials(self, now: datetime | None = None) -> int:
         """Clear each credential (every provider's) whose own expiry is not after ``now``: a
         ``host_url`` and a ``password`` die separately. Returns the meetings touched."""
+        due = """(host_url IS NOT NULL AND host_url_expires_at <= :now)
+               OR (password IS NOT NULL AND password_expires_at <= :now)"""
+        if self.postgres:  # rows an applier holds now wait for the next purge, never a deadlock
+            due = ("(provider, id) IN (SELECT provider, id FROM meetings"
+                   f" WHERE {due} FOR UPDATE SKIP LOCKED)")
         cur = self.conn.execute(
-            """
+            f"""
             UPDATE meetings SET
                 host_url = CASE WHEN host_url_expires_at <= :now THEN NULL ELSE host_url END,
                 password = CASE WHEN password_expires_at <= :now THEN NULL ELSE password END
-            WHERE (host_url IS NOT NULL AND host_url_expires_at <= :now)
-               OR (password IS NOT NULL AND password_expires_at <= :now)
+            WHERE {due}
             """,
             {"now": iso_utc(now or self.clock())},
         )
-        return cur.rowcount
+        return int(cur.rowcount)
 
     def add_dead_letter(
         self, event_id: str, appointment_id: str | None, type_: str | None, reason: str,
@@ -203,12 +217,12 @@ class Store:
         ).fetchone()
         if held is not None:
             return int(held[0])
-        cur = self.conn.execute(
+        (dead_letter_id,) = self.conn.execute(
             "INSERT INTO dead_letters (event_id, appointment_id, type, reason, attempts, payload,"
-            f" created_at) VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL})",
+            f" created_at) VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL}) RETURNING id",
             (event_id, appointment_id, type_, reason, attempts, payload),
-        )
-        return int(cur.lastrowid or 0)
+        ).fetchone()
+        return int(dead_letter_id)
 
     def dead_letter(self, dead_letter_id: int) -> dict[str, Any] | None:
         """One dead letter, its (redacted) payload included."""
@@ -238,12 +252,12 @@ class Store:
         )
 
     def start_run(self, window_start: str | None, window_end: str | None) -> int:
-        cur = self.conn.execute(
+        (run_id,) = self.conn.execute(
             "INSERT INTO reconcile_runs (started_at, window_start, window_end, outcome)"
-            f" VALUES ({NOW_SQL}, ?, ?, 'running')",
+            f" VALUES ({NOW_SQL}, ?, ?, 'running') RETURNING id",
             (window_start, window_end),
-        )
-        return int(cur.lastrowid or 0)
+        ).fetchone()
+        return int(run_id)
 
     def finish_run(self, run_id: int, **fields: Any) -> None:
         """Record a reconcile run's outcome and counters (``drift``/``errors`` as JSON text)."""
@@ -269,6 +283,8 @@ class Store:
         transaction each, so the applier never waits long for the write lock.
         """
         cutoff = ((now or self.clock()) - keep).strftime("%Y-%m-%dT%H:%M:%S")
+        if self.postgres:
+            return self._prune_by_applied_at(cutoff)
         boundary = self.conn.execute(
             "SELECT rowid FROM events WHERE applied_at >= ? ORDER BY rowid LIMIT 1", (cutoff,)
         ).fetchone()
@@ -280,6 +296,19 @@ class Store:
                 " (SELECT rowid FROM events WHERE rowid < ? ORDER BY rowid LIMIT ?)",
                 (below, PRUNE_CHUNK),
             ).rowcount
+            pruned += int(deleted)
+            if deleted < PRUNE_CHUNK:
+                return pruned
+
+    def _prune_by_applied_at(self, cutoff: str) -> int:
+        """PostgreSQL has no rowid to walk: its inbox indexes ``applied_at`` instead."""
+        pruned = 0
+        while True:
+            deleted = int(self.conn.execute(
+                "DELETE FROM events WHERE (provider, id) IN (SELECT provider, id FROM events"
+                " WHERE applied_at < ? LIMIT ? FOR UPDATE SKIP LOCKED)",
+                (cutoff, PRUNE_CHUNK),
+            ).rowcount)
             pruned += deleted
             if deleted < PRUNE_CHUNK:
                 return pruned
@@ -378,7 +407,7 @@ class Store:
         if external is None:
             return None
         row = self.conn.execute(
-            f"SELECT {_MEETING_COLUMNS}, (:replaced_by IS NULL AND EXISTS ("
+            f"SELECT {_MEETING_COLUMNS}, (CAST(:replaced_by AS TEXT) IS NULL AND EXISTS ("
             "   SELECT 1 FROM appointments o WHERE o.provider = :provider"
             "   AND o.id = :appointment AND o.meeting_id IS :meeting"
             "   AND o.status IS NOT 'canceled' AND o.status IS NOT 'deleted'))"
@@ -447,7 +476,7 @@ class Store:
         rows = self.conn.execute(
             "SELECT id FROM appointments WHERE provider = :provider"
             " AND (end_at IS NULL OR end_at > :cutoff) AND status IS NOT 'deleted'"
-            " AND (:account IS NULL OR account = :account)",
+            " AND (CAST(:account AS TEXT) IS NULL OR account = :account)",
             {"provider": provider, "cutoff": cutoff, "account": account},
         )
         return [row[0] for row in rows]

@@ -1,14 +1,52 @@
-"""Shared fixtures: a real redis-server per test session, real SQLite files per test."""
+"""Shared fixtures: a real redis-server and a real PostgreSQL server per test session, and a
+mirror per test.
+
+The mirror (``db_path``) is a SQLite file, and again a PostgreSQL database of its own: every
+test that asks for ``db_path`` runs once on each backend (``backend``: ``sqlite`` or
+``postgresql``), unless marked ``sqlite_only`` (it checks SQLite itself: its files, pragmas,
+locks, or migrations of old SQLite mirrors). ``MEETSYNC_TEST_BACKENDS=sqlite`` runs only the
+first while iterating.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import itertools
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from meetsync.pg_server import PostgresServer
 from meetsync.redis_server import RedisServer
+from meetsync.store import open_store
+
+BACKENDS = tuple(os.environ.get("MEETSYNC_TEST_BACKENDS", "sqlite,postgresql").split(","))
+_databases = itertools.count()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    metafunc.parametrize("backend", ("sqlite",) if only_sqlite else BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database holds this test's mirror."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A private PostgreSQL on a free port (PATH binaries, Debian's, else pgserver's), with a
+    template database already migrated: each test's database is a copy of it (~30 ms)."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres")).start()
+    open_store(server.create_database("mirror_template")).close()
+    yield server
+    server.remove()
 
 
 @pytest.fixture(scope="session")
@@ -29,5 +67,19 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "mirror.db"
+def new_mirror(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Callable[[], Path | str]:
+    """Makes a new, empty mirror on this test's backend at each call (a property test wants
+    one per example): a SQLite file path, or the URL of a new PostgreSQL database."""
+    if backend == "sqlite":
+        return lambda: tmp_path_factory.mktemp("mirror") / "mirror.db"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return lambda: server.create_database(
+        f"mirror_{next(_databases)}", template="mirror_template")
+
+
+@pytest.fixture
+def db_path(new_mirror: Callable[[], Path | str]) -> Path | str:
+    """This test's mirror (see ``new_mirror``)."""
+    return new_mirror()

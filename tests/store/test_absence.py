@@ -5,17 +5,17 @@ the inbox prune forgets only what is old."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from meetsync.events import Event, Meeting
 from meetsync.store import Store, open_store
+from tests.sql import query as sql_query
 
 NOW = datetime(2030, 6, 1, 12, tzinfo=UTC)
 END = "2030-06-02T00:00:00Z"
@@ -34,9 +34,8 @@ def snapshot(eid: str, at: int, m: Meeting | None, *, status: str = "scheduled",
                  start_at="2030-06-01T23:00:00Z", end_at=end, meeting=m, no_meeting=m is None)
 
 
-def raw(db_path: Path, sql: str) -> list[tuple[object, ...]]:
-    with closing(sqlite3.connect(db_path)) as conn:
-        return conn.execute(sql).fetchall()
+def raw(db_path: Path | str, sql: str) -> list[Any]:
+    return sql_query(db_path, sql)
 
 
 @pytest.fixture
@@ -61,11 +60,13 @@ def test_a_snapshot_without_a_meeting_detaches_it(store: Store, db_path: Path) -
         (c["entity"], c["entity_id"]) for c in store.changes_since(seq)}
 
 
-def test_detached_in_any_order_with_a_late_update_of_the_old_meeting(db_path: Path) -> None:
+def test_detached_in_any_order_with_a_late_update_of_the_old_meeting(
+    new_mirror: Callable[[], Path | str],
+) -> None:
     events = [snapshot("evt_1", 10, meeting("amtg_a", "https://h/1")), snapshot("evt_3", 30, None),
               snapshot("evt_2", 20, meeting("amtg_a", "https://h/2"))]
     for order in ([0, 1, 2], [1, 2, 0], [2, 1, 0]):
-        path = db_path.with_name(f"m{order}.db")
+        path = new_mirror()
         with open_store(path, clock=lambda: NOW) as store:
             for i in order:
                 store.apply([events[i]])
@@ -113,6 +114,7 @@ def test_a_credential_dead_on_arrival_is_never_written(store: Store, db_path: Pa
         ("https://h/alive", alive)]
 
 
+@pytest.mark.sqlite_only  # walks rowid; PostgreSQL's prune reads its applied_at index
 def test_the_inbox_prune_forgets_only_old_ids(store: Store) -> None:
     store.apply([snapshot(f"evt_{n}", n, None) for n in range(5)])
     conn = store.conn
@@ -124,6 +126,18 @@ def test_the_inbox_prune_forgets_only_old_ids(store: Store) -> None:
     assert [r[0] for r in conn.execute("SELECT id FROM events ORDER BY rowid")] == [
         "evt_2", "evt_3", "evt_4"]
     assert store.prune_inbox(now=datetime(2031, 1, 1, tzinfo=UTC)) == 3
+
+
+def test_the_inbox_prune_keeps_recent_ids_and_forgets_old_ones_in_time(store: Store) -> None:
+    store.apply([snapshot(f"evt_{n}", n, None) for n in range(5)])
+    store.conn.execute("UPDATE events SET applied_at = '2030-02-28T00:00:00.000Z'")
+    store.conn.execute("UPDATE events SET applied_at = '2030-01-01T00:00:00.000Z'"
+                       " WHERE id IN ('evt_0', 'evt_1', 'evt_3')")
+    store.prune_inbox(now=datetime(2030, 3, 1, tzinfo=UTC))
+    kept = {r[0] for r in store.conn.execute("SELECT id FROM events")}
+    assert {"evt_2", "evt_4"} <= kept and not kept & {"evt_0", "evt_1"}
+    store.prune_inbox(now=datetime(2031, 1, 1, tzinfo=UTC))
+    assert store.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
 
 
 def test_a_meeting_named_by_another_appointment_stays_with_its_own(store: Store) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import pytest
 
 from meetsync.events import Event, Meeting
 from meetsync.store import Store, open_store
+from tests.sql import query as sql_query
 
 FAR = "2099-01-01T00:00:00Z"
 
@@ -39,9 +38,8 @@ def store(db_path: Path) -> Iterator[Store]:
         yield store
 
 
-def query(db_path: Path, sql: str) -> list[Any]:
-    with closing(sqlite3.connect(db_path)) as conn:
-        return conn.execute(sql).fetchall()
+def query(db_path: Path | str, sql: str) -> list[Any]:
+    return sql_query(db_path, sql)
 
 
 def event(
@@ -179,6 +177,7 @@ def test_change_log_follows_visible_changes_only(store: Store) -> None:
     ]
 
 
+@pytest.mark.sqlite_only
 def test_mirror_file_is_private_and_wal(db_path: Path) -> None:
     open_store(db_path).close()
     assert db_path.stat().st_mode & 0o777 == 0o600
@@ -204,7 +203,8 @@ def test_meeting_columns_are_the_meeting_fields(db_path: Path) -> None:
     expiries = ("host_url_expires_at", "password_expires_at")
     assert tuple(f.name for f in fields(Meeting))[1:] == MEETING_FIELDS + expiries
     open_store(db_path).close()
-    columns = [row[1] for row in query(db_path, "PRAGMA table_info(meetings)")]
+    with open_store(db_path) as store:
+        columns = [c[0] for c in store.conn.execute("SELECT * FROM meetings").description]
     assert set(MEETING_FIELDS + expiries) <= set(columns)
 
 

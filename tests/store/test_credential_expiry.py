@@ -5,11 +5,10 @@ upgrades to both, keeping the end + 24 h that release assumed."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlite_utils import Database
@@ -17,6 +16,7 @@ from sqlite_utils import Database
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.store import Store, open_store
 from meetsync.store.schema import migrations
+from tests.sql import query as sql_query
 
 FIXTURE = Path(__file__).parents[1] / "data" / "mirror-0.1.0.sqlite3"
 NOW = datetime(2030, 6, 1, 12, tzinfo=UTC)
@@ -37,9 +37,8 @@ def event(eid: str, at: int, m: Meeting | None, *, account: str = "default",
                  start_at="2030-06-01T12:00:00Z", end_at=end, meeting=m, account=account)
 
 
-def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
+def raw(path: Path | str, sql: str) -> list[Any]:
+    return sql_query(path, sql)
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ them)."""
 
 from __future__ import annotations
 
-import sqlite3
-import tempfile
-from contextlib import closing
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 
 from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc, received
 from meetsync.store import open_store
+from tests.sql import query
 
 STEPS = ("create", "rotate", "fail", "replace", "replace_silent", "reschedule", "cancel",
          "detach")
@@ -109,31 +108,26 @@ def reconciled(history: list[Event]) -> list[Event]:
     ]
 
 
-def state(path: Path) -> tuple[list[tuple[object, ...]], ...]:
-    with closing(sqlite3.connect(path)) as conn:
-        return _state(conn)
-
-
-def _state(conn: sqlite3.Connection) -> tuple[list[tuple[object, ...]], ...]:
+def state(path: Path | str) -> tuple[list[tuple[object, ...]], ...]:
     return (
-        conn.execute("SELECT provider, id, account, meeting_id, status, start_at, end_at, "
+        query(path, "SELECT provider, id, account, meeting_id, status, start_at, end_at, "
                      "version_at, version_event, tie_at, no_meeting, named_meeting_id, "
                      "participants_at, participants_event, occurrences_at, occurrences_event "
-                     "FROM appointments ORDER BY provider, id").fetchall(),
-        conn.execute("SELECT provider, appointment_id, id, role, unique_id, display_name "
-                     "FROM participants ORDER BY provider, appointment_id, id").fetchall(),
-        conn.execute("SELECT provider, appointment_id, id, start_at, end_at, status "
-                     "FROM occurrences ORDER BY provider, appointment_id, id").fetchall(),
-        conn.execute("SELECT provider, id, appointment_id, status, conferencing_provider, "
+                     "FROM appointments ORDER BY provider, id"),
+        query(path, "SELECT provider, appointment_id, id, role, unique_id, display_name "
+                     "FROM participants ORDER BY provider, appointment_id, id"),
+        query(path, "SELECT provider, appointment_id, id, start_at, end_at, status "
+                     "FROM occurrences ORDER BY provider, appointment_id, id"),
+        query(path, "SELECT provider, id, appointment_id, status, conferencing_provider, "
                      "external_meeting_id, join_url, host_url, password, host_url_expires_at, "
                      "password_expires_at, error_message, replaced_by, first_seen_at, "
                      "first_seen_rank, version_at, version_event "
-                     "FROM meetings ORDER BY provider, id").fetchall(),
-        conn.execute("SELECT provider, id FROM events ORDER BY provider, id").fetchall(),
+                     "FROM meetings ORDER BY provider, id"),
+        query(path, "SELECT provider, id FROM events ORDER BY provider, id"),
     )
 
 
-def deliver(path: Path, deliveries: list[Event], cuts: list[int]) -> None:
+def deliver(path: Path | str, deliveries: list[Event], cuts: list[int]) -> None:
     store = open_store(path)
     start = 0
     for cut in [*sorted(cuts), len(deliveries)]:
@@ -142,10 +136,11 @@ def deliver(path: Path, deliveries: list[Event], cuts: list[int]) -> None:
     store.close()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data(), history=histories())
 def test_any_order_with_duplicates_converges_to_in_order_state(
-    data: st.DataObject, history: list[Event]
+    data: st.DataObject, history: list[Event], new_mirror: Callable[[], Path | str]
 ) -> None:
     history = list({e.id: e for e in history}.values())
     shuffled = data.draw(st.permutations(history))
@@ -153,18 +148,17 @@ def test_any_order_with_duplicates_converges_to_in_order_state(
     deliveries = data.draw(st.permutations(shuffled + dupes))
     cuts = data.draw(st.lists(st.integers(0, len(deliveries)), max_size=4))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        in_order, chaos = Path(tmp) / "in_order.db", Path(tmp) / "chaos.db"
-        for e in sorted(history, key=lambda e: (e.occurred_at, e.id)):
-            deliver(in_order, [e], [])
-        deliver(chaos, deliveries, cuts)
-        assert state(chaos) == state(in_order)
-        check_chains(chaos, history)
-        deliver(chaos, reconciled(history), [])
-        check_against_truth(chaos, history)
+    in_order, chaos = new_mirror(), new_mirror()
+    for e in sorted(history, key=lambda e: (e.occurred_at, e.id)):
+        deliver(in_order, [e], [])
+    deliver(chaos, deliveries, cuts)
+    assert state(chaos) == state(in_order)
+    check_chains(chaos, history)
+    deliver(chaos, reconciled(history), [])
+    check_against_truth(chaos, history)
 
 
-def check_chains(path: Path, history: list[Event]) -> None:
+def check_chains(path: Path | str, history: list[Event]) -> None:
     """One meeting per chain not superseded, no credential on a superseded meeting, and none
     kept past its expiry."""
     store = open_store(path)
@@ -183,7 +177,7 @@ def check_chains(path: Path, history: list[Event]) -> None:
     store.close()
 
 
-def check_against_truth(path: Path, history: list[Event]) -> None:
+def check_against_truth(path: Path | str, history: list[Event]) -> None:
     """The mirror holds the provider's last word: its meeting (or none), its status, its account,
     and each credential only while it may be served (not canceled, not past its expiry)."""
     store = open_store(path)

@@ -1,0 +1,410 @@
+"""The mirror on PostgreSQL: a connection that speaks the store's SQL, and the schema.
+
+The store's statements are written once, in SQLite's dialect; ``translate`` rewrites the few
+places PostgreSQL spells differently (placeholders, ``IS``/``IS NOT`` between values, the clock,
+``json_each``), once per statement. Same tables, columns, views and change log as SQLite's
+migrations build, so readers, the read API and the Python API don't know which one they have.
+
+What PostgreSQL adds, for many workers on many hosts:
+
+- **Per-appointment locks, taken in order.** ``apply_events`` first takes a transaction-level
+  advisory lock on every appointment of the batch, sorted by key: two workers applying events
+  of the same appointment queue up (a replacement chain is resolved by one at a time), and no
+  two batches wait on each other in a cycle. Everything else a batch writes belongs to one of
+  its appointments.
+- **A change log in commit order.** ``changes.seq`` is assigned at commit (a deferred trigger,
+  under one advisory lock held only from there to the end of the commit): a follower reading
+  ``seq > n`` never misses a row committed late with a smaller number, as a plain sequence
+  would let it. Each commit that logged changes sends ``NOTIFY meetsync_changes`` with its
+  highest ``seq``.
+- **Timeouts everywhere.** ``statement_timeout``, ``lock_timeout`` (the busy timeout) and
+  ``idle_in_transaction_session_timeout`` on every connection. A lock wait, a timeout, a
+  deadlock or a lost connection raises ``StoreBusy``: the caller retries (the applier backs
+  off, its entries staying pending) and the next statement reconnects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from meetsync.store.errors import StoreBusy
+from meetsync.store.schema import NOW_SQL
+
+CHANGES_CHANNEL = "meetsync_changes"
+"""``LISTEN meetsync_changes``: each commit that logged changes notifies its highest ``seq``."""
+
+STATEMENT_TIMEOUT_MS = 30_000
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+_PG_NOW = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+_PG_NOW_SECONDS = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+
+
+def is_postgres(db: str) -> bool:
+    """``MEETSYNC_DB`` names a PostgreSQL database (a URL), not a SQLite file."""
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+_VALUE = r"(?:'[^']*'|\?|[\w.:]+)"
+
+
+@lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """The store's SQLite statement in PostgreSQL's dialect (psycopg's placeholders)."""
+    sql = sql.replace(NOW_SQL, _PG_NOW).replace("BEGIN IMMEDIATE", "BEGIN")
+    sql = sql.replace("json_each(", "jsonb_array_elements_text(")
+    sql = re.sub(rf"\bIS NOT (?!NULL\b)({_VALUE})", r"IS DISTINCT FROM \1", sql)
+    sql = re.sub(rf"\bIS (?!NOT\b|NULL\b|DISTINCT\b)({_VALUE})", r"IS NOT DISTINCT FROM \1", sql)
+    sql = sql.replace("%", "%%")
+    sql = re.sub(r"(?<!:):([a-z_]\w*)", r"%(\1)s", sql)
+    return sql.replace("?", "%s")
+
+
+_TRANSIENT = (
+    psycopg.OperationalError,  # the connection went away (a restart, a failover), timeouts
+    errors.LockNotAvailable,
+    errors.QueryCanceled,
+    errors.DeadlockDetected,
+    errors.SerializationFailure,
+    errors.AdminShutdown,
+    errors.CannotConnectNow,
+)
+
+
+class _NoRows:
+    """What ``execute`` returns for a ROLLBACK on a connection already lost."""
+
+    rowcount = 0
+    description = None
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+
+class PgConnection:
+    """A psycopg connection with the surface of ``sqlite3.Connection`` the store uses.
+
+    Autocommit, as the store's SQLite connection is: a transaction is an explicit ``BEGIN`` …
+    ``COMMIT``. A lost connection is replaced on the next statement.
+    """
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, readonly: bool, lock_timeout: float) -> None:
+        self.url = url
+        self.readonly = readonly
+        self.lock_timeout_ms = max(1, int(lock_timeout * 1000))
+        self._conn: psycopg.Connection[Any] | None = None
+        self._connect()
+
+    def _connect(self) -> None:
+        options = (
+            f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            f" -c lock_timeout={self.lock_timeout_ms}"
+            f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+            " -c timezone=UTC"
+            + (" -c default_transaction_read_only=on" if self.readonly else "")
+        )
+        try:
+            self._conn = psycopg.connect(
+                self.url, autocommit=True, options=options, connect_timeout=5,
+                application_name="meetsync",
+            )
+        except psycopg.OperationalError as exc:
+            raise StoreBusy(f"PostgreSQL unreachable: {_first_line(exc)}") from exc
+
+    def _live(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._connect()
+        assert self._conn is not None
+        return self._conn
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        if sql == "ROLLBACK" and (self._conn is None or self._conn.broken):
+            return _NoRows()  # the server ended that transaction with the connection
+        try:
+            return self._live().execute(translate(sql), params)
+        except _TRANSIENT as exc:
+            raise StoreBusy(_first_line(exc)) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> Any:
+        try:
+            with self._live().cursor() as cur:
+                cur.executemany(translate(sql), list(rows))
+                return cur
+        except _TRANSIENT as exc:
+            raise StoreBusy(_first_line(exc)) from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+def lock_appointments(conn: PgConnection, keys: Iterable[tuple[str, str]]) -> None:
+    """Take the batch's appointment locks (until its commit), in one global order."""
+    names = sorted({f"{provider}/{appointment}" for provider, appointment in keys})
+    if names:
+        conn.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT"
+            " hashtextextended(name, 0) AS k FROM unnest(CAST(? AS text[])) AS name"
+            " ORDER BY k) AS ordered",
+            (names,),
+        )
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+_MIGRATION_LOCK = 0x6D656574  # any constant: one migrator at a time across processes
+_CHANGES_LOCK = 0x6D656575
+
+_TABLES = f"""
+CREATE TABLE appointments (
+    id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    meeting_id TEXT,
+    status TEXT,
+    start_at TEXT,
+    end_at TEXT,
+    version_at BIGINT NOT NULL,
+    version_event TEXT NOT NULL,
+    tie_at BIGINT,
+    updated_at TEXT NOT NULL,
+    no_meeting INTEGER NOT NULL DEFAULT 0,
+    named_meeting_id TEXT,
+    account TEXT NOT NULL DEFAULT 'default',
+    participants_at BIGINT,
+    participants_event TEXT,
+    occurrences_at BIGINT,
+    occurrences_event TEXT,
+    PRIMARY KEY (provider, id)
+);
+CREATE INDEX appointments_end_at ON appointments(end_at);
+
+CREATE TABLE meetings (
+    id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    appointment_id TEXT NOT NULL,
+    status TEXT,
+    conferencing_provider TEXT,
+    external_meeting_id TEXT,
+    join_url TEXT,
+    host_url TEXT,
+    password TEXT,
+    error_message TEXT,
+    replaced_by TEXT,
+    first_seen_at BIGINT NOT NULL,
+    first_seen_rank INTEGER NOT NULL,
+    version_at BIGINT NOT NULL,
+    version_event TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    predecessor INTEGER NOT NULL DEFAULT 0,
+    host_url_expires_at TEXT,
+    password_expires_at TEXT,
+    PRIMARY KEY (provider, id)
+);
+CREATE INDEX meetings_chain
+    ON meetings(provider, appointment_id, first_seen_at, first_seen_rank, id);
+CREATE INDEX meetings_self_hosted ON meetings(id) WHERE id = external_meeting_id;
+
+CREATE TABLE participants (
+    provider TEXT NOT NULL,
+    appointment_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    role TEXT,
+    unique_id TEXT,
+    display_name TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (provider, appointment_id, id)
+);
+
+CREATE TABLE occurrences (
+    provider TEXT NOT NULL,
+    appointment_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    start_at TEXT,
+    end_at TEXT,
+    status TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (provider, appointment_id, id)
+);
+
+-- The inbox. applied_at is indexed here (not in SQLite, whose prune walks rowid).
+CREATE TABLE events (
+    id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    appointment_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    occurred_at BIGINT NOT NULL,
+    outcome TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    claimed_at BIGINT,
+    PRIMARY KEY (provider, id)
+);
+CREATE INDEX events_applied_at ON events(applied_at);
+
+-- seq: assigned at commit, in commit order (changes_sequence below); NULL only inside the
+-- transaction that wrote the row, so no reader ever sees it.
+CREATE SEQUENCE changes_seq;
+CREATE TABLE changes (
+    row_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seq BIGINT UNIQUE,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    appointment_id TEXT NOT NULL,
+    changed_at TEXT NOT NULL DEFAULT ({_PG_NOW}),
+    provider TEXT NOT NULL DEFAULT 'savvycal'
+);
+CREATE INDEX changes_unsequenced ON changes(row_id) WHERE seq IS NULL;
+
+CREATE TABLE dead_letters (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    appointment_id TEXT,
+    type TEXT,
+    reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    replayed_at TEXT
+);
+
+CREATE TABLE reconcile_runs (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    window_start TEXT,
+    window_end TEXT,
+    outcome TEXT NOT NULL,
+    pages INTEGER NOT NULL DEFAULT 0,
+    api_calls INTEGER NOT NULL DEFAULT 0,
+    appointments_seen INTEGER NOT NULL DEFAULT 0,
+    drift TEXT NOT NULL DEFAULT '{{}}',
+    repaired INTEGER NOT NULL DEFAULT 0,
+    errors TEXT NOT NULL DEFAULT '[]'
+);
+"""
+
+
+def _log_trigger(table: str, entity: str, appointment: str, fields: Sequence[str],
+                 *, deletes: bool) -> str:
+    """A change-log trigger as SQLite's (schema.py): inserts, real changes, and deletes."""
+    changed = " OR ".join(f"OLD.{name} IS DISTINCT FROM NEW.{name}" for name in fields)
+    events = "INSERT OR UPDATE OR DELETE" if deletes else "INSERT OR UPDATE"
+    return f"""
+CREATE FUNCTION {table}_logged() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE r {table};
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+    IF TG_OP = 'UPDATE' AND NOT ({changed}) THEN RETURN NULL; END IF;
+    INSERT INTO changes (entity, entity_id, appointment_id, provider)
+    VALUES ('{entity}', r.id, r.{appointment}, r.provider);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER {table}_logged AFTER {events} ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {table}_logged();
+"""
+
+
+_CHANGE_LOG = (
+    _log_trigger("appointments", "appointment", "id",
+                 ("meeting_id", "status", "start_at", "end_at"), deletes=False)
+    + _log_trigger("meetings", "meeting", "appointment_id",
+                   ("status", "conferencing_provider", "external_meeting_id", "join_url",
+                    "host_url", "password", "error_message", "replaced_by"), deletes=False)
+    + _log_trigger("participants", "participant", "appointment_id",
+                   ("role", "unique_id", "display_name"), deletes=True)
+    + _log_trigger("occurrences", "occurrence", "appointment_id",
+                   ("start_at", "end_at", "status"), deletes=True)
+    + f"""
+-- At commit: number this transaction's change rows after every earlier commit's, then tell
+-- the listeners. The lock is held from here to the end of the commit only.
+CREATE FUNCTION changes_sequence() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE last BIGINT;
+BEGIN
+    PERFORM pg_advisory_xact_lock({_CHANGES_LOCK});
+    WITH numbered AS (
+        SELECT row_id, nextval('changes_seq') AS seq
+        FROM (SELECT row_id FROM changes WHERE seq IS NULL ORDER BY row_id) AS pending
+    )
+    UPDATE changes c SET seq = numbered.seq FROM numbered WHERE c.row_id = numbered.row_id;
+    IF FOUND THEN
+        PERFORM pg_notify('{CHANGES_CHANNEL}', currval('changes_seq')::text);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER changes_sequenced AFTER INSERT ON changes
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION changes_sequence();
+"""
+)
+
+_VIEWS = f"""
+CREATE VIEW live_meetings AS
+SELECT m.provider, m.id, m.appointment_id, m.status, m.conferencing_provider,
+       m.external_meeting_id, m.join_url,
+       CASE WHEN is_current
+                 AND (m.host_url_expires_at IS NULL OR m.host_url_expires_at > now_utc)
+            THEN m.host_url END AS host_url,
+       CASE WHEN is_current
+                 AND (m.password_expires_at IS NULL OR m.password_expires_at > now_utc)
+            THEN m.password END AS password,
+       m.error_message, m.replaced_by, m.updated_at,
+       m.account, m.host_url_expires_at, m.password_expires_at
+FROM (
+    SELECT m.*, a.account, {_PG_NOW_SECONDS} AS now_utc,
+           (m.replaced_by IS NULL AND a.meeting_id IS NOT DISTINCT FROM m.id
+            AND a.status IS DISTINCT FROM 'canceled'
+            AND a.status IS DISTINCT FROM 'deleted') AS is_current
+    FROM meetings m LEFT JOIN appointments a
+        ON a.provider = m.provider AND a.id = m.appointment_id
+) AS m;
+"""
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    # The schema SQLite's m001-m007 build, in one step: a PostgreSQL mirror starts there.
+    # A later migration is added to both lists.
+    ("p001_mirror_as_of_m007", _TABLES + _CHANGE_LOG + _VIEWS),
+)
+
+
+def migrate(conn: PgConnection) -> list[str]:
+    """Apply the migrations not yet applied, in one transaction (PostgreSQL's DDL is
+    transactional) under a lock: several processes may start on a new database at once."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS meetsync_migrations"
+            " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT name FROM meetsync_migrations")}
+        applied = []
+        for name, script in MIGRATIONS:
+            if name in done:
+                continue
+            conn._live().execute(script.encode())  # DDL: no placeholders to translate
+            conn.execute(
+                f"INSERT INTO meetsync_migrations (name, applied_at) VALUES (?, {NOW_SQL})",
+                (name,),
+            )
+            applied.append(name)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return applied

@@ -1,0 +1,31 @@
+"""Read the mirror behind the store's back, on either backend (``db_path`` of conftest.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from meetsync.store.postgres import is_postgres, translate
+
+
+def query(db: Path | str, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]:
+    """Every row ``sql`` (SQLite's dialect, as the store's) returns, as tuples."""
+    if is_postgres(str(db)):
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            return [tuple(row) for row in conn.execute(translate(sql), params).fetchall()]
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def execute(db: Path | str, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> None:
+    """Run one write, committed."""
+    if is_postgres(str(db)):
+        with psycopg.connect(str(db), autocommit=True) as conn:
+            conn.execute(translate(sql), params)
+        return
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute(sql, params)
