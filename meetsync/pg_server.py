@@ -87,16 +87,20 @@ class PostgresServer:
     def database_url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def _run_as(self) -> dict[str, int]:
-        return {} if self._user is None else {"user": self._user.pw_uid,
-                                              "group": self._user.pw_gid}
+    @property
+    def _uid(self) -> int | None:
+        return None if self._user is None else self._user.pw_uid
+
+    @property
+    def _gid(self) -> int | None:
+        return None if self._user is None else self._user.pw_gid
 
     def start(self) -> PostgresServer:
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
                 [str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                  "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
-                check=True, capture_output=True, cwd=self.base_dir, **self._run_as(),
+                check=True, capture_output=True, cwd=self.base_dir, user=self._uid, group=self._gid,
             )
         settings = {
             "listen_addresses": "127.0.0.1", "port": str(self.port),
@@ -107,9 +111,9 @@ class PostgresServer:
         args = [str(self.bin / "postgres"), "-D", str(self.data_dir)]
         for name, value in settings.items():
             args += ["-c", f"{name}={value}"]
-        log = open(self.base_dir / "server.log", "ab")  # noqa: SIM115 - the child keeps it
+        log = open(self.base_dir / "server.log", "ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=log, cwd=self.base_dir,
-                                        **self._run_as())
+                                        user=self._uid, group=self._gid)
         log.close()
         self._wait_ready()
         return self

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from meetsync.store.apply import ApplyResult, Conflict
 from meetsync.store.errors import StoreBusy, StoreError
-from meetsync.store.mirror import DEFAULT_PROVIDER, Failure, Store, is_busy, open_store
+from meetsync.store.mirror import (
+    DEFAULT_PROVIDER,
+    Failure,
+    Store,
+    is_busy,
+    mirror_exists,
+    open_store,
+)
 
 __all__ = [
     "DEFAULT_PROVIDER", "ApplyResult", "Conflict", "Failure", "Store", "StoreBusy", "StoreError",
-    "is_busy", "open_store",
+    "is_busy", "mirror_exists", "open_store",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from meetsync.store import postgres
 from meetsync.store.mirror import open_store
 from meetsync.store.schema import migrations
 
@@ -40,12 +41,20 @@ def backup(source: str | Path, target: str | Path) -> int:
 
 def pending_migrations(path: str | Path) -> list[str]:
     """The migrations the mirror at ``path`` lacks (read-only: writes nothing)."""
+    if postgres.is_postgres(str(path)):
+        return postgres.pending(str(path))
     with closing(_read_only(path)) as conn:
         return [m.name for m in migrations.pending(Database(conn))]
 
 
 def migrate(path: str | Path) -> list[str]:
     """Apply what is pending (creating the mirror if need be); returns what was applied."""
+    if postgres.is_postgres(str(path)):
+        pg = postgres.PgConnection(str(path), readonly=False, lock_timeout=30)
+        try:
+            return postgres.migrate(pg)
+        finally:
+            pg.close()
     if Path(path).exists():
         pending = pending_migrations(path)
     else:

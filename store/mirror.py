@@ -80,7 +80,9 @@ def open_store(
     if postgres.is_postgres(str(path)):
         pg = postgres.PgConnection(str(path), readonly=readonly, lock_timeout=busy_timeout)
         try:
-            if not readonly:
+            if readonly:
+                postgres.require_tables(pg)
+            else:
                 postgres.migrate(pg)
         except BaseException:
             pg.close()
@@ -562,6 +564,12 @@ def _meeting_view(
 def _expired(expires_at: str | None, now: str) -> bool:
     """A credential dies at its expiry; None: the provider gives it no end."""
     return expires_at is not None and expires_at <= now
+
+
+def mirror_exists(db: str | Path) -> bool:
+    """Whether there is a mirror to read: a SQLite file exists; a PostgreSQL database is
+    taken to (an opener finds out, ``StoreBusy`` while its tables are missing)."""
+    return postgres.is_postgres(str(db)) or Path(db).exists()
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:

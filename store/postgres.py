@@ -382,6 +382,25 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+def pending(url: str) -> list[str]:
+    """The migrations the database at ``url`` lacks (read-only: writes nothing)."""
+    conn = PgConnection(url, readonly=True, lock_timeout=5)
+    try:
+        if conn.execute("SELECT to_regclass('meetsync_migrations')").fetchone()[0] is None:
+            return [name for name, _ in MIGRATIONS]
+        done = {row[0] for row in conn.execute("SELECT name FROM meetsync_migrations")}
+    finally:
+        conn.close()
+    return [name for name, _ in MIGRATIONS if name not in done]
+
+
+def require_tables(conn: PgConnection) -> None:
+    """A read-only opener's check: no worker (or ``meetsync migrate``) created the mirror yet."""
+    if conn.execute("SELECT to_regclass('meetings')").fetchone()[0] is None:
+        raise StoreBusy("the mirror's tables do not exist yet: start a worker or run "
+                        "`meetsync migrate`")
+
+
 def migrate(conn: PgConnection) -> list[str]:
     """Apply the migrations not yet applied, in one transaction (PostgreSQL's DDL is
     transactional) under a lock: several processes may start on a new database at once."""

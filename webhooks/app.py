@@ -7,10 +7,13 @@ from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meetsync.providers import LEGACY_PROVIDER, providers, webhook_providers
 from meetsync.settings import Settings
+from meetsync.store import StoreBusy
 from meetsync.webhooks.changes import ChangeFeed
 from meetsync.webhooks.health import Readiness, healthz
 from meetsync.webhooks.openapi import openapi_document, openapi_route
@@ -57,9 +60,16 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
         *operator_routes(settings, client),
         openapi_route(openapi_document(hooks, providers(), LEGACY_PROVIDER)),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={StoreBusy: _store_busy})
     app.state.change_feed = feed  # `meetsync serve` stops its streams when asked to exit
     return app
+
+
+async def _store_busy(request: Request, exc: Exception) -> Response:
+    """The mirror stayed locked, timed out or is unreachable (PostgreSQL restarting): retry."""
+    return JSONResponse({"error": "the mirror is busy or unreachable; retry"}, status_code=503,
+                        headers={"Retry-After": "1"})
 
 
 def _redis_client(settings: Settings) -> Redis:

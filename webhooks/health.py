@@ -7,12 +7,14 @@ from contextlib import closing
 from pathlib import Path
 
 import anyio.to_thread
+import psycopg
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from meetsync.store.postgres import is_postgres
 from meetsync.webhooks.receiver import json_response
 
 SQLITE_TIMEOUT_SECONDS = 1.0
@@ -30,7 +32,8 @@ class Readiness:
     def __init__(self, redis: Redis, db_path: str) -> None:
         self._redis = redis
         # Read-only URI: a readiness probe must never create or write the mirror.
-        self._db_uri = Path(db_path).absolute().as_uri() + "?mode=ro"
+        self._db_uri = db_path if is_postgres(db_path) else (
+            Path(db_path).absolute().as_uri() + "?mode=ro")
 
     async def endpoint(self, request: Request) -> Response:
         failed: list[str] = []
@@ -51,6 +54,8 @@ class Readiness:
 
 
 def _database_answers(uri: str) -> bool:
+    if is_postgres(uri):
+        return _postgres_answers(uri)
     try:
         with closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT_SECONDS)) as conn:
             # Reading sqlite_master (not a bare `select 1`) proves the file is a database.
@@ -58,3 +63,13 @@ def _database_answers(uri: str) -> bool:
     except sqlite3.Error:
         return False
     return True
+
+
+def _postgres_answers(url: str) -> bool:
+    """The server answers, and the mirror's tables are there (a worker migrated it)."""
+    try:
+        with psycopg.connect(url, connect_timeout=int(SQLITE_TIMEOUT_SECONDS)) as conn:
+            found = conn.execute("SELECT to_regclass('meetings')").fetchone()
+    except psycopg.Error:
+        return False
+    return found is not None and found[0] is not None

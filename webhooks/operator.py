@@ -17,7 +17,6 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -33,7 +32,7 @@ from starlette.routing import Route
 from meetsync import metrics
 from meetsync.providers import providers
 from meetsync.settings import Settings
-from meetsync.store import Store, open_store
+from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
 from meetsync.webhooks.status_page import login_page, status_page
 from meetsync.worker.queue import EVENT_STREAM, GROUP, STATS, reconcile_runs_key
@@ -198,7 +197,7 @@ async def _read_mirror(path: str, fn: Callable[[Store], Any]) -> Any:
     """``fn`` on a read-only connection of its own, on a thread; None without a mirror."""
 
     def run() -> Any:
-        if not Path(path).exists():
+        if not mirror_exists(path):
             return None
         store = open_store(path, readonly=True)
         try:

@@ -28,6 +28,7 @@ from meetsync.providers import providers
 from meetsync.settings import Settings
 from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store
 from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
+from meetsync.store.postgres import is_postgres
 from meetsync.worker.queue import request_refetch
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,8 @@ class ReadOnlyMirror:
 
     def __init__(self, path: str, *, clock: Clock | None = None) -> None:
         self.path = path
+        # PostgreSQL answers over the network: never inline on the event loop.
+        self._postgres = is_postgres(path)
         self._clock = clock  # the stores' "now" (None: the wall clock); tests move it
         self._inline: Store | None = None
         self._patient: Store | None = None
@@ -55,18 +58,19 @@ class ReadOnlyMirror:
         self._closer = weakref.finalize(self, _close_all, self._opened)
 
     def _inline_store(self) -> Store | None:
-        if self._inline is None and Path(self.path).exists():
+        if self._inline is None and Path(self.path).exists():  # SQLite's only
             self._inline = self._open(0)
             self._opened.append(self._inline)
         return self._inline  # None: no worker has created the mirror yet, nothing is known
 
     async def read(self, fn: Callable[[Store], Any]) -> Any:
-        try:
-            store = self._inline or self._inline_store()
-            return None if store is None else fn(store)
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc):
-                raise
+        if not self._postgres:
+            try:
+                store = self._inline or self._inline_store()
+                return None if store is None else fn(store)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._wait, fn)
 
     def _wait(self, fn: Callable[[Store], Any]) -> Any:

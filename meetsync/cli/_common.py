@@ -156,9 +156,15 @@ def _missing_api(settings: Settings) -> list[str]:
     return [f"{what} must be set" for what in missing]
 
 
-def mirror_path(settings: Settings) -> Path:
+def mirror_path(settings: Settings) -> Path | str:
+    """The mirror's file, or its PostgreSQL URL."""
+    from meetsync.store import mirror_exists
+    from meetsync.store.postgres import is_postgres
+
+    if is_postgres(settings.db_path):
+        return settings.db_path
     path = Path(settings.db_path)
-    if not path.exists():
+    if not mirror_exists(path):
         raise Unavailable(f"no mirror at MEETSYNC_DB={path}")
     return path
 

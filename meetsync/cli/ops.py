@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from meetsync.cli._common import Unavailable, mirror_path, print_json, registry, runtime
@@ -21,6 +19,9 @@ def backup(path: str, force: bool, as_json: bool) -> int:
     from meetsync.store.maintenance import backup as copy_mirror
 
     source = mirror_path(runtime().settings(find_dev=True))
+    if isinstance(source, str):
+        raise Unavailable("the mirror is on PostgreSQL: back it up with pg_dump (or your "
+                          "provider's snapshots), not `meetsync backup`")
     target = user_path(path)
     if target.resolve() == source.resolve():
         raise click.UsageError("PATH is the live mirror itself")
@@ -55,7 +56,7 @@ def migrate(check: bool, as_json: bool) -> int:
         else:
             click.echo(f"pending: {', '.join(pending)}" if pending else "up to date")
         return 1 if pending else 0
-    applied = apply(Path(settings.db_path))
+    applied = apply(settings.db_path)
     if as_json:
         print_json({"path": settings.db_path, "applied": applied})
     else:
