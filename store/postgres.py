@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import errors
@@ -49,6 +50,14 @@ _PG_NOW_SECONDS = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T
 def is_postgres(db: str) -> bool:
     """``MEETSYNC_DB`` names a PostgreSQL database (a URL), not a SQLite file."""
     return db.startswith(("postgresql://", "postgres://"))
+
+
+def shown(db: str) -> str:
+    """``MEETSYNC_DB`` as logs may show it: a URL's password masked."""
+    parts = urlsplit(db)
+    if parts.password:
+        return db.replace(f":{parts.password}@", ":***@", 1)
+    return db
 
 
 _VALUE = r"(?:'[^']*'|\?|[\w.:]+)"
@@ -268,7 +277,7 @@ CREATE TABLE changes (
     entity_id TEXT NOT NULL,
     appointment_id TEXT NOT NULL,
     changed_at TEXT NOT NULL DEFAULT ({_PG_NOW}),
-    provider TEXT NOT NULL DEFAULT 'savvycal'
+    provider TEXT NOT NULL
 );
 CREATE INDEX changes_unsequenced ON changes(row_id) WHERE seq IS NULL;
 

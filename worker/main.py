@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from meetsync.metrics import serve_worker_metrics, watch_budget
 from meetsync.providers import LEGACY_PROVIDER, EnvelopeError, Provider, ProviderApi, providers
 from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
 from meetsync.settings import Account, Settings
-from meetsync.store import Store, open_store
+from meetsync.store import Store, StoreBusy, open_store, postgres
 from meetsync.worker.applier import Applier, StoreThread, consumer_name
 from meetsync.worker.queue import REFETCH_JOB, remember_run, request_refetch
 from meetsync.worker.reconciler import Reconciler
@@ -94,7 +95,7 @@ def connect(settings: Settings, *, quiet: bool = False) -> dict[AccountKey, Conn
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     redis: ArqRedis = ctx["redis"]
-    store = StoreThread(lambda: open_store(settings.db_path))
+    store = StoreThread(lambda: _open_patiently(settings.db_path))
     connections = connect(settings)
 
     async def refetch_ties(ties: set[tuple[str, str]]) -> None:
@@ -125,8 +126,27 @@ async def startup(ctx: dict[str, Any]) -> None:
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
     ctx["meetsync"] = WorkerContext(settings, redis, store, applier, task, connections)
-    log.info("worker_started", db=settings.db_path,
+    log.info("worker_started", db=postgres.shown(settings.db_path),
              accounts=[f"{p}/{a}" for p, a in sorted(connections)])
+
+
+STORE_OPEN_PATIENCE_SECONDS = 60.0
+
+
+def _open_patiently(db: str) -> Store:
+    """Open the mirror, waiting out a database that is restarting or not up yet (PostgreSQL
+    starting beside the worker) for up to ``STORE_OPEN_PATIENCE_SECONDS``."""
+    deadline = time.monotonic() + STORE_OPEN_PATIENCE_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return open_store(db)
+        except StoreBusy as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("store_unavailable", error=str(exc)[:200], retry_in=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _missing_api(settings: Settings, provider: str, account: str) -> str:

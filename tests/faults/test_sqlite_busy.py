@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.faults.conftest import (
     queue_settled,
     recent_sim,
 )
+from tests.sql import WriteLock
 
 BUSY_TIMEOUT = 0.1
 HELD_FOR = 1.2
@@ -38,8 +38,7 @@ async def test_a_writer_holding_the_lock_past_the_busy_timeout_delays_but_loses_
         redis, StoreThread(lambda: open_store(db_path, busy_timeout=BUSY_TIMEOUT)),
         busy_backoff=0.05,
     )
-    blocker = sqlite3.connect(db_path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
+    blocker = WriteLock(db_path)
     await publish_all(redis, events)
     running = asyncio.create_task(applier.run(block_ms=50))
     gaps: list[float] = []
@@ -57,7 +56,7 @@ async def test_a_writer_holding_the_lock_past_the_busy_timeout_delays_but_loses_
         await asyncio.sleep(HELD_FOR)
         assert applied_ids(db_path) == set()
         waits_while_held = applier.busy_waits
-        blocker.execute("COMMIT")
+        blocker.release()
 
         async def settled() -> bool:
             return await queue_settled(redis)
@@ -65,7 +64,7 @@ async def test_a_writer_holding_the_lock_past_the_busy_timeout_delays_but_loses_
         await eventually(settled, patience=10)
     finally:
         ticking.cancel()
-        blocker.close()
+        blocker.release()
         applier.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(running, timeout=5)
@@ -90,7 +89,8 @@ async def test_a_long_reader_does_not_block_the_applier(
     await publish_all(redis, events[:half])
     await applier.drain()
     reader = open_store(db_path, readonly=True)
-    reader.conn.execute("BEGIN")
+    # SQLite's reader keeps its snapshot for the transaction; PostgreSQL's, when asked to.
+    reader.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" if reader.postgres else "BEGIN")
     seen = reader.conn.execute("SELECT count(*) FROM events").fetchone()
     try:
         await publish_all(redis, events[half:])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -10,20 +11,16 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from meetsync.redis_server import RedisServer
+from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings
+from meetsync.store import open_store
 from meetsync.webhooks import create_app
 
 
 @pytest.fixture
 def database(db_path: Path) -> Path:
-    """A real SQLite file at the configured path."""
-    conn = sqlite3.connect(db_path)
-    try:
-        conn.execute("create table probe (id integer primary key)")
-        conn.commit()
-    finally:
-        conn.close()
+    """A real mirror at the configured path (a SQLite file, or a PostgreSQL database)."""
+    open_store(db_path).close()
     return db_path
 
 
@@ -47,6 +44,7 @@ async def test_readyz_is_ok_with_redis_and_the_database(
     assert response.json() == {"status": "ok"}
 
 
+@pytest.mark.sqlite_only
 async def test_readyz_fails_without_the_database_file_and_does_not_create_it(
     client: httpx.AsyncClient, db_path: Path
 ) -> None:
@@ -56,6 +54,7 @@ async def test_readyz_fails_without_the_database_file_and_does_not_create_it(
     assert not await anyio.Path(db_path).exists()
 
 
+@pytest.mark.sqlite_only
 async def test_readyz_fails_when_the_file_is_not_a_database(
     client: httpx.AsyncClient, not_a_database: Path
 ) -> None:
@@ -83,3 +82,19 @@ async def test_readyz_fails_when_redis_is_down(
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "failed": ["redis"]}
     assert alive.status_code == 200
+
+
+async def test_readyz_fails_while_postgresql_is_unreachable_or_unmigrated(
+    settings: Settings, redis: aioredis.Redis, pg_server: object
+) -> None:
+    from meetsync.pg_server import PostgresServer
+
+    assert isinstance(pg_server, PostgresServer)
+    for db in (f"postgresql://postgres@127.0.0.1:{free_port()}/mirror",
+               pg_server.create_database(f"never_migrated_{uuid.uuid4().hex}")):
+        app = create_app(replace(settings, db_path=db), redis=redis)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["failed"] == ["database"]

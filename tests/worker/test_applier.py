@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -12,6 +10,7 @@ from meetsync.events import Event, Meeting
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, publish
+from tests.sql import query
 
 
 def snapshot(eid: str, at: int, mid: str, appt: str = "appt_1", **meeting: str) -> Event:
@@ -39,8 +38,7 @@ async def test_queued_events_reach_the_mirror_and_leave_the_stream(
     assert await redis.xlen(EVENT_STREAM) == 0
     stats = await redis.hgetall(STATS)
     assert int(stats[b"applied"]) == 50 and int(stats[b"duplicates"]) == 1
-    with closing(sqlite3.connect(db_path)) as conn:
-        assert conn.execute("SELECT count(*) FROM events").fetchone() == (50,)
+    assert query(db_path, "SELECT count(*) FROM events") == [(50,)]
     app.store.close()
 
 
