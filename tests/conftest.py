@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server per test session, real SQLite files per test."""
+"""Shared fixtures: a real redis-server per test session (and a real three-node Redis Cluster
+for the tests that ask), real SQLite files per test."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from meetsync.redis_server import RedisServer
+from tests.cluster import LocalCluster
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +27,23 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     """A client on a flushed database."""
     client = aioredis.Redis.from_url(redis_server.url)
     await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three cluster-enabled redis-servers on free ports, all 16384 slots served."""
+    cluster = LocalCluster(data_dir=tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster(redis_cluster: LocalCluster) -> AsyncIterator[RedisCluster]:
+    """A cluster client on emptied nodes."""
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+    await client.flushall()
     yield client
     await client.aclose()
 
