@@ -1,4 +1,5 @@
-"""/healthz answers while the process lives; /readyz only while Redis and the mirror answer."""
+"""/healthz answers while the process lives; /readyz only while Redis (the queue's too) and the
+mirror answer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from meetsync.redis_server import RedisServer
+from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings
 from meetsync.webhooks import create_app
 
@@ -83,3 +84,16 @@ async def test_readyz_fails_when_redis_is_down(
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "failed": ["redis"]}
     assert alive.status_code == 200
+
+
+async def test_readyz_fails_when_the_queues_own_redis_is_down(
+    settings: Settings, database: Path, redis: aioredis.Redis
+) -> None:
+    """With MEETSYNC_QUEUE_URL the receiver cannot queue without that Redis: not ready."""
+    gone = aioredis.Redis(port=free_port(), socket_connect_timeout=1)
+    transport = httpx.ASGITransport(app=create_app(settings, redis=redis, queue=gone))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/readyz")
+    await gone.aclose()
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failed": ["queue"]}
