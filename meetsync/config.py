@@ -51,6 +51,10 @@ class Key:
 CORE_KEYS: tuple[Key, ...] = (
     Key("db", "MEETSYNC_DB", "path", default="./meetsync.db"),
     Key("redis_url", "REDIS_URL", "url", schemes=("redis", "rediss")),
+    Key("queue_url", "MEETSYNC_QUEUE_URL", "url",
+        schemes=("redis", "rediss", "redis+cluster", "rediss+cluster")),
+    # Each partition costs every worker a blocked connection and a read per round.
+    Key("queue_partitions", "MEETSYNC_QUEUE_PARTITIONS", "int", default=1, maximum=64),
     Key("read_token", "MEETSYNC_READ_TOKEN", secret=True),
     Key("reconcile_interval_seconds", "RECONCILE_INTERVAL_SECONDS", "int", default=300),
     Key("claim_idle_ms", "MEETSYNC_CLAIM_IDLE_MS", "int", default=30_000),

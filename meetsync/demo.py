@@ -40,7 +40,7 @@ from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator import Chaos, ProviderSim, deliver, played_until, serve_in_background
 from meetsync.store import Store, open_store
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.queue import EVENT_STREAM, GROUP, STATS, refetch_job_id
+from meetsync.worker.queue import STATS, backlog, refetch_job_id
 from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
 
 
@@ -90,19 +90,22 @@ def compare(sim: ProviderSim, store: Store) -> tuple[int, Counter[str], int]:
     return matching, fields, len(in_window)
 
 
-async def wait_until_applied(redis: aioredis.Redis, patience: float) -> None:
+async def wait_until_applied(
+    redis: aioredis.Redis, patience: float, partitions: int = 1
+) -> None:
+    """Every partition of the event stream empty, nothing held unacknowledged."""
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
-        length = await redis.xlen(EVENT_STREAM)
-        groups = await redis.xinfo_groups(EVENT_STREAM) if length else []
-        pending = sum(int(g["pending"]) for g in groups if g["name"] == GROUP.encode())
-        if length == 0 and pending == 0:
+        waiting = await backlog(redis, partitions)
+        if waiting.queued == 0 and waiting.pending == 0:
             return
         await asyncio.sleep(0.2)
     raise TimeoutError("the worker did not drain the queue in time")
 
 
-async def wait_until_idle(redis: aioredis.Redis, patience: float) -> None:
+async def wait_until_idle(
+    redis: aioredis.Redis, patience: float, partitions: int = 1
+) -> None:
     """The event stream drained and no refetch job (``refetch_appointment``) waiting, deferred
     for a retry or running: what hints asked for is in the mirror. (Cron jobs are not waited
     for: arq keeps a cron job's in-progress key for a minute after it ran.)"""
@@ -110,11 +113,11 @@ async def wait_until_idle(redis: aioredis.Redis, patience: float) -> None:
     prefix = refetch_job_id("", "", "").split(":")[0].encode() + b":"  # b"refetch:"
     pattern = in_progress_key_prefix.encode() + prefix + b"*"
     while True:
-        await wait_until_applied(redis, max(deadline - time.monotonic(), 0.1))
+        await wait_until_applied(redis, max(deadline - time.monotonic(), 0.1), partitions)
         queued = [job for job in await redis.zrange(default_queue_name, 0, -1)
                   if job.startswith(prefix)]
         running = [key async for key in redis.scan_iter(match=pattern, count=1000)]
-        if not queued and not running and await redis.xlen(EVENT_STREAM) == 0:
+        if not queued and not running and (await backlog(redis, partitions)).queued == 0:
             return
         if time.monotonic() > deadline:
             raise TimeoutError("the worker did not finish its refetch jobs in time")
@@ -189,6 +192,7 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
             # A kept log is for reading afterwards: the stack's INFO lines unless told otherwise.
             "LOG_LEVEL": os.environ.get("LOG_LEVEL") or ("INFO" if kept else "WARNING"),
         }
+        env.pop("MEETSYNC_QUEUE_URL", None)  # the demo's queue is its own Redis too
         if sim:
             env |= {"SAVVYCAL_WEBHOOK_SECRET": native, "STANDARD_WEBHOOK_SECRET": standard,
                     "SAVVYCAL_API_URL": settings.savvycal_api_url,
@@ -204,6 +208,7 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
             + ([f"Zoom API {zoom_root}/v2"] if zoom else [])
             + ([f"Avon API {avon_root}/v2"] if avon else [])
             + ([f"Consularia API {consularia_root}/v1"] if consularia else []))
+        partitions = Settings.from_env(env).queue_partitions  # the stack's, for the waits
         log = workdir / "stack.log"
         web = spawn("serve", env, log)
         work = spawn("worker", env, log)
@@ -218,20 +223,20 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
             stats: dict[str, int] = {}
             if sim:
                 report = await _deliver(deliveries, url, options, native, standard, progress)
-                await wait_until_applied(redis, options.timeout)
+                await wait_until_applied(redis, options.timeout, partitions)
                 stats = await _stats(redis)
             chaos = Chaos(drop=options.drop, duplicate=options.duplicate, reorder=options.reorder)
             if zoom:
                 zoom_report = await demo_zoom.deliver_all(zoom, url, chaos, options.seed,
                                                           progress)
-                await wait_until_idle(redis, options.timeout)
+                await wait_until_idle(redis, options.timeout, partitions)
                 # The worker's counters are the stack's: Zoom's are what its part added.
                 zoom_stats = _added(await _stats(redis), stats)
             if avon:
                 before = await _stats(redis)
                 avon_report = await demo_avon.deliver_all(avon, url, chaos, options.seed,
                                                           progress)
-                await wait_until_idle(redis, options.timeout)
+                await wait_until_idle(redis, options.timeout, partitions)
                 avon_stats = _added(await _stats(redis), before)
             if sim:
                 outcomes.append(

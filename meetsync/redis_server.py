@@ -73,11 +73,13 @@ def owner_only(directory: Path) -> None:
 
 @dataclass
 class RedisServer:
-    """A Redis server child process on 127.0.0.1; AOF on unless ``persistent=False``."""
+    """A Redis server child process on 127.0.0.1; AOF on unless ``persistent=False``;
+    ``options`` are more command-line options (a cluster node's, for the tests)."""
 
     data_dir: Path
     port: int = field(default_factory=free_port)
     persistent: bool = True
+    options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -97,6 +99,7 @@ class RedisServer:
             "--appendonly", "yes" if self.persistent else "no",
             "--appendfsync", "everysec",
             "--logfile", str(self.data_dir / "redis.log"),
+            *self.options,
         ]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, umask=0o077

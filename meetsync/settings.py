@@ -54,6 +54,10 @@ class Settings:
 
     db_path: str = "./meetsync.db"
     redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    # The event stream's Redis (REDIS_URL when unset; redis+cluster:// for a cluster) and its
+    # partitions (worker/queue.py). arq's jobs stay on REDIS_URL: arq needs one server.
+    queue_url: str | None = field(default=None, repr=False)
+    queue_partitions: int = 1
     read_token: str | None = field(default=None, repr=False)
     reconcile_interval_seconds: int = 300
     claim_idle_ms: int = 30_000
@@ -95,6 +99,10 @@ class Settings:
         if not self.redis_url:
             raise SettingsError("REDIS_URL must be set (or use `meetsync dev`)")
         return self.redis_url
+
+    def require_queue(self) -> str:
+        """The event stream's Redis: ``MEETSYNC_QUEUE_URL``, else ``REDIS_URL``."""
+        return self.queue_url or self.require_redis()
 
     # --- Compatibility layer: the single SavvyCal account, as flat settings. ---------------
     # Nothing in the receiver, worker or store reads these (they go through the providers'

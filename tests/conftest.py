@@ -5,7 +5,7 @@ The mirror (``db_path``) is a SQLite file, and again a PostgreSQL database of it
 test that asks for ``db_path`` runs once on each backend (``backend``: ``sqlite`` or
 ``postgresql``), unless marked ``sqlite_only`` (it checks SQLite itself: its files, pragmas,
 locks, or migrations of old SQLite mirrors). ``MEETSYNC_TEST_BACKENDS=sqlite`` runs only the
-first while iterating.
+first while iterating. Tests that ask also get a real three-node Redis Cluster.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from meetsync.pg_server import PostgresServer
 from meetsync.redis_server import RedisServer
 from meetsync.store import open_store
+from tests.cluster import LocalCluster
 
 BACKENDS = tuple(os.environ.get("MEETSYNC_TEST_BACKENDS", "sqlite,postgresql").split(","))
 _databases = itertools.count()
@@ -62,6 +64,23 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     """A client on a flushed database."""
     client = aioredis.Redis.from_url(redis_server.url)
     await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three cluster-enabled redis-servers on free ports, all 16384 slots served."""
+    cluster = LocalCluster(data_dir=tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster(redis_cluster: LocalCluster) -> AsyncIterator[RedisCluster]:
+    """A cluster client on emptied nodes."""
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+    await client.flushall()
     yield client
     await client.aclose()
 

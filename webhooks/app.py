@@ -20,17 +20,23 @@ from meetsync.webhooks.openapi import openapi_document, openapi_route
 from meetsync.webhooks.operator import counted, operator_routes
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.webhooks.receiver import Receiver
+from meetsync.worker.queue import QueueClient, queue_client
 
 # Fail fast: a slow Redis must turn into a 503 the sender retries, not a hung delivery.
 REDIS_CONNECT_TIMEOUT_SECONDS = 1.0
 REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 
 
-def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
-    """The app; builds (and on shutdown closes) its own Redis client unless one is given.
+def create_app(
+    settings: Settings, *, redis: Redis | None = None, queue: QueueClient | None = None
+) -> Starlette:
+    """The app; builds (and on shutdown closes) its own Redis client unless one is given, and
+    the event stream's unless given or the stream shares it (no ``MEETSYNC_QUEUE_URL``).
     Shutdown also closes the read API's connections to the mirror."""
     owned = redis is None
     client = redis if redis is not None else _redis_client(settings)
+    owned_queue = queue is None and settings.queue_url is not None
+    stream = queue if queue is not None else _queue_client(settings) if owned_queue else client
     mirror = ReadOnlyMirror(settings.db_path)
     feed = ChangeFeed(settings, mirror)
 
@@ -43,12 +49,15 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
             mirror.close()
             if owned:
                 await client.aclose()
+            if owned_queue:
+                await stream.aclose()
 
     hooks = webhook_providers(settings)
     receiver = Receiver(
-        hooks, client, clock_skew_seconds=settings.clock_skew_seconds
+        hooks, client, queue=stream, partitions=settings.queue_partitions,
+        clock_skew_seconds=settings.clock_skew_seconds,
     )
-    readiness = Readiness(client, settings.db_path)
+    readiness = Readiness(client, settings.db_path, queue=stream)
     receive = counted(receiver.endpoint, frozenset(hooks))
     routes = [
         Route("/webhooks/{provider}", receive, methods=["POST"]),
@@ -57,7 +66,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
         Route("/readyz", readiness.endpoint, methods=["GET"]),
         *feed.routes(),
         *read_routes(settings, mirror, client),
-        *operator_routes(settings, client),
+        *operator_routes(settings, client, stream),
         openapi_route(openapi_document(hooks, providers(), LEGACY_PROVIDER)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
@@ -79,3 +88,11 @@ def _redis_client(settings: Settings) -> Redis:
         socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
     )
     return client
+
+
+def _queue_client(settings: Settings) -> QueueClient:
+    return queue_client(
+        settings.require_queue(),
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+    )

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from meetsync.store.postgres import is_postgres
 from meetsync.webhooks.receiver import json_response
+from meetsync.worker.queue import QueueClient
 
 SQLITE_TIMEOUT_SECONDS = 1.0
 
@@ -27,18 +28,22 @@ async def healthz(request: Request) -> Response:
 
 
 class Readiness:
-    """Ready when Redis answers PING and the SQLite mirror opens read-only and answers a query."""
+    """Ready when Redis answers PING (the event stream's too, when it has its own: every node
+    of a cluster) and the SQLite mirror opens read-only and answers a query."""
 
-    def __init__(self, redis: Redis, db_path: str) -> None:
+    def __init__(self, redis: Redis, db_path: str, *, queue: QueueClient | None = None) -> None:
         self._redis = redis
+        self._queue = queue if queue is not None and queue is not redis else None
         # Read-only URI: a readiness probe must never create or write the mirror.
         self._db_uri = db_path if is_postgres(db_path) else (
             Path(db_path).absolute().as_uri() + "?mode=ro")
 
     async def endpoint(self, request: Request) -> Response:
         failed: list[str] = []
-        if not await self._redis_answers():
+        if not await _answers(self._redis):
             failed.append("redis")
+        if self._queue is not None and not await _answers(self._queue):
+            failed.append("queue")
         if not await anyio.to_thread.run_sync(_database_answers, self._db_uri):
             failed.append("database")
         if failed:
@@ -46,11 +51,13 @@ class Readiness:
             return json_response(503, {"status": "unavailable", "failed": failed})
         return json_response(200, {"status": "ok"})
 
-    async def _redis_answers(self) -> bool:
-        try:
-            return bool(await self._redis.ping())
-        except (RedisError, OSError):
-            return False
+
+
+async def _answers(redis: QueueClient) -> bool:
+    try:
+        return bool(await redis.ping())
+    except (RedisError, OSError):
+        return False
 
 
 def _database_answers(uri: str) -> bool:

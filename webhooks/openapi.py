@@ -190,7 +190,7 @@ def _schemas(all_providers: list[str]) -> dict[str, Any]:
             "type": "object", "required": ["status"],
             "properties": {"status": {"type": "string"},
                            "failed": {"type": "array", "items": {
-                               "type": "string", "enum": ["redis", "database"]}}},
+                               "type": "string", "enum": ["redis", "queue", "database"]}}},
         },
     }
 

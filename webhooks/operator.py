@@ -6,8 +6,9 @@ the page's form (``POST /status/login``), which sets a cookie holding an expiry 
 under the read token, never the token itself (a phone's browser cannot send a header, and a
 ``?token=`` would sit in browser history and proxy logs).
 
-Figures are read at request time: Redis (the stream, the stats hash, the arq queue, each
-account's latest reconcile run ids) and the mirror, read-only, on a thread.
+Figures are read at request time: Redis (the stream, summed over its partitions, and the stats
+hash on the queue's Redis; the arq queue and each account's latest reconcile run ids on arq's)
+and the mirror, read-only, on a thread.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import anyio.to_thread
 import structlog
 from arq.constants import default_queue_name
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -35,7 +36,7 @@ from meetsync.settings import Settings
 from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
 from meetsync.webhooks.status_page import login_page, status_page
-from meetsync.worker.queue import EVENT_STREAM, GROUP, STATS, reconcile_runs_key
+from meetsync.worker.queue import STATS, QueueClient, backlog, reconcile_runs_key
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,12 @@ def counted(endpoint: Callable[[Request], Awaitable[Response]],
     return counting
 
 
-def operator_routes(settings: Settings, redis: Redis) -> list[Route]:
+def operator_routes(
+    settings: Settings, redis: Redis, queue: QueueClient | None = None
+) -> list[Route]:
+    """The routes; ``queue`` is the event stream's Redis (``redis`` unless it has its own)."""
+    stream = redis if queue is None else queue
+    partitions = settings.queue_partitions
     read_token = settings.read_token or ""
     metrics_token = settings.metrics_token or ""
     db_path = settings.db_path
@@ -86,7 +92,7 @@ def operator_routes(settings: Settings, redis: Redis) -> list[Route]:
             return Response("missing or invalid bearer token\n", status_code=401,
                             headers={"WWW-Authenticate": "Bearer"}, media_type="text/plain")
         snapshot = metrics.Snapshot()
-        queue = await _queue(redis)
+        queue = await _queue(redis, stream, partitions)
         snapshot.up["redis"] = queue is not None
         if queue is not None:
             snapshot.queue_depth = queue["depth"]
@@ -108,7 +114,7 @@ def operator_routes(settings: Settings, redis: Redis) -> list[Route]:
         if not signed_in(request):
             return HTMLResponse(login_page(), status_code=401,
                                 headers={"WWW-Authenticate": "Bearer", **_NO_STORE})
-        overview = await _overview(settings, redis)
+        overview = await _overview(settings, redis, stream)
         return HTMLResponse(status_page(overview), headers=_NO_STORE)
 
     async def login(request: Request) -> Response:
@@ -168,29 +174,23 @@ async def _bounded_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def _queue(redis: Redis) -> dict[str, Any] | None:
+async def _queue(redis: Redis, stream: QueueClient, partitions: int) -> dict[str, Any] | None:
     """The stream's depth, its oldest entry's age (by Redis's clock), what workers hold
     unacknowledged, and arq's waiting jobs; None when Redis does not answer."""
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(EVENT_STREAM)
-            pipe.xrange(EVENT_STREAM, count=1)
-            pipe.time()
-            pipe.zcard(default_queue_name)
-            depth, first, (seconds, micros), jobs = await pipe.execute()
-        try:
-            pending = int((await redis.xpending(EVENT_STREAM, GROUP))["pending"])
-        except ResponseError:  # no consumer group yet: no worker ever ran
-            pending = 0
+        waiting = await backlog(stream, partitions)
+        # The clock of the node that dated the entries (one clock per server; a cluster's
+        # nodes' agree to NTP's precision).
+        seconds, micros = await stream.time()
+        jobs = await redis.zcard(default_queue_name)
     except (RedisError, OSError) as exc:
         log.warning("status_redis_unavailable", error_type=type(exc).__name__)
         return None
     age = 0.0
-    if first:
-        entry_ms = int(first[0][0].split(b"-")[0])
-        age = max(0.0, seconds + micros / 1e6 - entry_ms / 1000)
-    return {"depth": int(depth), "oldest_age_seconds": round(age, 3), "pending": pending,
-            "jobs": int(jobs)}
+    if waiting.oldest_ms is not None:
+        age = max(0.0, seconds + micros / 1e6 - waiting.oldest_ms / 1000)
+    return {"depth": waiting.queued, "oldest_age_seconds": round(age, 3),
+            "pending": waiting.pending, "jobs": int(jobs)}
 
 
 async def _read_mirror(path: str, fn: Callable[[Store], Any]) -> Any:
@@ -212,7 +212,7 @@ async def _read_mirror(path: str, fn: Callable[[Store], Any]) -> Any:
         return None
 
 
-async def _overview(settings: Settings, redis: Redis) -> Overview:
+async def _overview(settings: Settings, redis: Redis, stream: QueueClient) -> Overview:
     known = providers()
     configured = [a.key for a in settings.accounts if a.provider in known]
     overview = Overview(
@@ -220,10 +220,10 @@ async def _overview(settings: Settings, redis: Redis) -> Overview:
         refreshable=frozenset(name for name, p in known.items() if p.refreshable),
         deliveries=_deliveries(),
     )
-    overview.queue = await _queue(redis)
+    overview.queue = await _queue(redis, stream, settings.queue_partitions)
     if overview.queue is not None:
         try:
-            await _redis_figures(redis, configured, overview)
+            await _redis_figures(redis, stream, configured, overview)
         except (RedisError, OSError) as exc:
             log.warning("status_redis_unavailable", error_type=type(exc).__name__)
     wanted = sorted({i for ids in overview.run_ids.values() for i in ids[:RUNS_SHOWN]})
@@ -247,8 +247,10 @@ async def _overview(settings: Settings, redis: Redis) -> Overview:
     return overview
 
 
-async def _redis_figures(redis: Redis, accounts: list[Key], overview: Overview) -> None:
-    raw = await redis.hgetall(STATS)  # type: ignore[misc]
+async def _redis_figures(
+    redis: Redis, stream: QueueClient, accounts: list[Key], overview: Overview
+) -> None:
+    raw = await stream.hgetall(STATS)  # type: ignore[misc]
     overview.counters = {k.decode(): int(v) for k, v in raw.items()}
     for provider, account in accounts:
         ids = await redis.lrange(reconcile_runs_key(provider, account), 0, RUNS_SHOWN - 1)  # type: ignore[misc]

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from meetsync import metrics
 from meetsync.events import Event, from_micros, received
 from meetsync.providers import EnvelopeError, Hint, Reply, SignatureError, WebhookProvider
-from meetsync.worker.queue import EVENT_STREAM, FIELD, count, request_refetch
+from meetsync.worker.queue import FIELD, QueueClient, count, request_refetch, stream_of
 
 MAX_BODY_BYTES = 1_048_576
 RETRY_AFTER_SECONDS = "5"
@@ -58,34 +58,37 @@ class GroupCommit:
     ``publish`` per request. One pipeline is in flight at a time: events that arrive while it
     is out go together in the next one, so an idle receiver sends each event at once and a busy
     one shares each round trip (and its system calls) among many (bench/notes.md: the profile).
+    Each event goes to its appointment's partition; a cluster client's pipeline sends each
+    node its own commands (one round trip per node).
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: QueueClient, partitions: int = 1) -> None:
         self._redis = redis
-        self._waiting: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._partitions = partitions
+        self._waiting: list[tuple[str, bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, event: Event) -> None:
         """Durably queue one event (returns once Redis has it; raises what Redis raised)."""
         done = asyncio.get_running_loop().create_future()
-        self._waiting.append((event.to_json(), done))
+        self._waiting.append((stream_of(event, self._partitions), event.to_json(), done))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         await done
 
     async def _flush(self) -> None:
-        batch: list[tuple[bytes, asyncio.Future[None]]] = []
+        batch: list[tuple[str, bytes, asyncio.Future[None]]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
                     async with self._redis.pipeline(transaction=False) as pipe:
-                        for raw, _ in batch:
-                            pipe.xadd(EVENT_STREAM, {FIELD: raw})
+                        for stream, raw, _ in batch:
+                            pipe.xadd(stream, {FIELD: raw})
                         answers = await pipe.execute(raise_on_error=False)
                 except Exception as exc:  # each waiting request answers for itself
                     answers = [exc] * len(batch)
-                for (_, done), answer in zip(batch, answers, strict=True):
+                for (*_, done), answer in zip(batch, answers, strict=True):
                     if done.done():
                         continue
                     if isinstance(answer, Exception):
@@ -95,26 +98,33 @@ class GroupCommit:
         finally:
             self._flusher = None
             # Cancelled (shutdown): nobody may wait forever for an answer that is not coming.
-            for _, done in (*batch, *self._waiting):
+            for *_, done in (*batch, *self._waiting):
                 if not done.done():
                     done.set_exception(RedisError("the queue writer stopped"))
             self._waiting = []
 
 
 class Receiver:
-    """The webhook endpoint for every configured provider."""
+    """The webhook endpoint for every configured provider.
+
+    Events and the counters go to ``queue`` (the event stream's Redis, ``redis`` unless the
+    queue has its own); fetches a hint asks for are arq jobs, on ``redis``.
+    """
 
     def __init__(
         self,
         providers: Mapping[str, WebhookProvider],
         redis: Redis,
         *,
+        queue: QueueClient | None = None,
+        partitions: int = 1,
         clock_skew_seconds: float = 300,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._providers = dict(providers)
         self._redis = redis
-        self._queue = GroupCommit(redis)
+        self._stats = redis if queue is None else queue
+        self._queue = GroupCommit(self._stats, partitions)
         self._tolerance = int(clock_skew_seconds * 1_000_000)
         self._clock = clock
 
@@ -168,9 +178,9 @@ class Receiver:
             elif isinstance(parsed, Hint):
                 queued = await request_refetch(
                     self._redis, name, parsed.account, parsed.appointment_id)
-                await count(self._redis, "hints" if queued else "hints_folded")
+                await count(self._stats, "hints" if queued else "hints_folded")
             else:
-                await count(self._redis, f"ignored_type:{parsed}")
+                await count(self._stats, f"ignored_type:{parsed}")
         except (RedisError, OSError) as exc:
             log.warning("webhook_queue_unavailable", provider=name, error_type=type(exc).__name__)
             return _unavailable("queue unavailable")
@@ -196,7 +206,7 @@ class Receiver:
             claimed_at=from_micros(event.claimed_at).isoformat(),
             received_at=from_micros(event.received_at).isoformat(),
         )
-        await count(self._redis, "clamped")
+        await count(self._stats, "clamped")
         metrics.CLAMPED.inc()
 
 

@@ -5,6 +5,11 @@ new ones), applies them in one transaction on the store's own thread, then ackno
 deletes them in one pipelined round trip. A crash anywhere before the acknowledgement leaves the
 entries pending, to be claimed again: at-least-once delivery, made harmless by the inbox.
 
+A partitioned queue (``worker/queue.py``) is served by one reading task per stream: a blocking
+read waits on one key only (on a cluster a read of several keys is refused, CROSSSLOT, as they
+sit in different slots), and a task per stream wakes as soon as its own stream has entries.
+Their batches take turns on the store's thread. Every worker serves every stream.
+
 An entry queued without its receipt time (by a release before the receiver stamped one) is
 dated as received now: a provider clock running ahead cannot pin the mirror through the queue.
 
@@ -31,14 +36,13 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from meetsync import metrics
 from meetsync.events import Event, received
 from meetsync.redact import redact_payload
 from meetsync.store import ApplyResult, Failure, Store, StoreBusy, is_busy
-from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS
+from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, QueueClient, streams
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -60,6 +64,13 @@ class Round:
     retrying: int = 0
     clamped: int = 0
 
+    def add(self, other: Round) -> None:
+        self.read += other.read
+        self.result.add(other.result)
+        self.dead_lettered += other.dead_lettered
+        self.retrying += other.retrying
+        self.clamped += other.clamped
+
 
 class StoreThread:
     """Runs every call on one ``Store`` in one dedicated thread, off the event loop."""
@@ -77,13 +88,14 @@ class StoreThread:
 
 
 class Applier:
-    """One consumer of the event stream."""
+    """One consumer of the event stream: of each of its partitions."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: QueueClient,
         store: StoreThread,
         *,
+        partitions: int = 1,
         name: str | None = None,
         batch_size: int = 1000,
         claim_idle_ms: int = 30_000,
@@ -95,6 +107,7 @@ class Applier:
     ) -> None:
         self.redis = redis
         self.store = store
+        self.streams = streams(partitions)
         self.name = name or consumer_name()
         self.batch_size = batch_size
         self.claim_idle_ms = claim_idle_ms
@@ -107,23 +120,34 @@ class Applier:
         self._stopping = asyncio.Event()
 
     async def ensure_group(self) -> None:
+        for stream in self.streams:
+            await self._ensure_group(stream)
+
+    async def _ensure_group(self, stream: str) -> None:
         try:
-            await self.redis.xgroup_create(EVENT_STREAM, GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     async def run(self, block_ms: int = 1000) -> None:
-        """Drain until ``stop()``, outliving Redis outages and failed rounds."""
-        log.info("applier_started", consumer=self.name, batch_size=self.batch_size)
+        """Drain every stream until ``stop()``, a task each (see the module docstring)."""
+        log.info("applier_started", consumer=self.name, batch_size=self.batch_size,
+                 streams=len(self.streams))
+        async with asyncio.TaskGroup() as tasks:
+            for stream in self.streams:
+                tasks.create_task(self._serve(stream, block_ms), name=f"meetsync-applier:{stream}")
+
+    async def _serve(self, stream: str, block_ms: int) -> None:
+        """Drain one stream until ``stop()``, outliving Redis outages and failed rounds."""
         delay = self.busy_backoff
         group_ready = False
         while not self._stopping.is_set():
             try:
                 if not group_ready:
-                    await self.ensure_group()
+                    await self._ensure_group(stream)
                     group_ready = True
-                await self.drain_once(block_ms=block_ms)
+                await self.drain_once(block_ms=block_ms, stream=stream)
             except ResponseError as exc:
                 # NOGROUP: Redis restarted without its data; the group comes back at id 0.
                 group_ready = False
@@ -151,37 +175,38 @@ class Applier:
         self._stopping.set()
 
     async def drain(self) -> Round:
-        """Apply everything queued now (burst mode for tests and the CLI), then return."""
+        """Apply everything queued now on every stream (burst mode for tests and the CLI),
+        then return."""
         await self.ensure_group()
         total = Round()
         while True:
-            one = await self.drain_once(block_ms=None)
-            total.read += one.read
-            total.result.add(one.result)
-            total.dead_lettered += one.dead_lettered
-            total.retrying += one.retrying
-            total.clamped += one.clamped
-            if one.read == 0:
+            read = total.read
+            for stream in self.streams:
+                total.add(await self.drain_once(block_ms=None, stream=stream))
+            if total.read == read:
                 return total
 
-    async def drain_once(self, block_ms: int | None) -> Round:
-        entries = await self._claim_stale()
+    async def drain_once(self, block_ms: int | None, stream: str = EVENT_STREAM) -> Round:
+        """One batch from ``stream``: entries a dead consumer left pending, else new ones."""
+        entries = await self._claim_stale(stream)
         if not entries:
             response = await self.redis.xreadgroup(
-                GROUP, self.name, {EVENT_STREAM: ">"}, count=self.batch_size, block=block_ms
+                GROUP, self.name, {stream: ">"}, count=self.batch_size, block=block_ms
             )
             entries = response[0][1] if response else []
         if not entries:
             return Round()
-        return await self._process(entries)
+        return await self._process(stream, entries)
 
-    async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _claim_stale(self, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
         _, claimed, *_ = await self.redis.xautoclaim(
-            EVENT_STREAM, GROUP, self.name, self.claim_idle_ms, "0-0", count=self.batch_size
+            stream, GROUP, self.name, self.claim_idle_ms, "0-0", count=self.batch_size
         )
         return [entry for entry in claimed if entry[1]]
 
-    async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Round:
+    async def _process(
+        self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> Round:
         round_ = Round(read=len(entries))
         events: list[Event] = []
         entry_of: dict[str, list[bytes]] = {}
@@ -209,7 +234,8 @@ class Applier:
         failed = {failure.event.id: failure for failure in failures}
         for failure in failed.values():
             event_entries = entry_of[failure.event.id]
-            attempts = max([await self._attempts(entry_id) for entry_id in event_entries])
+            attempts = max([await self._attempts(stream, entry_id)
+                            for entry_id in event_entries])
             if attempts < self.max_attempts:
                 done.difference_update(event_entries)
                 round_.retrying += 1
@@ -224,11 +250,13 @@ class Applier:
             await self._dead_letter(entry_id.decode(), None, None, "unreadable event", raw)
             round_.dead_lettered += 1
 
+        # Not a transaction: on a cluster the stream and STATS sit in different slots, and
+        # the pipeline sends each command to its own node.
         async with self.redis.pipeline(transaction=False) as pipe:
             if done:
                 acked = sorted(done)
-                pipe.xack(EVENT_STREAM, GROUP, *acked)
-                pipe.xdel(EVENT_STREAM, *acked)
+                pipe.xack(stream, GROUP, *acked)
+                pipe.xdel(stream, *acked)
             pipe.hincrby(STATS, "applied", result.applied)
             pipe.hincrby(STATS, "duplicates", result.duplicates)
             pipe.hincrby(STATS, "stale", result.stale)
@@ -271,9 +299,9 @@ class Applier:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
-    async def _attempts(self, entry_id: bytes) -> int:
+    async def _attempts(self, stream: str, entry_id: bytes) -> int:
         pending = await self.redis.xpending_range(
-            EVENT_STREAM, GROUP, min=entry_id, max=entry_id, count=1
+            stream, GROUP, min=entry_id, max=entry_id, count=1
         )
         return int(pending[0]["times_delivered"]) if pending else self.max_attempts
 

@@ -3,6 +3,10 @@
 arq runs the scheduled and on-demand work (credential purge, refetches, the reconciler); the
 applier runs beside it in the same process as a long-lived task, because draining a stream in
 batches is what makes SQLite fast (one commit per batch, not per event).
+
+arq's Redis (``REDIS_URL``) must be a single server (or a primary with replicas), not a cluster:
+arq queues and claims jobs in transactions over several keys that a cluster would refuse
+(CROSSSLOT). The event stream may live on a cluster of its own (``MEETSYNC_QUEUE_URL``).
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableA
 from meetsync.settings import Account, Settings
 from meetsync.store import Store, StoreBusy, open_store, postgres
 from meetsync.worker.applier import Applier, StoreThread, consumer_name
-from meetsync.worker.queue import REFETCH_JOB, remember_run, request_refetch
+from meetsync.worker.queue import REFETCH_JOB, queue_client, remember_run, request_refetch
 from meetsync.worker.reconciler import Reconciler
 
 log = structlog.get_logger(__name__)
 
 TIES_LOGGED = 20  # appointment ids named per tie_unresolved line
+# The event stream's own client (MEETSYNC_QUEUE_URL): reads block for a second at most.
+QUEUE_CONNECT_TIMEOUT_SECONDS = 5.0
+QUEUE_SOCKET_TIMEOUT_SECONDS = 10.0
 
 AccountKey = tuple[str, str]  # (provider, account)
 
@@ -119,9 +126,13 @@ async def startup(ctx: dict[str, Any]) -> None:
                 " until then the next event for each settles it",
             )
 
+    # Without MEETSYNC_QUEUE_URL the stream shares arq's Redis, and its connections.
+    queue = redis if settings.queue_url is None else queue_client(
+        settings.queue_url, socket_connect_timeout=QUEUE_CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=QUEUE_SOCKET_TIMEOUT_SECONDS)
     applier = Applier(
-        redis, store, on_ties=refetch_ties, claim_idle_ms=settings.claim_idle_ms,
-        clock_skew_seconds=settings.clock_skew_seconds,
+        queue, store, partitions=settings.queue_partitions, on_ties=refetch_ties,
+        claim_idle_ms=settings.claim_idle_ms, clock_skew_seconds=settings.clock_skew_seconds,
     )
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
@@ -170,6 +181,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
             state.applier_task.cancel()
     for connection in state.connections.values():
         await connection.api.aclose()
+    if state.applier.redis is not state.redis:
+        await state.applier.redis.aclose()
     state.store.close()
     log.info("worker_stopped")
 

@@ -50,18 +50,22 @@ def changes(since: int, limit: int) -> int:
 
 @click.command()
 def stats() -> int:
-    """Print the queue length and the pipeline's counters, as JSON."""
+    """Print the queue length (every partition's) and the pipeline's counters, as JSON."""
     import redis
+    from redis.cluster import RedisCluster
 
-    from meetsync.worker.queue import EVENT_STREAM, STATS
+    from meetsync.worker.queue import STATS, cluster_url, streams
 
     settings = runtime().settings(find_dev=True)
     require(settings, redis=True)
-    client = redis.Redis.from_url(settings.require_redis(), socket_timeout=5,
-                                  socket_connect_timeout=5)
+    url = settings.require_queue()
+    timeouts = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    plain = cluster_url(url)
+    client = (RedisCluster.from_url(plain, **timeouts) if plain
+              else redis.Redis.from_url(url, **timeouts))
     with redis_errors():
         counters = {k.decode(): int(v) for k, v in client.hgetall(STATS).items()}  # type: ignore[union-attr]
-        queued = client.xlen(EVENT_STREAM)
+        queued = sum(client.xlen(key) for key in streams(settings.queue_partitions))  # type: ignore[misc]
     client.close()
     print_json({"queued": queued, "counters": counters})
     return 0

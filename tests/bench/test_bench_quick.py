@@ -35,7 +35,7 @@ def test_quick_apply_and_queueing_stages_run_and_report(tmp_path: Path) -> None:
     results = [apply.run(options), queueing.run(options)]
     figures = [figure for result in results for figure in result.figures]
     assert [f.name for f in figures] == [
-        "apply", "queue: one at a time", "queue: arq worker ceiling"
+        "apply", "queue: one at a time", "queue: arq worker ceiling", "queue: 4 partitions vs 1"
     ]
     assert all(f.ours > 0 for f in figures)
     text = report.render(results, {"cores": "2"}, quick=True, command="python -m bench --quick",

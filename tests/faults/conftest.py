@@ -29,7 +29,7 @@ from meetsync.settings import Settings
 from meetsync.simulator import Delivery, ProviderSim, serve_in_background
 from meetsync.store import open_store
 from meetsync.store.apply import CREDENTIAL_GRACE
-from meetsync.worker.queue import EVENT_STREAM, GROUP, publish
+from meetsync.worker.queue import backlog, publish
 from meetsync.worker.reconciler import drift, snapshot_of
 
 NATIVE_SECRET = "faults-native-secret-0123456789abcdef"
@@ -72,19 +72,18 @@ def events_of(deliveries: list[Delivery]) -> list[Event]:
     return [e for e in events if isinstance(e, Event)]
 
 
-async def publish_all(redis: aioredis.Redis, events: list[Event]) -> None:
+async def publish_all(redis: aioredis.Redis, events: list[Event], partitions: int = 1) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         for event in events:
-            await publish(pipe, event)  # type: ignore[arg-type]
+            await publish(pipe, event, partitions)  # type: ignore[arg-type]
         await pipe.execute()
 
 
-async def queue_settled(redis: aioredis.Redis) -> bool:
-    """Nothing queued and nothing pending (every entry applied and acknowledged)."""
-    if await redis.xlen(EVENT_STREAM):
-        return False
-    groups = await redis.xinfo_groups(EVENT_STREAM)
-    return all(int(g["pending"]) == 0 for g in groups if g["name"] == GROUP.encode())
+async def queue_settled(redis: aioredis.Redis, partitions: int = 1) -> bool:
+    """Nothing queued and nothing pending (every entry applied and acknowledged), on every
+    partition."""
+    waiting = await backlog(redis, partitions)
+    return waiting.queued == waiting.pending == 0
 
 
 async def eventually(

@@ -1,4 +1,5 @@
-"""Redis restarted without persistence: the applier outlives it; the reconciler repairs the loss."""
+"""Redis restarted without persistence: the applier outlives it (each partition's consumer group
+comes back); the reconciler repairs the loss."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from meetsync.events import Event
@@ -29,8 +31,11 @@ from tests.faults.conftest import (
 )
 
 
-def start_applier(redis: aioredis.Redis, db_path: Path) -> tuple[Applier, asyncio.Task[None]]:
-    applier = Applier(redis, StoreThread(lambda: open_store(db_path)), busy_backoff=0.05)
+def start_applier(
+    redis: aioredis.Redis, db_path: Path, partitions: int
+) -> tuple[Applier, asyncio.Task[None]]:
+    applier = Applier(redis, StoreThread(lambda: open_store(db_path)), busy_backoff=0.05,
+                      partitions=partitions)
     return applier, asyncio.create_task(applier.run(block_ms=100))
 
 
@@ -41,11 +46,13 @@ async def stop_applier(applier: Applier, task: asyncio.Task[None]) -> None:
     applier.store.close()
 
 
+@pytest.mark.parametrize("partitions", [1, 4])
 async def test_events_lost_with_redis_data_are_repaired_by_the_next_reconcile(
     amnesiac_redis: RedisServer,
     db_path: Path,
     client_of: Callable[[RedisServer], aioredis.Redis],
     sim_api: Callable[[ProviderSim], str],
+    partitions: int,
 ) -> None:
     sim = recent_sim(31)
     events = events_of(sim.play(80))
@@ -62,23 +69,23 @@ async def test_events_lost_with_redis_data_are_repaired_by_the_next_reconcile(
 
         await eventually(check)
 
-    applier, task = start_applier(redis, db_path)
+    applier, task = start_applier(redis, db_path, partitions)
     try:
-        await publish_all(redis, before)
+        await publish_all(redis, before, partitions)
         await applied(before)
         # Restarted under a running applier: its consumer group is gone with the data.
         restart(amnesiac_redis)
-        await publish_all(redis, across)
+        await publish_all(redis, across, partitions)
         await applied(across)
     finally:
         await stop_applier(applier, task)
 
     # Acknowledged to the sender, queued, then lost before any worker read them.
-    await publish_all(redis, lost)
+    await publish_all(redis, lost, partitions)
     restart(amnesiac_redis)
-    applier, task = start_applier(redis, db_path)
+    applier, task = start_applier(redis, db_path, partitions)
     try:
-        await publish_all(redis, after)
+        await publish_all(redis, after, partitions)
         await applied(after)
     finally:
         await stop_applier(applier, task)

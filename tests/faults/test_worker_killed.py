@@ -1,13 +1,16 @@
-"""A worker SIGKILLed mid-batch loses nothing: another claims its entries; the mirror ends right."""
+"""A worker SIGKILLed mid-batch loses nothing: another claims its entries (on every partition
+of a partitioned queue); the mirror ends right."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from meetsync.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
-from meetsync.worker.queue import EVENT_STREAM, GROUP
+from meetsync.worker.queue import backlog
 from tests.faults.conftest import (
     API_TOKEN,
     NATIVE_SECRET,
@@ -25,8 +28,10 @@ from tests.faults.conftest import (
 from tests.sql import WriteLock
 
 
+@pytest.mark.parametrize("partitions", [1, 4])
 async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(
-    own_redis: RedisServer, db_path: Path, processes: Processes, client_of: object
+    own_redis: RedisServer, db_path: Path, processes: Processes, client_of: object,
+    partitions: int,
 ) -> None:
     sim = recent_sim(21)
     events = events_of(sim.play(400))
@@ -36,7 +41,8 @@ async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(
                         savvycal_webhook_secrets=(NATIVE_SECRET,),
                         savvycal_api_token=API_TOKEN, read_token=READ_TOKEN,
                         savvycal_api_url="http://127.0.0.1:9/v1")
-    env = stack_env(settings, MEETSYNC_CLAIM_IDLE_MS="300")
+    env = stack_env(settings, MEETSYNC_CLAIM_IDLE_MS="300",
+                    MEETSYNC_QUEUE_PARTITIONS=str(partitions))
     redis = client_of(own_redis)  # type: ignore[operator]
 
     first = processes.spawn("worker", env, "worker-1")
@@ -45,7 +51,7 @@ async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(
         return "applier_started" in processes.log("worker-1")
 
     await eventually(worker_up)
-    await publish_all(redis, events[:half])
+    await publish_all(redis, events[:half], partitions)
 
     async def some_applied() -> bool:
         return bool(applied_ids(db_path))
@@ -54,22 +60,22 @@ async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(
 
     # Another writer holds the database: the worker reads a batch and cannot commit it.
     blocker = WriteLock(db_path)
-    await publish_all(redis, events[half:])
+    await publish_all(redis, events[half:], partitions)
 
     async def batch_in_flight() -> bool:
-        return int((await redis.xpending(EVENT_STREAM, GROUP))["pending"]) > 0
+        return (await backlog(redis, partitions)).pending > 0
 
     await eventually(batch_in_flight)
     processes.kill(first)
     blocker.release()
-    in_flight = int((await redis.xpending(EVENT_STREAM, GROUP))["pending"])
+    in_flight = (await backlog(redis, partitions)).pending
     assert in_flight > 0
     assert len(applied_ids(db_path)) < len({e.id for e in events})
 
     processes.spawn("worker", env, "worker-2")
 
     async def settled() -> bool:
-        return await queue_settled(redis)
+        return await queue_settled(redis, partitions)
 
     await eventually(settled, patience=30)
     assert applied_ids(db_path) == {e.id for e in events}

@@ -65,6 +65,31 @@ def test_every_malformed_variable_is_named_at_once_without_its_value() -> None:
     assert SECRET not in str(caught.value)
 
 
+def test_the_queue_settings_default_to_one_stream_on_redis_url() -> None:
+    """No MEETSYNC_QUEUE_URL: the stream shares arq's Redis; a cluster is asked for by scheme;
+    a partition count outside 1-64 fails at start-up, named."""
+    plain = Settings.from_env({"REDIS_URL": "redis://r:6379/0"})
+    assert (plain.queue_partitions, plain.queue_url) == (1, None)
+    assert plain.require_queue() == "redis://r:6379/0"
+    clustered = Settings.from_env({
+        "REDIS_URL": "redis://r:6379/0", "MEETSYNC_QUEUE_PARTITIONS": "8",
+        "MEETSYNC_QUEUE_URL": f"rediss+cluster://:{SECRET}@c:7000"})
+    assert clustered.queue_partitions == 8
+    assert clustered.require_queue() == f"rediss+cluster://:{SECRET}@c:7000"
+    assert SECRET not in repr(clustered)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"MEETSYNC_QUEUE_PARTITIONS": "0",
+                           "MEETSYNC_QUEUE_URL": f"cluster://{SECRET}"})
+    assert caught.value.problems == (
+        "MEETSYNC_QUEUE_URL must be a redis:// or rediss:// or redis+cluster:// or "
+        "rediss+cluster:// URL",
+        "MEETSYNC_QUEUE_PARTITIONS must be a whole number from 1 to 64",
+    )
+    assert SECRET not in str(caught.value)
+    with pytest.raises(SettingsError, match="MEETSYNC_QUEUE_PARTITIONS"):
+        Settings.from_env({"MEETSYNC_QUEUE_PARTITIONS": "65"})
+
+
 def test_the_config_path_is_the_callers(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text('port = 9001\n')
     settings = load_settings({"MEETSYNC_CALLER_DIR": str(tmp_path), "MEETSYNC_CONFIG": "c.toml"},

@@ -1,4 +1,5 @@
-"""/healthz answers while the process lives; /readyz only while Redis and the mirror answer."""
+"""/healthz answers while the process lives; /readyz only while Redis (the queue's too) and the
+mirror answer."""
 
 from __future__ import annotations
 
@@ -98,3 +99,16 @@ async def test_readyz_fails_while_postgresql_is_unreachable_or_unmigrated(
             response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["failed"] == ["database"]
+
+
+async def test_readyz_fails_when_the_queues_own_redis_is_down(
+    settings: Settings, database: Path, redis: aioredis.Redis
+) -> None:
+    """With MEETSYNC_QUEUE_URL the receiver cannot queue without that Redis: not ready."""
+    gone = aioredis.Redis(port=free_port(), socket_connect_timeout=1)
+    transport = httpx.ASGITransport(app=create_app(settings, redis=redis, queue=gone))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/readyz")
+    await gone.aclose()
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failed": ["queue"]}
