@@ -343,9 +343,13 @@ _CHANGE_LOG = (
     + f"""
 -- At commit: number this transaction's change rows after every earlier commit's, then tell
 -- the listeners. The lock is held from here to the end of the commit only.
+-- It fires once per row logged; the first firing numbers them all, the others return at once.
 CREATE FUNCTION changes_sequence() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE last BIGINT;
 BEGIN
+    IF current_setting('meetsync.sequenced', true) = pg_current_xact_id()::text THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('meetsync.sequenced', pg_current_xact_id()::text, true);
     PERFORM pg_advisory_xact_lock({_CHANGES_LOCK});
     WITH numbered AS (
         SELECT row_id, nextval('changes_seq') AS seq

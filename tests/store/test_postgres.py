@@ -17,7 +17,7 @@ from meetsync.events import Event
 from meetsync.pg_server import PostgresServer
 from meetsync.store import Store, StoreBusy, open_store
 from meetsync.store.apply import apply_events
-from meetsync.store.postgres import CHANGES_CHANNEL, lock_appointments
+from meetsync.store.postgres import CHANGES_CHANNEL, lock_appointments, translate
 from tests.store.test_absence import NOW, meeting, snapshot
 from tests.store.test_order_property import deliver, histories, state
 
@@ -137,3 +137,17 @@ def test_the_store_rides_out_a_server_restart(tmp_path: Path) -> None:
             assert store.apply([snapshot("evt_3", 30, meeting("amtg_c"))])[0].applied == 1
     finally:
         server.remove()
+
+
+@pytest.mark.parametrize(("sqlite", "postgresql"), [
+    ("a IS NOT NULL AND b IS NULL", "a IS NOT NULL AND b IS NULL"),
+    ("a IS NOT b.c AND d IS 'x'", "a IS DISTINCT FROM b.c AND d IS NOT DISTINCT FROM 'x'"),
+    ("meeting_id IS NOT ?", "meeting_id IS DISTINCT FROM %s"),
+    ("o.meeting_id IS :meeting", "o.meeting_id IS NOT DISTINCT FROM %(meeting)s"),
+    ("x = :a AND CAST(y AS text[]) = ?", "x = %(a)s AND CAST(y AS text[]) = %s"),
+    ("id NOT IN (SELECT value FROM json_each(:ids))",
+     "id NOT IN (SELECT value FROM jsonb_array_elements_text(%(ids)s))"),
+    ("SELECT 'a%b' || ?::text", "SELECT 'a%%b' || %s::text"),
+])
+def test_statements_are_translated_into_postgresqls_dialect(sqlite: str, postgresql: str) -> None:
+    assert translate(sqlite) == postgresql
