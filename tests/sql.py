@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,24 @@ def execute(db: Path | str, sql: str, params: tuple[Any, ...] | dict[str, Any] =
         return
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute(sql, params)
+
+
+@contextmanager
+def writes_held(db: Path | str) -> Iterator[None]:
+    """Another writer holding the mirror until the block ends: SQLite's write lock, or on
+    PostgreSQL a lock on the inbox, which every batch writes (reads go on)."""
+    if is_postgres(str(db)):
+        with psycopg.connect(str(db), autocommit=True) as pg:
+            pg.execute("BEGIN")
+            pg.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+            try:
+                yield
+            finally:
+                pg.execute("ROLLBACK")
+        return
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")

@@ -154,11 +154,22 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     log.info("worker_stopped")
 
 
+def cron_key(name: str) -> str:
+    """The Redis key a run of the periodic task ``name`` is claimed under (its value: the
+    claiming consumer). Whoever holds it holds the task: an operator may, to pause it."""
+    return f"meetsync:cron:{name}"
+
+
+def reconcile_task(provider: str, account: str) -> str:
+    """The periodic task name of one account's sweeps."""
+    return f"reconcile:{provider}:{account}"
+
+
 async def claim(redis: ArqRedis, name: str, seconds: float) -> bool:
     """Whether this worker runs the periodic task ``name`` now: the first of all the workers
     sharing this Redis to ask within ``seconds`` does (``SET NX`` with an expiry), so each
     cron's work is done once per interval, not once per worker."""
-    return bool(await redis.set(f"meetsync:cron:{name}", consumer_name(), nx=True,
+    return bool(await redis.set(cron_key(name), consumer_name(), nx=True,
                                 px=max(1, int(seconds * 1000))))
 
 
@@ -310,7 +321,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
     summaries: dict[str, Any] = {}
     for (provider, account), connection in sorted(state.connections.items()):
         interval = intervals.get((provider, account), state.settings.reconcile_interval_seconds)
-        if not await claim(state.redis, f"reconcile:{provider}:{account}", interval - slack):
+        if not await claim(state.redis, reconcile_task(provider, account), interval - slack):
             continue
         client = connection.client()
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import STATS
 from tests.faults.conftest import NATIVE_SECRET, READ_TOKEN, events_of, recent_sim
+from tests.sql import query
 
 # /metrics is open unless MEETSYNC_METRICS_TOKEN is set (tests/webhooks/test_metrics.py);
 # /status/login takes the token in a form post (tests/webhooks/test_status_page.py).
@@ -30,14 +30,10 @@ FOUND_WITHOUT_ID = {"/status"}  # answers 200 with the token: it names no appoin
 
 
 def mirror_state(db_path: Path) -> tuple[list[Any], ...]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return tuple(
-            conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
-            for table in ("appointments", "meetings", "changes", "events")
-        )
-    finally:
-        conn.close()
+    return tuple(
+        query(db_path, f"SELECT * FROM {table} ORDER BY 1")  # noqa: S608
+        for table in ("appointments", "meetings", "changes", "events")
+    )
 
 
 async def test_a_replayed_native_delivery_is_acknowledged_and_changes_nothing(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from tests.faults.conftest import (
     stack_env,
 )
 from tests.faults.test_dead_letters import poisoned
+from tests.sql import query
 
 OLD_NATIVE = "faults-native-secret-RETIRED-4242"
 OLD_STANDARD = "whsec_b2xkLXN0YW5kYXJkLXNlY3JldC1yZXRpcmVkLTQyNDI="
@@ -147,10 +147,8 @@ async def test_no_planted_credential_reaches_logs_stored_errors_or_dead_letters(
                      "event_failed"):
         assert expected in logs, f"the workload logged no {expected}"
     assert "reconcile_interrupted" in outputs[0]
-    conn = sqlite3.connect(db_path)
-    stored = conn.execute("SELECT reason, payload FROM dead_letters").fetchall()
-    stored += conn.execute("SELECT errors, drift FROM reconcile_runs").fetchall()
-    conn.close()
+    stored = query(db_path, "SELECT reason, payload FROM dead_letters")
+    stored += query(db_path, "SELECT errors, drift FROM reconcile_runs")
     assert len(stored) >= 3
     secrets = planted(sim)
     assert poison.meeting is not None and poison.meeting.password in secrets
@@ -185,6 +183,7 @@ def open_umask() -> Iterator[None]:
     os.umask(previous)
 
 
+@pytest.mark.sqlite_only
 def test_the_mirror_and_its_wal_files_are_owner_only(db_path: Path, open_umask: None) -> None:
     store = open_store(db_path)
     store.apply(events_of(recent_sim(82).play(3)))

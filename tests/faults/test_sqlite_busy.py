@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from meetsync.redis_server import RedisServer
@@ -23,6 +24,8 @@ from tests.faults.conftest import (
     queue_settled,
     recent_sim,
 )
+
+pytestmark = pytest.mark.sqlite_only  # SQLite's own locks (PostgreSQL's: the soak restarts it)
 
 BUSY_TIMEOUT = 0.1
 HELD_FOR = 1.2

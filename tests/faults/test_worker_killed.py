@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from meetsync.redis_server import RedisServer
@@ -23,6 +22,7 @@ from tests.faults.conftest import (
     recent_sim,
     stack_env,
 )
+from tests.sql import writes_held
 
 
 async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(
@@ -52,18 +52,14 @@ async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(
 
     await eventually(some_applied)
 
-    # Another writer holds the database: the worker reads a batch and cannot commit it.
-    blocker = sqlite3.connect(db_path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    await publish_all(redis, events[half:])
-
     async def batch_in_flight() -> bool:
         return int((await redis.xpending(EVENT_STREAM, GROUP))["pending"]) > 0
 
-    await eventually(batch_in_flight)
-    processes.kill(first)
-    blocker.execute("ROLLBACK")
-    blocker.close()
+    # Another writer holds the database: the worker reads a batch and cannot commit it.
+    with writes_held(db_path):
+        await publish_all(redis, events[half:])
+        await eventually(batch_in_flight)
+        processes.kill(first)
     in_flight = int((await redis.xpending(EVENT_STREAM, GROUP))["pending"])
     assert in_flight > 0
     assert len(applied_ids(db_path)) < len({e.id for e in events})
