@@ -212,19 +212,29 @@ class Store:
         """Record an event given up on; ``payload`` must already be redacted.
 
         Idempotent per event while its letter awaits replay: a worker dying between this write
-        and the stream acknowledgement dead-letters the event again on redelivery.
+        and the stream acknowledgement dead-letters the event again on redelivery, and several
+        workers holding copies of its entry (claimed from one another) may give up on it at
+        once: the look and the write are one transaction, one writer per event at a time.
         """
-        held = self.conn.execute(
-            "SELECT id FROM dead_letters WHERE event_id = ? AND replayed_at IS NULL", (event_id,)
-        ).fetchone()
-        if held is not None:
-            return int(held[0])
-        (dead_letter_id,) = self.conn.execute(
-            "INSERT INTO dead_letters (event_id, appointment_id, type, reason, attempts, payload,"
-            f" created_at) VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL}) RETURNING id",
-            (event_id, appointment_id, type_, reason, attempts, payload),
-        ).fetchone()
-        return int(dead_letter_id)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.postgres:  # SQLite's BEGIN IMMEDIATE already made this the only writer
+                postgres.lock(self.conn, [f"dead_letter/{event_id}"])
+            held = self.conn.execute(
+                "SELECT id FROM dead_letters WHERE event_id = ? AND replayed_at IS NULL",
+                (event_id,),
+            ).fetchone()
+            if held is None:
+                held = self.conn.execute(
+                    "INSERT INTO dead_letters (event_id, appointment_id, type, reason, attempts,"
+                    f" payload, created_at) VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL}) RETURNING id",
+                    (event_id, appointment_id, type_, reason, attempts, payload),
+                ).fetchone()
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return int(held[0])
 
     def dead_letter(self, dead_letter_id: int) -> dict[str, Any] | None:
         """One dead letter, its (redacted) payload included."""

@@ -167,7 +167,13 @@ def _first_line(exc: BaseException) -> str:
 
 def lock_appointments(conn: PgConnection, keys: Iterable[tuple[str, str]]) -> None:
     """Take the batch's appointment locks (until its commit), in one global order."""
-    names = sorted({f"{provider}/{appointment}" for provider, appointment in keys})
+    lock(conn, (f"{provider}/{appointment}" for provider, appointment in keys))
+
+
+def lock(conn: PgConnection, names: Iterable[str]) -> None:
+    """Take transaction-level advisory locks on ``names`` (until the commit), in one global
+    order: any two transactions locking overlapping names queue up, never in a cycle."""
+    names = sorted(set(names))
     if names:
         conn.execute(
             "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +32,22 @@ def execute(db: Path | str, sql: str, params: tuple[Any, ...] | dict[str, Any] =
         conn.execute(sql, params)
 
 
-class WriteLock:
-    """Another writer holding the mirror until ``release()``: SQLite's write lock (``BEGIN
-    IMMEDIATE``), or on PostgreSQL an exclusive lock on the inbox, which every apply writes
-    (readers go on)."""
-
-    def __init__(self, db: Path | str) -> None:
-        self._pg: psycopg.Connection[Any] | None = None
-        self._sqlite: sqlite3.Connection | None = None
-        if is_postgres(str(db)):
-            self._pg = psycopg.connect(str(db), autocommit=True)
-            self._pg.execute("BEGIN")
-            self._pg.execute("LOCK TABLE events IN EXCLUSIVE MODE")
-        else:
-            self._sqlite = sqlite3.connect(db, isolation_level=None)
-            self._sqlite.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        for conn in (self._pg, self._sqlite):
-            if conn is not None:
-                conn.execute("ROLLBACK")
-                conn.close()
-        self._pg = self._sqlite = None
+@contextmanager
+def writes_held(db: Path | str) -> Iterator[None]:
+    """Another writer holding the mirror until the block ends: SQLite's write lock, or on
+    PostgreSQL a lock on the inbox, which every batch writes (reads go on)."""
+    if is_postgres(str(db)):
+        with psycopg.connect(str(db), autocommit=True) as pg:
+            pg.execute("BEGIN")
+            pg.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+            try:
+                yield
+            finally:
+                pg.execute("ROLLBACK")
+        return
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")

@@ -77,7 +77,11 @@ class StoreThread:
 
     def __init__(self, open_store: Callable[[], Store]) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meetsync-store")
-        self._store = self._executor.submit(open_store).result()
+        try:
+            self._store = self._executor.submit(open_store).result()
+        except BaseException:  # e.g. StoreBusy: the caller tries again later, with a new one
+            self._executor.shutdown()
+            raise
 
     async def run(self, fn: Callable[[Store], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, self._store)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from meetsync.metrics import serve_worker_metrics, watch_budget
 from meetsync.providers import LEGACY_PROVIDER, EnvelopeError, Provider, ProviderApi, providers
 from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
 from meetsync.settings import Account, Settings
-from meetsync.store import Store, StoreBusy, open_store, postgres
+from meetsync.store import Store, open_store, postgres
 from meetsync.worker.applier import Applier, StoreThread, consumer_name
 from meetsync.worker.queue import REFETCH_JOB, queue_client, remember_run, request_refetch
 from meetsync.worker.reconciler import Reconciler
@@ -102,7 +101,7 @@ def connect(settings: Settings, *, quiet: bool = False) -> dict[AccountKey, Conn
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     redis: ArqRedis = ctx["redis"]
-    store = StoreThread(lambda: _open_patiently(settings.db_path))
+    store = StoreThread(lambda: open_store(settings.db_path))
     connections = connect(settings)
 
     async def refetch_ties(ties: set[tuple[str, str]]) -> None:
@@ -141,25 +140,6 @@ async def startup(ctx: dict[str, Any]) -> None:
              accounts=[f"{p}/{a}" for p, a in sorted(connections)])
 
 
-STORE_OPEN_PATIENCE_SECONDS = 60.0
-
-
-def _open_patiently(db: str) -> Store:
-    """Open the mirror, waiting out a database that is restarting or not up yet (PostgreSQL
-    starting beside the worker) for up to ``STORE_OPEN_PATIENCE_SECONDS``."""
-    deadline = time.monotonic() + STORE_OPEN_PATIENCE_SECONDS
-    delay = 0.2
-    while True:
-        try:
-            return open_store(db)
-        except StoreBusy as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("store_unavailable", error=str(exc)[:200], retry_in=delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
 def _missing_api(settings: Settings, provider: str, account: str) -> str:
     configured = settings.account(provider, account)
     known = providers().get(provider)
@@ -187,11 +167,22 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     log.info("worker_stopped")
 
 
+def cron_key(name: str) -> str:
+    """The Redis key a run of the periodic task ``name`` is claimed under (its value: the
+    claiming consumer). Whoever holds it holds the task: an operator may, to pause it."""
+    return f"meetsync:cron:{name}"
+
+
+def reconcile_task(provider: str, account: str) -> str:
+    """The periodic task name of one account's sweeps."""
+    return f"reconcile:{provider}:{account}"
+
+
 async def claim(redis: ArqRedis, name: str, seconds: float) -> bool:
     """Whether this worker runs the periodic task ``name`` now: the first of all the workers
     sharing this Redis to ask within ``seconds`` does (``SET NX`` with an expiry), so each
     cron's work is done once per interval, not once per worker."""
-    return bool(await redis.set(f"meetsync:cron:{name}", consumer_name(), nx=True,
+    return bool(await redis.set(cron_key(name), consumer_name(), nx=True,
                                 px=max(1, int(seconds * 1000))))
 
 
@@ -343,7 +334,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
     summaries: dict[str, Any] = {}
     for (provider, account), connection in sorted(state.connections.items()):
         interval = intervals.get((provider, account), state.settings.reconcile_interval_seconds)
-        if not await claim(state.redis, f"reconcile:{provider}:{account}", interval - slack):
+        if not await claim(state.redis, reconcile_task(provider, account), interval - slack):
             continue
         client = connection.client()
         try:

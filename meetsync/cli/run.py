@@ -58,11 +58,15 @@ def worker() -> int:
     """Run the applier, refetch jobs and crons (Procfile `worker`).
 
     When Redis drops away the worker starts again with a backoff: entries it had read but not
-    committed stay pending and are claimed again.
+    committed stay pending and are claimed again. So it does when the mirror cannot be opened
+    at start-up (a PostgreSQL restarting, or not up yet); once running, the applier waits out
+    an unreachable mirror on its own.
     """
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.exceptions import WatchError
 
+    from meetsync.store import StoreBusy
     from meetsync.worker.main import run
 
     settings = runtime().settings()
@@ -73,10 +77,16 @@ def worker() -> int:
         try:
             asyncio.run(run(settings))
             return 0
-        except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
+        # WatchError: redis-py's word for a connection lost inside arq's WATCH (a cron being
+        # queued as Redis restarts).
+        except (RedisConnectionError, RedisTimeoutError, WatchError, ConnectionError, OSError,
+                StoreBusy) as exc:
             if time.monotonic() - started > 60:
                 delay = 1.0
-            log.error("worker_redis_lost", error_type=type(exc).__name__, retry_in=delay)
+            if isinstance(exc, StoreBusy):
+                log.error("worker_store_unavailable", error=str(exc), retry_in=delay)
+            else:
+                log.error("worker_redis_lost", error_type=type(exc).__name__, retry_in=delay)
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
 

@@ -3,7 +3,9 @@
 Chaos is decided up front from ``seed`` (which deliveries are dropped, which doubled, the send
 order); concurrency then adds the ordinary disorder of parallel POSTs. A POST answered 5xx or
 failing to connect is retried a few times with a short backoff, as a real sender would (with
-the same event id, hence the same ``webhook-id``).
+the same event id, hence the same ``webhook-id``). Several receivers' URLs spread the
+deliveries round-robin, as a load balancer would; a retry goes to the next receiver, so one that
+is down (connection refused or reset) costs a delivery one extra attempt (a failover).
 
 Any provider's deliveries can ride on it: anything with an ``event_id`` and the ``body`` bytes,
 signed per attempt by a ``signer`` (e.g. Zoom's timestamped ``x-zm-signature``) instead of a
@@ -54,7 +56,9 @@ class Chaos:
 @dataclass(slots=True)
 class DeliveryReport:
     """Counts that add up: ``sent == total - dropped + duplicated``, and every POST sent ends
-    ``accepted`` (2xx), in ``rejected`` (final status → count) or ``failed`` (no answer)."""
+    ``accepted`` (2xx), in ``rejected`` (final status → count) or ``failed`` (no answer).
+    ``failovers``: attempts sent to another receiver after one could not be reached;
+    ``accepted_event_ids``: the events at least one of whose POSTs was answered 2xx."""
 
     total: int = 0
     dropped: int = 0
@@ -63,8 +67,10 @@ class DeliveryReport:
     attempts: int = 0
     accepted: int = 0
     failed: int = 0
+    failovers: int = 0
     rejected: Counter[int] = field(default_factory=Counter)
     dropped_event_ids: list[str] = field(default_factory=list)
+    accepted_event_ids: set[str] = field(default_factory=set)
 
 
 def plan(
@@ -91,7 +97,7 @@ def plan(
 
 async def deliver(
     deliveries: Sequence[D],
-    url: str,
+    url: str | Sequence[str],
     *,
     scheme: Scheme | None = None,
     secret: str = "",
@@ -104,10 +110,14 @@ async def deliver(
     backoff: float = 0.05,
     request_timeout: float = 10.0,
 ) -> DeliveryReport:
-    """POST ``deliveries`` to ``url`` signed by ``scheme`` (SavvyCal's, with ``secret``) or by
-    ``signer`` (any provider's); ``transport`` may be an ASGI app's."""
+    """POST ``deliveries`` to ``url`` (or round-robin over several) signed by ``scheme``
+    (SavvyCal's, with ``secret``) or by ``signer`` (any provider's); ``transport`` may be an
+    ASGI app's."""
     if (scheme is None) == (signer is None):
         raise ValueError("pass exactly one of scheme and signer")
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("no url to deliver to")
     chaos = chaos or Chaos()
     rng = random.Random(seed)
     webhook_id = f"wh_{shapes.token(rng)}"
@@ -130,7 +140,7 @@ async def deliver(
             scheme, delivery.body, secret, event_id=delivery.event_id, webhook_id=webhook_id
         )
 
-    async def post(client: httpx.AsyncClient, delivery: D, delay: float) -> None:
+    async def post(client: httpx.AsyncClient, n: int, delivery: D, delay: float) -> None:
         async with gate:
             if delay:
                 await asyncio.sleep(delay)
@@ -138,11 +148,14 @@ async def deliver(
             for attempt in range(max_attempts):
                 if attempt:
                     await asyncio.sleep(backoff * 2 ** (attempt - 1))
+                    if status is None and len(urls) > 1:
+                        report.failovers += 1
                 headers = headers_for(delivery)
                 headers["content-type"] = "application/json"
                 report.attempts += 1
                 try:
-                    response = await client.post(url, content=delivery.body, headers=headers)
+                    response = await client.post(
+                        urls[(n + attempt) % len(urls)], content=delivery.body, headers=headers)
                 except httpx.TransportError:
                     status = None
                     continue
@@ -153,10 +166,12 @@ async def deliver(
                 report.failed += 1
             elif 200 <= status < 300:
                 report.accepted += 1
+                report.accepted_event_ids.add(delivery.event_id)
             else:
                 report.rejected[status] += 1
 
     async with httpx.AsyncClient(transport=transport, timeout=request_timeout) as client:
-        posts = (post(client, d, delay) for d, delay in zip(order, delays, strict=True))
+        posts = (post(client, n, d, delay)
+                 for n, (d, delay) in enumerate(zip(order, delays, strict=True)))
         await asyncio.gather(*posts)
     return report

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from meetsync.redis_server import RedisServer
@@ -22,7 +23,9 @@ from tests.faults.conftest import (
     queue_settled,
     recent_sim,
 )
-from tests.sql import WriteLock
+from tests.sql import writes_held
+
+pytestmark = pytest.mark.sqlite_only  # SQLite's own locks (PostgreSQL's: the soak restarts it)
 
 BUSY_TIMEOUT = 0.1
 HELD_FOR = 1.2
@@ -38,7 +41,8 @@ async def test_a_writer_holding_the_lock_past_the_busy_timeout_delays_but_loses_
         redis, StoreThread(lambda: open_store(db_path, busy_timeout=BUSY_TIMEOUT)),
         busy_backoff=0.05,
     )
-    blocker = WriteLock(db_path)
+    blocker = contextlib.ExitStack()  # another writer, until closed
+    blocker.enter_context(writes_held(db_path))
     await publish_all(redis, events)
     running = asyncio.create_task(applier.run(block_ms=50))
     gaps: list[float] = []
@@ -56,7 +60,7 @@ async def test_a_writer_holding_the_lock_past_the_busy_timeout_delays_but_loses_
         await asyncio.sleep(HELD_FOR)
         assert applied_ids(db_path) == set()
         waits_while_held = applier.busy_waits
-        blocker.release()
+        blocker.close()
 
         async def settled() -> bool:
             return await queue_settled(redis)
@@ -64,7 +68,7 @@ async def test_a_writer_holding_the_lock_past_the_busy_timeout_delays_but_loses_
         await eventually(settled, patience=10)
     finally:
         ticking.cancel()
-        blocker.release()
+        blocker.close()
         applier.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(running, timeout=5)

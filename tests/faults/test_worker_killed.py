@@ -25,7 +25,7 @@ from tests.faults.conftest import (
     recent_sim,
     stack_env,
 )
-from tests.sql import WriteLock
+from tests.sql import writes_held
 
 
 @pytest.mark.parametrize("partitions", [1, 4])
@@ -58,16 +58,14 @@ async def test_entries_of_a_killed_worker_are_claimed_and_the_mirror_converges(
 
     await eventually(some_applied)
 
-    # Another writer holds the database: the worker reads a batch and cannot commit it.
-    blocker = WriteLock(db_path)
-    await publish_all(redis, events[half:], partitions)
-
     async def batch_in_flight() -> bool:
         return (await backlog(redis, partitions)).pending > 0
 
-    await eventually(batch_in_flight)
-    processes.kill(first)
-    blocker.release()
+    # Another writer holds the database: the worker reads a batch and cannot commit it.
+    with writes_held(db_path):
+        await publish_all(redis, events[half:], partitions)
+        await eventually(batch_in_flight)
+        processes.kill(first)
     in_flight = (await backlog(redis, partitions)).pending
     assert in_flight > 0
     assert len(applied_ids(db_path)) < len({e.id for e in events})

@@ -1,4 +1,5 @@
-"""Delivery applies chaos whose counts add up, retries 5xx, and signs so independent checks pass."""
+"""Delivery applies chaos whose counts add up, retries 5xx, fails over between receivers, and signs
+so independent checks pass."""
 
 from __future__ import annotations
 
@@ -120,6 +121,23 @@ async def test_unreachable_receiver_counts_failures() -> None:
         chaos=Chaos(drop=0, duplicate=0), max_attempts=2, backoff=0.001,
     )  # fmt: skip
     assert (report.failed, report.attempts, report.accepted) == (3, 6, 0)
+
+
+async def test_deliveries_spread_over_receivers_and_fail_over_from_a_dead_one() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
+    receiver = Receiver()
+    app = Starlette(routes=[Route("/hook", receiver.endpoint, methods=["POST"])])
+    with serve_in_background(app) as root:
+        report = await deliver(
+            DELIVERIES[:20], [f"{root}/hook", dead], scheme="native", secret=NATIVE_SECRET,
+            chaos=Chaos(drop=0, duplicate=0, reorder=False), backoff=0.001,
+        )  # fmt: skip
+    # Every other delivery went to the dead receiver first, and once more to the live one.
+    assert (report.accepted, report.failed, report.failovers, report.attempts) == (20, 0, 10, 30)
+    assert report.accepted_event_ids == {d.event_id for d in DELIVERIES[:20]}
+    assert sorted(receiver.accepted) == sorted(report.accepted_event_ids)
 
 
 async def test_delivers_over_real_http() -> None:
