@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int)
     args = parser.parse_args(argv)
     wanted = args.events or (10_000 if args.probe == "commit" else 20_000)
-    work = Path(tempfile.mkdtemp(prefix="meetsync-probe-"))
-    events = bench_events(Options(quick=False, workdir=work))[:wanted]
-    with pg.private_server(work / "postgres") as server:
+    with tempfile.TemporaryDirectory(prefix="meetsync-probe-") as temp, \
+            pg.private_server(Path(temp) / "postgres") as server:
+        events = bench_events(Options(quick=False, workdir=Path(temp)))[:wanted]
         if args.probe == "commit":
             commit(server, events)
         elif args.probe == "prepare":
