@@ -1,7 +1,9 @@
 """``python -m bench [--quick] [--only STAGE,...] [--out FILE]``: run the stages, write the report.
 
-A full run rewrites BENCHMARKS.md at the repository root; ``--quick`` (CI: proves every stage
-still runs, in well under a minute) prints the report instead unless ``--out`` is given.
+A full run rewrites BENCHMARKS.md at the repository root; ``--only`` replaces (or appends) only
+its own section of BENCHMARKS.md, marked with its command, and leaves the rest alone;
+``--quick`` (CI: proves every stage still runs, in well under a minute) prints the report
+instead unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -17,12 +19,26 @@ from pathlib import Path
 
 from bench import machine, report
 from bench.common import Options, StageResult
-from bench.stages import apply, e2e, freshness, ingest, memory, prune, queueing, read, sweep
+from bench.stages import (
+    apply,
+    e2e,
+    freshness,
+    ingest,
+    memory,
+    pg_apply,
+    pg_driver,
+    prune,
+    queueing,
+    read,
+    sweep,
+)
 from meetsync.log import configure
 
 STAGES: dict[str, Callable[[Options], StageResult]] = {
     "ingest": ingest.run,
     "apply": apply.run,
+    "pg_driver": pg_driver.run,
+    "pg_apply": pg_apply.run,
     "e2e": e2e.run,
     "sweep": sweep.run,
     "memory": memory.run,
@@ -60,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: does it still run?")
     parser.add_argument("--only", help=f"comma-separated stages, of: {', '.join(STAGES)}")
     parser.add_argument("--out", type=Path, help="report path (default: BENCHMARKS.md on a "
-                        "full run, stdout with --quick)")
+                        "full run, its own section of it with --only, stdout with --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, mirrors)")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(STAGES)
@@ -80,9 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     command = "python -m bench" + (" --quick" if args.quick else "") + (
         f" --only {args.only}" if args.only else "")
-    text = report.render(results, facts, quick=args.quick, command=command,
-                         seconds=time.monotonic() - started, workdir=workdir)
+    seconds = time.monotonic() - started
+    text = report.render(results, facts, quick=args.quick, command=command, seconds=seconds,
+                         workdir=workdir)
     out = args.out or (None if args.quick else DEFAULT_OUT)
+    if args.only and args.out is None and not args.quick:
+        part = report.section(results, facts, command=command, seconds=seconds,
+                              workdir=workdir, day=time.strftime("%Y-%m-%d"))
+        text = report.merge(DEFAULT_OUT.read_text(encoding="utf-8"), part, command)
     if out is None:
         sys.stdout.write(text)
     else:

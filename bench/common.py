@@ -58,6 +58,7 @@ class StageResult:
     figures: list[Figure] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # markdown (a table), after the notes
     skipped: str | None = None
     seconds: float = 0.0
 

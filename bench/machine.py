@@ -11,7 +11,7 @@ from importlib import metadata
 
 PACKAGES = (
     "starlette", "uvicorn", "httptools", "uvloop", "redis", "hiredis", "orjson", "httpx", "arq",
-    "sqlite-utils", "structlog", "svix", "psutil",
+    "sqlite-utils", "structlog", "svix", "psutil", "psycopg", "asyncpg",
 )
 
 
@@ -46,6 +46,7 @@ def _cpu_model() -> str:
 
 def describe() -> dict[str, str]:
     """Facts about this machine and software, as text, for the report's header."""
+    from meetsync.pg_server import PostgresStartError, binaries
     from meetsync.redis_server import redis_binary
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
@@ -59,5 +60,9 @@ def describe() -> dict[str, str]:
         "redis-server": _command_version([redis_binary(), "--version"]),
         "wrk": _command_version(["wrk", "--version"]),
     }
+    try:
+        facts["postgresql"] = _command_version([str(binaries() / "postgres"), "--version"])
+    except PostgresStartError:
+        facts["postgresql"] = "absent"
     facts.update({name: _version(name) for name in PACKAGES})
     return facts

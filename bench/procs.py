@@ -19,11 +19,12 @@ PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parent.parent  # children import ``bench`` from the checkout
 
 
-def meetsync_env(db_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
-    """The environment ``meetsync serve``/``worker`` read (CONTRACT.md settings)."""
+def meetsync_env(db: Path | str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment ``meetsync serve``/``worker`` read (CONTRACT.md settings); ``db`` is a
+    SQLite file or a ``postgresql://`` URL."""
     return {
         **os.environ,
-        "MEETSYNC_DB": str(db_path),
+        "MEETSYNC_DB": str(db),
         "REDIS_URL": redis_url,
         "SAVVYCAL_WEBHOOK_SECRET": NATIVE_SECRET,
         "MEETSYNC_READ_TOKEN": READ_TOKEN,
@@ -74,6 +75,9 @@ def stop(proc: subprocess.Popen[bytes], patience: float = 10.0, *, close_stdin: 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 @contextmanager

@@ -82,11 +82,65 @@ def render(results: Sequence[StageResult], machine: dict[str, str], *, quick: bo
         lines += [f"- {f.name}: {f.note}" for f in result.figures if f.note]
         lines += [f"- {note}" for note in result.notes]
         lines.append("")
+        if result.details:
+            lines += [*result.details, ""]
     text = "\n".join(lines)
     text = text.replace(str(workdir), "$WORK")
     if NOTES.exists():
         text += "\n" + NOTES.read_text(encoding="utf-8")
     return text.rstrip() + "\n"
+
+
+def section(results: Sequence[StageResult], machine: dict[str, str], *, command: str,
+            seconds: float, workdir: Path, day: str) -> str:
+    """A ``--only`` run as one section of BENCHMARKS.md, between markers that name it, so the
+    next run of the same stages replaces it (``merge``) and leaves the rest of the file alone."""
+    load = machine.get("load average at start (1/5/15 min)", "?")
+    versions = ", ".join(f"{name} {machine[name]}" for name in
+                         ("python", "sqlite", "postgresql", "psycopg", "asyncpg")
+                         if name in machine)
+    lines = [
+        _begin(command),
+        f"## `{command}` ({day}, {seconds:.0f} s)",
+        "",
+        f"Measured separately from the table at the top: {machine.get('cores', '?')} cores "
+        f"({machine.get('cpu', '?')}), load average {load} at the start; {versions}. "
+        "Compare ratios within this section, not with figures from other runs.",
+        "",
+        *table(results),
+        "",
+    ]
+    for result in results:
+        lines += [f"### {result.name} ({result.seconds:.0f} s)", ""]
+        if result.skipped:
+            lines += [f"Skipped: {result.skipped}.", ""]
+            continue
+        lines += [f"- {_code_after_label(line)}" for line in result.commands]
+        lines += [f"- {f.name}: {f.note}" for f in result.figures if f.note]
+        lines += [f"- {note}" for note in result.notes]
+        lines.append("")
+        if result.details:
+            lines += [*result.details, ""]
+    lines.append(_end(command))
+    return "\n".join(lines).replace(str(workdir), "$WORK") + "\n"
+
+
+def merge(existing: str, new_section: str, command: str) -> str:
+    """``existing`` with ``command``'s section replaced by ``new_section`` (appended if new)."""
+    begin, end = _begin(command), _end(command)
+    start = existing.find(begin)
+    stop = existing.find(end, start + 1) if start >= 0 else -1
+    if start >= 0 and stop >= 0:
+        return existing[:start] + new_section.rstrip("\n") + existing[stop + len(end):]
+    return existing.rstrip("\n") + "\n\n" + new_section
+
+
+def _begin(command: str) -> str:
+    return f"<!-- begin: {command} (generated: the next such run replaces this section) -->"
+
+
+def _end(command: str) -> str:
+    return f"<!-- end: {command} -->"
 
 
 def _code_after_label(line: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import report, wrk
-from bench.common import Options
-from bench.stages import apply, queueing
+from bench.common import Figure, Options, StageResult
+from bench.stages import apply, memory, pg_apply, pg_driver, queueing
 
 WRK_OUTPUT = """\
 Running 1s test @ http://127.0.0.1:8000/webhooks/savvycal
@@ -42,3 +42,48 @@ def test_quick_apply_and_queueing_stages_run_and_report(tmp_path: Path) -> None:
                          seconds=1.0, workdir=tmp_path)
     assert "| apply | events/s |" in text and "--quick run" in text
     assert str(tmp_path) not in text
+
+
+def test_quick_postgres_stages_run_and_report(tmp_path: Path) -> None:
+    """The driver comparison and the multi-worker apply run against a private PostgreSQL."""
+    options = Options(quick=True, workdir=tmp_path)
+    driver, applied = pg_driver.run(options), pg_apply.run(options)
+    names = [f.name for f in driver.figures]
+    assert "pg driver: psycopg, executemany (pipeline mode)" in names
+    assert [f.name for f in applied.figures] == [
+        "pg apply: 1 worker", "pg apply: 2 workers", "pg apply: 2 workers vs 1",
+        "pg apply (sequenced once): 1 worker", "pg apply (sequenced once, unshared): 1 worker",
+        "pg apply: 1 worker, sequenced once vs as is",
+    ]
+    assert all(f.ours > 0 and f.ratio for f in driver.figures + applied.figures)
+    assert applied.details[0].startswith("| case | workers |")
+
+
+def test_quick_cost_curve_runs_on_both_mirrors(tmp_path: Path) -> None:
+    """The memory stage follows one worker per mirror, SQLite and PostgreSQL, over its
+    checkpoints."""
+    result = memory.run(Options(quick=True, workdir=tmp_path))
+    assert [f.name for f in result.figures] == [
+        "memory", "cost curve: SQLite", "memory: PostgreSQL", "cost curve: PostgreSQL",
+        "cost curve: PostgreSQL vs SQLite",
+    ]
+    assert all(f.ours > 0 for f in result.figures)
+    assert len(result.details) == 2 + 2 * len(memory.QUICK_CHECKPOINTS)
+
+
+def test_an_only_run_replaces_its_own_section_and_keeps_the_rest(tmp_path: Path) -> None:
+    """``python -m bench --only X`` rewrites X's section of BENCHMARKS.md, nothing else."""
+    command = "python -m bench --only apply"
+    results = [StageResult("apply", figures=[Figure("apply", "events/s", 10.0, 100.0)])]
+
+    def section(ours: float) -> str:
+        results[0].figures[0].ours = ours
+        return report.section(results, {"cores": "2"}, command=command, seconds=1.0,
+                              workdir=tmp_path, day="2026-11-29")
+
+    first = report.merge("# Benchmarks\n\nby hand\n", section(10.0), command)
+    second = report.merge(first + "\n## later, by hand\n", section(20.0), command)
+    assert "| apply | events/s | 100 | 10.0 | 0.10 |" in first
+    assert "| apply | events/s | 100 | 20.0 | 0.20 |" in second and "0.10" not in second
+    assert second.startswith("# Benchmarks\n\nby hand\n") and "## later, by hand" in second
+    assert second.count("<!-- begin: python -m bench --only apply") == 1
