@@ -16,8 +16,7 @@ from pathlib import Path
 import psycopg
 
 from meetsync.pg_server import PostgresServer
-from meetsync.store import open_store
-from meetsync.store.postgres import _CHANGES_LOCK, CHANGES_CHANNEL
+from meetsync.store.postgres import _CHANGES_LOCK
 
 COLUMNS = (
     "appointment_id", "status", "start_at", "end_at", "meeting_id", "meeting_status",
@@ -171,39 +170,3 @@ def database_bytes(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     return int(row[0]) if row else 0
-
-
-
-# A proposal for store/postgres.py, measured by the pg_apply stage beside the schema as it is:
-# ``changes_sequence()`` is a deferred *row* trigger, so at commit it runs once per change row
-# the transaction logged (~2 per event), and every run after the first scans the rows the first
-# one already numbered: quadratic in the batch, under the change-log lock. Here only the first
-# run of a transaction numbers; the others return at once. (Correct while nothing in the
-# transaction runs SET CONSTRAINTS … IMMEDIATE, which would fire it before the last insert.)
-SEQUENCE_ONCE = f"""
-CREATE OR REPLACE FUNCTION changes_sequence() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_setting('meetsync.sequenced', true) = txid_current()::text THEN
-        RETURN NULL;
-    END IF;
-    PERFORM set_config('meetsync.sequenced', txid_current()::text, true);
-    PERFORM pg_advisory_xact_lock({_CHANGES_LOCK});
-    WITH numbered AS (
-        SELECT row_id, nextval('changes_seq') AS seq
-        FROM (SELECT row_id FROM changes WHERE seq IS NULL ORDER BY row_id) AS pending
-    )
-    UPDATE changes c SET seq = numbered.seq FROM numbered WHERE c.row_id = numbered.row_id;
-    IF FOUND THEN
-        PERFORM pg_notify('{CHANGES_CHANNEL}', currval('changes_seq')::text);
-    END IF;
-    RETURN NULL;
-END $$;
-"""
-
-
-def sequence_once(url: str) -> None:
-    """Migrate the mirror at ``url``, then replace its sequencing trigger's function with
-    ``SEQUENCE_ONCE``."""
-    open_store(url).close()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SEQUENCE_ONCE.encode())

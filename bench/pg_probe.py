@@ -1,12 +1,11 @@
 """In-process probes of ``Store.apply`` on PostgreSQL, behind the notes' figures (not a stage).
 
-    python -m bench.pg_probe commit  [--events 10000]  # COMMIT per batch: as is, sequenced once
+    python -m bench.pg_probe commit  [--events 10000]  # COMMIT per batch
     python -m bench.pg_probe prepare [--events 20000]  # psycopg prepare_threshold 5 against 0
     python -m bench.pg_probe socket  [--events 20000]  # TCP on 127.0.0.1 against the Unix socket
 
 Each case applies the apply stage's events, 1,000 per ``Store.apply``, into a new database of a
-private server, twice, alternating; ``prepare`` and ``socket`` run on the sequenced-once schema
-(``bench/pg.py``), so that the commit does not hide what they compare.
+private server, twice, alternating.
 """
 
 from __future__ import annotations
@@ -38,16 +37,13 @@ def _apply(store: Store, events: Sequence[Event]) -> tuple[float, float]:
     return len(events) / seconds, (time.process_time() - cpu) / len(events) * 1e6
 
 
-def _database(server: PostgresServer, sequenced_once: bool) -> str:
-    url = server.create_database(f"probe_{next(_names)}")
-    if sequenced_once:
-        pg.sequence_once(url)
-    return url
+def _database(server: PostgresServer) -> str:
+    return server.create_database(f"probe_{next(_names)}")
 
 
 def commit(server: PostgresServer, events: Sequence[Event]) -> None:
-    for case in ("as is", "sequenced once"):
-        store = open_store(_database(server, case == "sequenced once"))
+    for case in ("first", "second"):
+        store = open_store(_database(server))
         commits: list[float] = []
         execute = store.conn.execute
 
@@ -72,7 +68,7 @@ def compare(server: PostgresServer, events: Sequence[Event],
     found: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for _ in range(2):
         for name, opener in cases.items():
-            store = opener(_database(server, sequenced_once=True))
+            store = opener(_database(server))
             found[name].append(_apply(store, events))
             store.close()
     for name, rounds in found.items():

@@ -191,7 +191,7 @@ def run(options: Options) -> StageResult:
         + (" — quick run: sizes cut down" if options.quick else ""))
     result.commands += [
         f"feed: XADD pipelines of {CHUNK}, at most {MAX_BACKLOG:,} queued ahead",
-        "PostgreSQL: meetsync.pg_server.PostgresServer (private, fsync=off), store/postgres.py "
-        "schema as is",
+        "PostgreSQL: meetsync.pg_server.PostgresServer (private, fsync=off), store/postgres.py's "
+        "schema",
     ]
     return result

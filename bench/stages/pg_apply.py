@@ -136,12 +136,9 @@ def drain(redis_server: RedisServer, db_url: str, events: Sequence[Event], worke
 
 # What each run varies: the schema, and the order of the stream.
 CASES = {
-    "as is": "store/postgres.py's schema, the events in the simulator's order",
-    "sequenced once": "bench/pg.py SEQUENCE_ONCE (the change-log trigger numbers once per "
-                      "commit), the same order",
-    "sequenced once, unshared": "SEQUENCE_ONCE, the same events each renamed to an "
-                                "appointment (and meeting) of its own: no two batches share "
-                                "an appointment, so no worker waits for another's locks",
+    "shared": "the events in the simulator's order: consecutive batches share appointments",
+    "unshared": "the same events each renamed to an appointment (and meeting) of its own: no "
+                "two batches share an appointment, so no worker waits for another's locks",
 }
 
 
@@ -173,8 +170,8 @@ def run(options: Options) -> StageResult:
     rounds = options.count(2, 1)
     # --quick: each case once, and one count of workers more than 1
     drains = {(case, n): Drain() for case in CASES for n in WORKERS
-              if not options.quick or n == 1 or (n == 2 and case == "as is")}
-    streams = {case: unshared(events) if case.endswith("unshared") else events
+              if not options.quick or n == 1 or (n == 2 and case == CASES_FIRST)}
+    streams = {case: unshared(events) if case == "unshared" else events
                for case in CASES}
     copy_seconds = 0.0
     log = work / "workers.log"
@@ -185,8 +182,6 @@ def run(options: Options) -> StageResult:
             order = list(drains) if number % 2 == 0 else list(reversed(drains))
             for case, workers in order:
                 db_url = server.create_database(f"mirror_{number}_{len(case)}_{workers}")
-                if case.startswith("sequenced once"):
-                    pg.sequence_once(db_url)
                 drain(redis_server, db_url, streams[case], workers, log, drains[case, workers],
                       patience=options.pick(900, 60))
     busy = log.read_text(encoding="utf-8", errors="replace").count("store_busy")
@@ -201,7 +196,7 @@ def run(options: Options) -> StageResult:
     for (case, workers), done in drains.items():
         rate = total / done.seconds
         one = total / drains[case, 1].seconds
-        label = "" if case == "as is" else f" ({case})"
+        label = "" if case == CASES_FIRST else f" ({case})"
         name = f"pg apply{label}: {workers} worker{'s' if workers > 1 else ''}"
         result.figures.append(Figure(name, "events/s", rate, baseline))
         if workers > 1:
@@ -214,9 +209,6 @@ def run(options: Options) -> StageResult:
             f"| {done.worker_cpu / total * 1e6:.0f} | {done.backend_cpu / total * 1e6:.0f} "
             f"| {done.redis_cpu / total * 1e6:.0f} | {ours:.2f} / {machine:.2f} of "
             f"{os.cpu_count()} | {pg.describe_shares(done.shares())} |")
-    as_is, once = drains["as is", 1], drains["sequenced once", 1]
-    result.figures.append(Figure("pg apply: 1 worker, sequenced once vs as is", "events/s",
-                                 total / once.seconds, total / as_is.seconds))
     result.notes += [
         f"{len(events):,} distinct events (simulator lifecycles), {rounds} round(s) of "
         f"{', '.join(str(n) for n in WORKERS if (CASES_FIRST, n) in drains)} workers in "

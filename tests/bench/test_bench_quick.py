@@ -52,8 +52,7 @@ def test_quick_postgres_stages_run_and_report(tmp_path: Path) -> None:
     assert "pg driver: psycopg, executemany (pipeline mode)" in names
     assert [f.name for f in applied.figures] == [
         "pg apply: 1 worker", "pg apply: 2 workers", "pg apply: 2 workers vs 1",
-        "pg apply (sequenced once): 1 worker", "pg apply (sequenced once, unshared): 1 worker",
-        "pg apply: 1 worker, sequenced once vs as is",
+        "pg apply (unshared): 1 worker",
     ]
     assert all(f.ours > 0 and f.ratio for f in driver.figures + applied.figures)
     assert applied.details[0].startswith("| case | workers |")
