@@ -72,9 +72,19 @@ def render(results: Sequence[StageResult], machine: dict[str, str], *, quick: bo
         "## Stages: what ran",
         "",
     ]
+    lines += _stage_notes(results)
+    text = "\n".join(lines)
+    text = text.replace(str(workdir), "$WORK")
+    if NOTES.exists():
+        text += "\n" + NOTES.read_text(encoding="utf-8")
+    return text.rstrip() + "\n"
+
+
+def _stage_notes(results: Sequence[StageResult]) -> list[str]:
+    """Each stage's commands, notes and details, under its own heading."""
+    lines: list[str] = []
     for result in results:
-        lines.append(f"### {result.name} ({result.seconds:.0f} s)")
-        lines.append("")
+        lines += [f"### {result.name} ({result.seconds:.0f} s)", ""]
         if result.skipped:
             lines += [f"Skipped: {result.skipped}.", ""]
             continue
@@ -84,11 +94,7 @@ def render(results: Sequence[StageResult], machine: dict[str, str], *, quick: bo
         lines.append("")
         if result.details:
             lines += [*result.details, ""]
-    text = "\n".join(lines)
-    text = text.replace(str(workdir), "$WORK")
-    if NOTES.exists():
-        text += "\n" + NOTES.read_text(encoding="utf-8")
-    return text.rstrip() + "\n"
+    return lines
 
 
 def section(results: Sequence[StageResult], machine: dict[str, str], *, command: str,
@@ -110,17 +116,7 @@ def section(results: Sequence[StageResult], machine: dict[str, str], *, command:
         *table(results),
         "",
     ]
-    for result in results:
-        lines += [f"### {result.name} ({result.seconds:.0f} s)", ""]
-        if result.skipped:
-            lines += [f"Skipped: {result.skipped}.", ""]
-            continue
-        lines += [f"- {_code_after_label(line)}" for line in result.commands]
-        lines += [f"- {f.name}: {f.note}" for f in result.figures if f.note]
-        lines += [f"- {note}" for note in result.notes]
-        lines.append("")
-        if result.details:
-            lines += [*result.details, ""]
+    lines += _stage_notes(results)
     lines.append(_end(command))
     return "\n".join(lines).replace(str(workdir), "$WORK") + "\n"
 

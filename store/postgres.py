@@ -35,7 +35,7 @@ import psycopg
 from psycopg import errors
 
 from meetsync.store.errors import StoreBusy
-from meetsync.store.schema import NOW_SQL
+from meetsync.store.schema import _LIVE_MEETINGS, NOW_SQL
 
 CHANGES_CHANNEL = "meetsync_changes"
 """``LISTEN meetsync_changes``: each commit that logged changes notifies its highest ``seq``."""
@@ -67,12 +67,16 @@ _VALUE = r"(?:'[^']*'|\?|[\w.:]+)"
 def translate(sql: str) -> str:
     """The store's SQLite statement in PostgreSQL's dialect (psycopg's placeholders)."""
     sql = sql.replace(NOW_SQL, _PG_NOW).replace("BEGIN IMMEDIATE", "BEGIN")
-    sql = sql.replace("json_each(", "jsonb_array_elements_text(")
-    sql = re.sub(rf"\bIS NOT (?!NULL\b)({_VALUE})", r"IS DISTINCT FROM \1", sql)
-    sql = re.sub(rf"\bIS (?!NOT\b|NULL\b|DISTINCT\b)({_VALUE})", r"IS NOT DISTINCT FROM \1", sql)
+    sql = _distinct(sql.replace("json_each(", "jsonb_array_elements_text("))
     sql = sql.replace("%", "%%")
     sql = re.sub(r"(?<!:):([a-z_]\w*)", r"%(\1)s", sql)
     return sql.replace("?", "%s")
+
+
+def _distinct(sql: str) -> str:
+    """SQLite's ``IS``/``IS NOT`` between two values, in PostgreSQL's words."""
+    sql = re.sub(rf"\bIS NOT (?!NULL\b)({_VALUE})", r"IS DISTINCT FROM \1", sql)
+    return re.sub(rf"\bIS (?!NOT\b|NULL\b|DISTINCT\b)({_VALUE})", r"IS NOT DISTINCT FROM \1", sql)
 
 
 _TRANSIENT = (
@@ -372,27 +376,9 @@ CREATE CONSTRAINT TRIGGER changes_sequenced AFTER INSERT ON changes
 """
 )
 
-_VIEWS = f"""
-CREATE VIEW live_meetings AS
-SELECT m.provider, m.id, m.appointment_id, m.status, m.conferencing_provider,
-       m.external_meeting_id, m.join_url,
-       CASE WHEN is_current
-                 AND (m.host_url_expires_at IS NULL OR m.host_url_expires_at > now_utc)
-            THEN m.host_url END AS host_url,
-       CASE WHEN is_current
-                 AND (m.password_expires_at IS NULL OR m.password_expires_at > now_utc)
-            THEN m.password END AS password,
-       m.error_message, m.replaced_by, m.updated_at,
-       m.account, m.host_url_expires_at, m.password_expires_at
-FROM (
-    SELECT m.*, a.account, {_PG_NOW_SECONDS} AS now_utc,
-           (m.replaced_by IS NULL AND a.meeting_id IS NOT DISTINCT FROM m.id
-            AND a.status IS DISTINCT FROM 'canceled'
-            AND a.status IS DISTINCT FROM 'deleted') AS is_current
-    FROM meetings m LEFT JOIN appointments a
-        ON a.provider = m.provider AND a.id = m.appointment_id
-) AS m;
-"""
+# SQLite's view as m005 built it, in PostgreSQL's words.
+_VIEWS = _distinct(_LIVE_MEETINGS).replace(
+    "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')", _PG_NOW_SECONDS) + ";"
 
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     # The schema SQLite's m001-m007 build, in one step: a PostgreSQL mirror starts there.
