@@ -35,7 +35,7 @@ import psycopg
 from psycopg import errors
 
 from meetsync.store.errors import StoreBusy
-from meetsync.store.schema import _LIVE_MEETINGS, NOW_SQL
+from meetsync.store.schema import _LIVE_MEETINGS, _TIMES_VERSION, NOW_SQL
 
 CHANGES_CHANNEL = "meetsync_changes"
 """``LISTEN meetsync_changes``: each commit that logged changes notifies its highest ``seq``."""
@@ -384,6 +384,7 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     # The schema SQLite's m001-m007 build, in one step: a PostgreSQL mirror starts there.
     # A later migration is added to both lists.
     ("p001_mirror_as_of_m007", _TABLES + _CHANGE_LOG + _VIEWS),
+    ("p002_times_version", _TIMES_VERSION.format(integer="BIGINT")),  # SQLite's m008
 )
 
 

@@ -461,3 +461,20 @@ def m007_occurrences(db: Database) -> None:
         {_occurrence_triggers()}
         """
     )
+
+
+_TIMES_VERSION = """
+        ALTER TABLE appointments ADD COLUMN times_at {integer};
+        ALTER TABLE appointments ADD COLUMN times_event TEXT;
+        UPDATE appointments SET times_at = version_at, times_event = version_event;
+        """
+"""times_at/times_event: the (occurred_at, event id) of the newest snapshot that gave the
+appointment's times. A snapshot without times says nothing about them (a Zoom deletion carries
+none): it keeps them, and an older snapshot with times still applies them if no newer one gave
+any, so the times are a function of the events seen. Rows written before: their times are
+their newest snapshot's (it always wrote them)."""
+
+
+@migrations()
+def m008_times_version(db: Database) -> None:
+    db.executescript(_TIMES_VERSION.format(integer="INTEGER"))

@@ -278,12 +278,11 @@ class Reconciler:
             if event.type == "reconcile.gone":
                 if held is None or _gone(held):
                     continue
-                # Keep the times the mirror knew: its credentials still expire after the end.
-                event = replace(event, start_at=held["start_at"], end_at=held["end_at"])
-                found = ["status"]
+                found = ["status"]  # it says nothing of times: the mirror keeps those it knew
             else:
                 event = _without_dead_credentials(event, at)
-                found = drift(snapshot_of(event), held, skip=_dead_fields(event, at))
+                found = drift(snapshot_of(event), held,
+                              skip=_dead_fields(event, at) + _unsaid_times(event))
             if found:
                 report.drift.update(found)
                 repairs.append(event)
@@ -304,7 +303,8 @@ class Reconciler:
             now_held = after.get(event.appointment_id)
             if event.type == "reconcile.gone":
                 report.repaired += bool(now_held and _gone(now_held))
-            elif not drift(snapshot_of(event), now_held, skip=_dead_fields(event, at)):
+            elif not drift(snapshot_of(event), now_held,
+                           skip=_dead_fields(event, at) + _unsaid_times(event)):
                 report.repaired += 1
 
 
@@ -320,6 +320,11 @@ def _dead_fields(event: Event, now: str) -> tuple[str, ...]:
         return ()
     dead = (_dead(m.host_url_expires_at, now), _dead(m.password_expires_at, now))
     return tuple(name for name, is_dead in zip(CREDENTIALS, dead, strict=True) if is_dead)
+
+
+def _unsaid_times(event: Event) -> tuple[str, ...]:
+    """A snapshot without times says nothing of them (the mirror keeps its own): no drift."""
+    return () if event.start_at or event.end_at else ("start_at", "end_at")
 
 
 def _dead(expires_at: str | None, now: str) -> bool:
