@@ -72,7 +72,9 @@ def test_a_provider_404_keeps_the_times(store: Store) -> None:
     assert times(store) == T1
 
 
-def test_a_deleted_appointments_meetings_serve_nothing_live(store: Store) -> None:
+def test_a_deleted_appointments_meetings_serve_nothing_live(
+    store: Store, db_path: Path | str
+) -> None:
     meeting = Meeting(id="85746065432", status="created", join_url="https://zoom.us/j/1",
                       host_url="https://zoom.us/s/1", password="pw")
     store.apply([Event(id="created", provider="zoom", type="meeting.created", occurred_at=10,
@@ -86,6 +88,10 @@ def test_a_deleted_appointments_meetings_serve_nothing_live(store: Store) -> Non
     assert (served["status"], served["join_url"], served["host_url"], served["password"]) == (
         "canceled", None, None, None)
     assert store.current_meeting("85746065432", provider="zoom") is None
+    assert query(db_path, "SELECT status, join_url, host_url, password FROM live_meetings") == [
+        ("canceled", None, None, None)]
+    assert query(db_path, "SELECT status, join_url FROM meetings") == [  # as received
+        ("created", "https://zoom.us/j/1")]
 
 
 @pytest.mark.sqlite_only
