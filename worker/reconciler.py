@@ -281,8 +281,7 @@ class Reconciler:
                 found = ["status"]  # it says nothing of times: the mirror keeps those it knew
             else:
                 event = _without_dead_credentials(event, at)
-                found = drift(snapshot_of(event), held,
-                              skip=_dead_fields(event, at) + _unsaid_times(event))
+                found = drift(snapshot_of(event), held, skip=_dead_fields(event, at))
             if found:
                 report.drift.update(found)
                 repairs.append(event)
@@ -303,8 +302,7 @@ class Reconciler:
             now_held = after.get(event.appointment_id)
             if event.type == "reconcile.gone":
                 report.repaired += bool(now_held and _gone(now_held))
-            elif not drift(snapshot_of(event), now_held,
-                           skip=_dead_fields(event, at) + _unsaid_times(event)):
+            elif not drift(snapshot_of(event), now_held, skip=_dead_fields(event, at)):
                 report.repaired += 1
 
 
@@ -320,11 +318,6 @@ def _dead_fields(event: Event, now: str) -> tuple[str, ...]:
         return ()
     dead = (_dead(m.host_url_expires_at, now), _dead(m.password_expires_at, now))
     return tuple(name for name, is_dead in zip(CREDENTIALS, dead, strict=True) if is_dead)
-
-
-def _unsaid_times(event: Event) -> tuple[str, ...]:
-    """A snapshot without times says nothing of them (the mirror keeps its own): no drift."""
-    return () if event.start_at or event.end_at else ("start_at", "end_at")
 
 
 def _dead(expires_at: str | None, now: str) -> bool:
