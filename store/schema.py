@@ -474,7 +474,7 @@ _TIMES_VERSION = """
         UPDATE appointments SET times_at = version_at, times_event = version_event;
         """
 """times_at/times_event: the (occurred_at, event id) of the newest snapshot that gave the
-appointment's times. A snapshot without times says nothing about them (a Zoom deletion carries
+appointment's times. A snapshot without times says nothing about them (a deletion may carry
 none): it keeps them, and an older snapshot with times still applies them if no newer one gave
 any, so the times are a function of the events seen. Rows written before: their times are
 their newest snapshot's (it always wrote them)."""
