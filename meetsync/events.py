@@ -6,7 +6,8 @@ the store applies it. An event is a snapshot of the appointment and its current 
 
 ``occurred_at`` is the provider's clock, trusted only so far: ``received`` orders an event dated
 beyond its receipt plus a skew tolerance at the moment meetsync received it, so one bad clock
-cannot date a snapshot into the future and pin the mirror there.
+cannot date a snapshot into the future and pin the mirror there. An event its provider sent
+without a date (``UNDATED``) is ordered at its receipt the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ MEETING_STATUSES = frozenset(
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+UNDATED = -(2**62)
+"""``occurred_at`` of an event its provider sent without a date: ``received`` orders it at its
+receipt (``claimed_at`` stays None: it claimed no date). Below every real date, so one that
+skipped ``received`` by mistake is older than everything and can pin nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +82,10 @@ class Event:
     ``participants``, when a provider lists them, replace the appointment's (None says
     nothing); so do a recurring appointment's ``occurrences``. ``no_meeting`` says the snapshot
     states it has none (``meeting: null``, or gone at the provider), which the mirror applies,
-    while ``meeting=None`` alone means the snapshot does not say. ``claimed_at`` keeps the
-    provider's own date of an event ``received`` re-dated (``occurred_at``) to its receipt.
+    while ``meeting=None`` alone means the snapshot does not say. ``start_at``/``end_at``
+    None likewise mean "not said" (a deletion that carries no times): the mirror keeps the
+    times of the newest snapshot that gave any. ``claimed_at`` keeps the provider's own date of
+    an event ``received`` re-dated (``occurred_at``) to its receipt.
     """
 
     id: str
@@ -119,7 +127,9 @@ def received(event: Event, at: int, tolerance: int) -> Event:
     """``event`` as received at ``at`` (µs): dated more than ``tolerance`` (µs) after that, its
     provider's clock is not trusted and it is ordered at ``at`` instead (``claimed_at`` keeps
     the date it claimed). Within the tolerance the provider's date stands, so ordinary clock
-    skew never reorders events."""
+    skew never reorders events. An ``UNDATED`` event is ordered at ``at`` and claims nothing."""
+    if event.occurred_at == UNDATED:
+        return replace(event, occurred_at=at, received_at=at)
     if event.occurred_at > at + tolerance:
         return replace(event, occurred_at=at, received_at=at, claimed_at=event.occurred_at)
     return replace(event, received_at=at)
@@ -144,8 +154,9 @@ def gone(
     event_id: str, provider: str, appointment_id: str, occurred_at: int, *, type: str,
     account: str = "default", start_at: str | None = None, end_at: str | None = None,
 ) -> Event:
-    """The snapshot of an appointment its provider no longer knows: deleted, no meeting. It
-    keeps the times the mirror knew (``start_at``, ``end_at``), so its credentials still die."""
+    """The snapshot of an appointment its provider no longer knows: deleted, no meeting. Without
+    ``start_at``/``end_at`` it says nothing of times: the mirror keeps those it knew, so its
+    credentials still die."""
     return Event(
         id=event_id, provider=provider, type=type, occurred_at=occurred_at,
         appointment_id=appointment_id, appointment_status="deleted", start_at=start_at,

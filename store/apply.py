@@ -14,6 +14,9 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
 - absence is a state: when the appointment's newest snapshot says it has no meeting, its
   ``meeting_id`` is NULL until a newer snapshot attaches one again;
 - only the meeting the newest snapshot names keeps a ``host_url`` and ``password``;
+- an appointment's times are those of the newest snapshot that gives any (their own pair,
+  ``times_at``/``times_event``): one that gives none says nothing about them (a deletion
+  without times keeps the last known schedule);
 - an appointment's participants are those of the newest snapshot that lists them (its own
   ``(occurred_at, event id)`` pair, ``participants_at``/``participants_event``, guards the set
   apart from the appointment's fields: a snapshot that says nothing about them is no newer
@@ -50,16 +53,22 @@ ON CONFLICT (provider, id) DO NOTHING
 
 # no_meeting: 1 the snapshot says there is none, 0 it names one (named_meeting_id); when it does
 # not say (the last two parameters NULL) both keep what the mirror knew.
+# times_at/times_event: the snapshot's pair when it gives times, else NULL: it says nothing about
+# them and the mirror keeps those it knew (see _TIMES).
 _APPOINTMENT = f"""
 INSERT INTO appointments
     (id, provider, account, status, start_at, end_at, version_at, version_event, no_meeting,
-     named_meeting_id, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
+     named_meeting_id, times_at, times_event, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
 ON CONFLICT (provider, id) DO UPDATE SET
     account = excluded.account,
     status = excluded.status,
-    start_at = excluded.start_at,
-    end_at = excluded.end_at,
+    start_at = CASE WHEN excluded.times_at IS NULL THEN appointments.start_at
+                    ELSE excluded.start_at END,
+    end_at = CASE WHEN excluded.times_at IS NULL THEN appointments.end_at
+                  ELSE excluded.end_at END,
+    times_at = COALESCE(excluded.times_at, appointments.times_at),
+    times_event = COALESCE(excluded.times_event, appointments.times_event),
     tie_at = CASE WHEN appointments.version_at = excluded.version_at
                   THEN excluded.version_at END,
     version_at = excluded.version_at,
@@ -71,6 +80,15 @@ ON CONFLICT (provider, id) DO UPDATE SET
 WHERE (excluded.version_at, excluded.version_event)
     > (appointments.version_at, appointments.version_event)
 RETURNING tie_at, meeting_id, no_meeting
+"""
+
+# A snapshot that gives times but is older than the appointment's newest: its times still apply
+# if no newer snapshot gave any (a newer one that landed always is the newest that did).
+_TIMES = """
+UPDATE appointments SET start_at = :start_at, end_at = :end_at, times_at = :at,
+    times_event = :event
+WHERE provider = :provider AND id = :appointment
+  AND (times_at IS NULL OR (:at, :event) > (times_at, times_event))
 """
 
 # The losing side of a tie: the stored snapshot has the same instant and a greater event id.
@@ -287,6 +305,7 @@ def _apply_one(
         return False
     result.applied += 1
     state = _meeting_state(event)
+    timed = event.start_at is not None or event.end_at is not None
     landed = conn.execute(
         _APPOINTMENT,
         (
@@ -300,10 +319,16 @@ def _apply_one(
             event.id,
             state or 0,
             _meeting_id(event.meeting),
+            event.occurred_at if timed else None,
+            event.id if timed else None,
             state,
             state,
         ),
     ).fetchone()
+    if landed is None and timed:
+        conn.execute(_TIMES, {"provider": event.provider, "appointment": event.appointment_id,
+                              "start_at": event.start_at, "end_at": event.end_at,
+                              "at": event.occurred_at, "event": event.id})
     if event.participants is not None:
         _replace_set(conn, event, _PARTICIPANTS, event.participants)
     if event.occurrences is not None:

@@ -334,7 +334,8 @@ class Store:
         """That meeting as the read API serves it (``replaced_by`` set when superseded).
 
         Each credential is served only on the current meeting of a live appointment, and only
-        until it expires. ``refreshable``: the provider renews a dead ``host_url`` on a fetch,
+        until it expires. A deleted appointment's meetings read ``canceled``, without a
+        ``join_url``. ``refreshable``: the provider renews a dead ``host_url`` on a fetch,
         so a current meeting without one says ``host_url_refresh_pending``."""
         row = self.conn.execute(
             f"SELECT {_MEETING_COLUMNS} FROM meetings m LEFT JOIN appointments a"
@@ -550,6 +551,11 @@ def _meeting_view(
         host_url = None
     if not current or _expired(password_expires_at, at):
         password = None
+    if appointment_status == "deleted":
+        # Gone at its provider (a deletion, or an API 404): so are its meetings, whatever their
+        # last snapshot said. Kept as received, served as canceled, with nothing to join.
+        join_url = None
+        status = status if status in _NEVER_LIVE else "canceled"
     return {
         "id": meeting_id,
         "object": "appointment_meeting",
@@ -569,6 +575,10 @@ def _meeting_view(
         "synced_at": updated_at,
         "source_version_us": version_at,
     }
+
+
+_NEVER_LIVE = frozenset({"failed", "skipped", "canceled"})
+"""Meeting statuses that already say it is not there: a deleted appointment keeps them."""
 
 
 def _expired(expires_at: str | None, now: str) -> bool:

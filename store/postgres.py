@@ -35,7 +35,7 @@ import psycopg
 from psycopg import errors
 
 from meetsync.store.errors import StoreBusy
-from meetsync.store.schema import _LIVE_MEETINGS, NOW_SQL
+from meetsync.store.schema import _LIVE_MEETINGS, _TIMES_VERSION, NOW_SQL
 
 CHANGES_CHANNEL = "meetsync_changes"
 """``LISTEN meetsync_changes``: each commit that logged changes notifies its highest ``seq``."""
@@ -376,7 +376,7 @@ CREATE CONSTRAINT TRIGGER changes_sequenced AFTER INSERT ON changes
 """
 )
 
-# SQLite's view as m005 built it, in PostgreSQL's words.
+# SQLite's view as m008 built it, in PostgreSQL's words.
 _VIEWS = _distinct(_LIVE_MEETINGS).replace(
     "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')", _PG_NOW_SECONDS) + ";"
 
@@ -384,6 +384,8 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     # The schema SQLite's m001-m007 build, in one step: a PostgreSQL mirror starts there.
     # A later migration is added to both lists.
     ("p001_mirror_as_of_m007", _TABLES + _CHANGE_LOG + _VIEWS),
+    ("p002_times_version",  # SQLite's m008
+     _TIMES_VERSION.format(integer="BIGINT") + "DROP VIEW live_meetings;" + _VIEWS),
 )
 
 

@@ -328,8 +328,11 @@ _EXPIRY_OF_APPOINTMENT = """(SELECT strftime('%Y-%m-%dT%H:%M:%SZ', a.end_at, '+2
 
 _LIVE_MEETINGS = """
 CREATE VIEW live_meetings AS
-SELECT m.provider, m.id, m.appointment_id, m.status, m.conferencing_provider,
-       m.external_meeting_id, m.join_url,
+SELECT m.provider, m.id, m.appointment_id,
+       CASE WHEN gone AND m.status NOT IN ('failed', 'skipped') THEN 'canceled'
+            ELSE m.status END AS status,
+       m.conferencing_provider, m.external_meeting_id,
+       CASE WHEN gone THEN NULL ELSE m.join_url END AS join_url,
        CASE WHEN is_current
                  AND (m.host_url_expires_at IS NULL OR m.host_url_expires_at > now_utc)
             THEN m.host_url END AS host_url,
@@ -341,13 +344,15 @@ SELECT m.provider, m.id, m.appointment_id, m.status, m.conferencing_provider,
 FROM (
     SELECT m.*, a.account, strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AS now_utc,
            (m.replaced_by IS NULL AND a.meeting_id IS m.id
-            AND a.status IS NOT 'canceled' AND a.status IS NOT 'deleted') AS is_current
+            AND a.status IS NOT 'canceled' AND a.status IS NOT 'deleted') AS is_current,
+           (a.status IS 'deleted') AS gone
     FROM meetings m LEFT JOIN appointments a
         ON a.provider = m.provider AND a.id = m.appointment_id
 ) AS m
 """
 """A credential is live only on the appointment's current meeting, while the appointment is not
-canceled or gone, until its own expiry (NULL: the provider gives it no end)."""
+canceled or gone, until its own expiry (NULL: the provider gives it no end). A gone (deleted)
+appointment's meetings read canceled, without a join URL (m008; as the read API serves them)."""
 
 
 @migrations()
@@ -461,3 +466,22 @@ def m007_occurrences(db: Database) -> None:
         {_occurrence_triggers()}
         """
     )
+
+
+_TIMES_VERSION = """
+        ALTER TABLE appointments ADD COLUMN times_at {integer};
+        ALTER TABLE appointments ADD COLUMN times_event TEXT;
+        UPDATE appointments SET times_at = version_at, times_event = version_event;
+        """
+"""times_at/times_event: the (occurred_at, event id) of the newest snapshot that gave the
+appointment's times. A snapshot without times says nothing about them (a deletion may carry
+none): it keeps them, and an older snapshot with times still applies them if no newer one gave
+any, so the times are a function of the events seen. Rows written before: their times are
+their newest snapshot's (it always wrote them)."""
+
+
+@migrations()
+def m008_times_version(db: Database) -> None:
+    # And live_meetings as the read API serves a deleted appointment's meetings.
+    db.executescript(_TIMES_VERSION.format(integer="INTEGER")
+                     + f"DROP VIEW live_meetings; {_LIVE_MEETINGS};")

@@ -253,21 +253,19 @@ async def refetch(
     event_id: str,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    keep_times: tuple[str | None, str | None] = (None, None),
 ) -> Event:
     """The provider's current word on one appointment, as an event (unknown to it: deleted).
 
     Stamped before the request is sent: a webhook for a change made while it is in flight is
-    newer and wins. A deleted appointment keeps ``keep_times`` (the mirror's start and end), so
+    newer and wins. A deleted one says nothing of times: the mirror keeps those it knew, so
     its credentials still expire and get purged.
     """
     asked_at = to_micros(clock())
     event = await api.fetch(
         appointment_id, event_id=event_id, type="refetch", priority="refetch", clock=clock)
     if event is None:
-        start_at, end_at = keep_times
         return gone(event_id, api.provider, appointment_id, asked_at, type="refetch.gone",
-                    account=api.account, start_at=start_at, end_at=end_at)
+                    account=api.account)
     return event
 
 
@@ -288,10 +286,8 @@ async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
     event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}:{to_micros(state.clock())}"
     held = await state.store.run(lambda store: store.appointment(appointment_id,
                                                                 provider=provider))
-    times = (held["start_at"], held["end_at"]) if held else (None, None)
     try:
-        event = await refetch(connection.api, appointment_id, event_id, keep_times=times,
-                              clock=state.clock)
+        event = await refetch(connection.api, appointment_id, event_id, clock=state.clock)
     except RetryableApiError as exc:
         raise Retry(defer=exc.retry_after or 5 * ctx["job_try"]) from exc
     except (PermanentApiError, EnvelopeError) as exc:

@@ -278,9 +278,7 @@ class Reconciler:
             if event.type == "reconcile.gone":
                 if held is None or _gone(held):
                     continue
-                # Keep the times the mirror knew: its credentials still expire after the end.
-                event = replace(event, start_at=held["start_at"], end_at=held["end_at"])
-                found = ["status"]
+                found = ["status"]  # it says nothing of times: the mirror keeps those it knew
             else:
                 event = _without_dead_credentials(event, at)
                 found = drift(snapshot_of(event), held, skip=_dead_fields(event, at))

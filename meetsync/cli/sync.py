@@ -159,11 +159,8 @@ async def _replay_one(
         return {**result, "outcome": "failed",
                 "reason": f"no API credentials for {provider} account {account}"}
     event_id = f"replay:{letter['id']}:{time.time_ns() // 1000}"
-    held = store.appointment(letter["appointment_id"], provider=provider)
-    times = (held["start_at"], held["end_at"]) if held else (None, None)
     try:
-        event = await refetch(connection.api, letter["appointment_id"], event_id,
-                              keep_times=times)
+        event = await refetch(connection.api, letter["appointment_id"], event_id)
         _, failures = store.apply([event])
     except (ApiError, ProviderError, StoreBusy) as exc:
         return {**result, "outcome": "failed", "reason": str(exc)}

@@ -16,9 +16,9 @@ What each event becomes:
 - ``meeting.created``, ``meeting.started``, ``meeting.ended``: an ``Event`` (``meeting=None``:
   webhooks never carry ``start_url``, see ``mapping``; ``meeting.created``, the full object,
   also says the meeting and a recurring meeting's ``occurrences``). One without ``start_time`` is a
-  ``Hint``: we cannot tell "no start" (type 3) from "not said", and an Event would erase the
-  mirror's times.
-- ``meeting.deleted``, ``meeting.permanently_deleted``: an ``Event`` (``deleted``, no meeting),
+  ``Hint``: we cannot tell "no start" (type 3) from "not said"; a fetch says.
+- ``meeting.deleted``, ``meeting.permanently_deleted``: an ``Event`` (``deleted``, no meeting;
+  without ``start_time`` it says nothing of times and the mirror keeps its last known ones),
   unless ``object.occurrences`` lists occurrences: then only those occurrences went, the
   meeting stays, and it is a ``Hint``.
 - ``meeting.updated`` (a partial: only the changed fields, plus ``old_object``) and
@@ -29,17 +29,24 @@ Zoom bodies carry no event id. Ours is ``zoom:{event}:{meeting id}:{event_ts}``:
 of the same body (Zoom retries at +5, +20 and +60 minutes with the same body) is a duplicate.
 ``occurred_at`` is ``event_ts`` (milliseconds) in microseconds.
 
+``event_ts`` is optional in ``meeting.deleted`` alone (rivet-javascript's ``MeetingDeletedEvent``
+has ``event_ts?: number``; every other meeting event requires it): one without is ordered at
+its receipt (``UNDATED``, see ``meetsync.events.received``), its id names a digest of the body
+instead (``zoom:meeting.deleted:{meeting id}:sha256-{hex}``), so a retried body is still a
+duplicate. Another event without ``event_ts`` is refused.
+
 Unknown fields are ignored. Anything else wrong is an ``EnvelopeError`` whose message never
 quotes the body.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import orjson
 
-from meetsync.events import Event
+from meetsync.events import UNDATED, Event
 from meetsync.providers import EnvelopeError, Hint
 from meetsync.providers.zoom.mapping import deleted_event, meeting_event, meeting_id
 
@@ -47,6 +54,7 @@ URL_VALIDATION = "endpoint.url_validation"
 SNAPSHOTS = frozenset({"meeting.created", "meeting.started", "meeting.ended"})
 DELETIONS = frozenset({"meeting.deleted", "meeting.permanently_deleted"})
 HINTS = frozenset({"meeting.updated", "meeting.recovered"})
+UNDATED_OK = frozenset({"meeting.deleted"})  # event_ts optional (rivet-javascript's types)
 
 _MAX_EVENT_TS = 10**15  # milliseconds: year ~33658; beyond is nonsense
 _MAX_PLAIN_TOKEN = 256
@@ -82,14 +90,17 @@ def parse_envelope(body: bytes, *, account: str) -> Event | Hint | UrlValidation
         raise EnvelopeError("payload.object must be an object")
     appointment_id = meeting_id(obj)
     event_ts = envelope.get("event_ts")
-    if (not isinstance(event_ts, int) or isinstance(event_ts, bool)
+    if event_ts is None and event_type in UNDATED_OK:
+        stamp, occurred_at = f"sha256-{hashlib.sha256(body).hexdigest()[:32]}", UNDATED
+    elif (not isinstance(event_ts, int) or isinstance(event_ts, bool)
             or not 0 <= event_ts <= _MAX_EVENT_TS):
         raise EnvelopeError("event_ts must be a time in milliseconds")
+    else:
+        stamp, occurred_at = str(event_ts), event_ts * 1000
     hint = Hint(appointment_id=appointment_id, account=account, type=event_type)
     if event_type in HINTS:
         return hint
-    event_id = f"zoom:{event_type}:{appointment_id}:{event_ts}"
-    occurred_at = event_ts * 1000
+    event_id = f"zoom:{event_type}:{appointment_id}:{stamp}"
     if event_type in DELETIONS:
         if obj.get("occurrences"):
             return hint
@@ -108,4 +119,5 @@ def _plain_token(value: object) -> str:
     return value
 
 
-__all__ = ["DELETIONS", "HINTS", "SNAPSHOTS", "URL_VALIDATION", "UrlValidation", "parse_envelope"]
+__all__ = ["DELETIONS", "HINTS", "SNAPSHOTS", "UNDATED_OK", "URL_VALIDATION", "UrlValidation",
+           "parse_envelope"]

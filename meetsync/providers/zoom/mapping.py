@@ -25,15 +25,17 @@ Appointment status: ``scheduled`` (Zoom ``status`` ``waiting`` or absent), ``sta
 ``ended`` (``meeting.ended``, a ``finished``/``ended`` status, or a fetched or listed
 ``waiting`` meeting past its scheduled end: after a meeting ends Zoom answers ``waiting``
 again), ``deleted`` (``meeting.deleted``: gone, as an API 404 is; the mirror then detaches the
-meeting, ``no_meeting``, and serves no credential; ``meeting.recovered`` brings it
-back through a fetch). We use ``deleted``, not ``canceled``: Zoom has no canceled state, and the
-worker and reconciler already call an appointment the API no longer knows ``deleted``.
+meeting, ``no_meeting``, serves no credential and reads the meeting ``canceled`` without a
+join URL; ``meeting.recovered`` brings it back through a fetch). We use ``deleted``, not
+``canceled``: Zoom has no canceled state, and the worker and reconciler already call an
+appointment the API no longer knows ``deleted``.
 
 Times: ``start_at`` = ``start_time`` (``...Z``; a naive value is read as UTC, a guess),
 ``end_at`` = start + ``duration`` minutes. ``meeting.ended`` also carries ``end_time`` (the
 instance's actual end), preferred there. Lifecycle events carry the instance's ACTUAL start,
 not the scheduled one: the mirror shows it until the next fetch. A meeting without a start
-(type 3, recurring with no fixed time) has None.
+(type 3, recurring with no fixed time) has None, which says nothing: the mirror keeps the times
+it knew (a meeting changed to type 3 keeps its old ones until a snapshot gives new ones).
 
 Recurring meetings (types 8, 3) are one appointment each (one per meeting id); the
 ``occurrences`` they list become ``Event.occurrences`` (``occurrences()``): ``id`` =
@@ -129,7 +131,8 @@ def deleted_event(
     obj: dict[str, Any], *, event_id: str, type: str, occurred_at: int, account: str
 ) -> Event:
     """A meeting Zoom deleted: ``deleted``, no meeting (the mirror detaches it and serves no
-    credential); the times the object still gives are kept so expiry and purges still work."""
+    credential); the times the object gives, if any (``start_time`` is optional in Zoom's
+    types: without, the mirror keeps the last known ones, so expiry and purges still work)."""
     if not isinstance(obj, dict):
         raise EnvelopeError("meeting must be an object")
     start = _start(obj)
