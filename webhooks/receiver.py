@@ -27,6 +27,7 @@ from starlette.responses import Response
 from meetsync import metrics
 from meetsync.events import Event, from_micros, received
 from meetsync.providers import EnvelopeError, Hint, Reply, SignatureError, WebhookProvider
+from meetsync.webhooks.params import bounded_int
 from meetsync.worker.queue import FIELD, QueueClient, count, request_refetch, stream_of
 
 MAX_BODY_BYTES = 1_048_576
@@ -213,12 +214,8 @@ class Receiver:
 async def _read_body(request: Request) -> bytes:
     """The body, refusing (``_TooLarge``) as soon as it is known to exceed the limit."""
     declared = request.headers.get("content-length")
-    if (
-        declared is not None
-        and declared.isascii()
-        and declared.isdigit()
-        and int(declared) > MAX_BODY_BYTES
-    ):
+    if declared is not None and declared.isascii() and declared.isdigit() and bounded_int(
+            declared, 0, MAX_BODY_BYTES) is None:  # digits past the limit, however many
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
