@@ -28,6 +28,7 @@ from meetsync import metrics
 from meetsync.events import Event, from_micros, received
 from meetsync.providers import EnvelopeError, Hint, Reply, SignatureError, WebhookProvider
 from meetsync.webhooks.params import bounded_int
+from meetsync.worker.counters import IGNORED_TYPES
 from meetsync.worker.queue import FIELD, QueueClient, count, request_refetch, stream_of
 
 MAX_BODY_BYTES = 1_048_576
@@ -181,7 +182,9 @@ class Receiver:
                     self._redis, name, parsed.account, parsed.appointment_id)
                 await count(self._stats, "hints" if queued else "hints_folded")
             else:
-                await count(self._stats, f"ignored_type:{parsed}")
+                # One field for every type: a field per name would let any sender grow the
+                # hash without bound (its name goes to the log, cut to the log's bound).
+                await count(self._stats, IGNORED_TYPES)
         except (RedisError, OSError) as exc:
             log.warning("webhook_queue_unavailable", provider=name, error_type=type(exc).__name__)
             return _unavailable("queue unavailable")
