@@ -70,6 +70,9 @@ def test_the_reported_inputs_are_refused_not_failed(http: httpx.Client) -> None:
     assert http.get("/v1/changes", params={"limit": LONG}, headers=AUTH).status_code == 400
     stream = http.get("/v1/changes/stream", headers={**AUTH, "last-event-id": LONG})
     assert stream.status_code == 400
+    for path in ("/v1/appointments/appt_%00/meeting", "/v1/savvycal/meetings/%00",
+                 f"/v1/zoom/appointments/{LONG}"):  # PostgreSQL text holds no NUL
+        assert http.get(path, headers=AUTH).status_code == 404
     for cookie in (LONG.encode(), b"\xb2", f"{LONG}.abc".encode(), b"1.\xb2"):
         page = http.get("/status", headers={"cookie": b"meetsync_status=" + cookie})
         assert page.status_code == 401, cookie[:20]
@@ -118,7 +121,8 @@ READS = ["/v1/appointments/{id}/meeting", "/v1/meetings/{id}", "/v1/{p}/appointm
 
 @inputs
 @given(route=st.sampled_from(READS), key=TEXT | st.just("appt_\x00") | st.just(LONG),
-       provider=st.sampled_from(["savvycal", "zoom", "nosuch"]) | TEXT, fresh=TEXT)
+       provider=st.sampled_from(["savvycal", "zoom", "nosuch"]) | TEXT,
+       fresh=st.sampled_from(["true", "false"]) | TEXT)  # a bad fresh is 400 before a lookup
 def test_any_read_path_or_query(
     http: httpx.Client, route: str, key: str, provider: str, fresh: str
 ) -> None:
