@@ -2,6 +2,7 @@
 
 Each process counts what it does itself in the default registry (the web process: deliveries
 and reads; a worker: batches, reconcile runs, API calls and budgets; ``meetsync dev``: both).
+The applier's series join it only in a process that applies (``applying``).
 A worker serves its registry on ``MEETSYNC_WORKER_METRICS_PORT`` (``serve_worker_metrics``);
 the web process serves it on ``GET /metrics`` with what only a scrape can know, computed then
 from Redis and the mirror (``Snapshot``: queue depth, the oldest entry's age, dead letters
@@ -46,30 +47,52 @@ CLAMPED = Counter(
     "Events dated beyond receipt + MEETSYNC_CLOCK_SKEW_SECONDS, ordered at their receipt.",
 )
 
-# --- applier -------------------------------------------------------------------------------
+# --- applier: exported only by a process that applies (``applying``) -----------------------
 APPLY_BATCH_SIZE = Histogram(
     "meetsync_apply_batch_size",
     "Stream entries read per applier batch (one SQLite transaction).",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+    registry=None,
 )
 APPLY_BATCH_SECONDS = Histogram(
     "meetsync_apply_batch_duration_seconds",
     "Time to apply one batch to the mirror (the SQLite transaction, lock waits included).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=None,
 )
 EVENTS = Counter(
     "meetsync_events",
     "Events the applier settled: applied, stale (older than the mirror) or duplicate.",
     ["result"],
+    registry=None,
 )
 DEAD_LETTERS = Counter(
     "meetsync_dead_letters",
     "Events given up on after their last attempt, written to dead_letters.",
+    registry=None,
 )
 STORE_BUSY = Counter(
     "meetsync_store_busy_waits",
     "Times the applier found the mirror locked past its busy timeout and backed off.",
+    registry=None,
 )
+APPLY_SERIES: tuple[Collector, ...] = (
+    APPLY_BATCH_SIZE, APPLY_BATCH_SECONDS, EVENTS, DEAD_LETTERS, STORE_BUSY)
+_applying = threading.Lock()
+_exported: list[Collector] = []
+
+
+def applying() -> None:
+    """This process applies events: export the applier's series (idempotent; ``Applier``
+    calls it). The web process never applies, and a scrape of it must not show figures that
+    are 0 only because another process (a worker) counts them; ``meetsync dev`` runs an
+    applier in its web process, so its ``/metrics`` has them."""
+    with _applying:
+        if _exported:
+            return
+        for series in APPLY_SERIES:
+            REGISTRY.register(series)
+            _exported.append(series)
 
 # --- reconciler and provider APIs ----------------------------------------------------------
 RECONCILE_RUNS = Counter(
@@ -321,6 +344,7 @@ def serve_worker_metrics(port: int | None, addr: str = "0.0.0.0") -> Callable[[]
 
 
 __all__ = [
-    "CONTENT_TYPE", "Snapshot", "api_attempt", "applied_round", "delivery", "exposition",
+    "CONTENT_TYPE", "Snapshot", "api_attempt", "applied_round", "applying", "delivery",
+    "exposition",
     "host_url_read", "reconcile_run", "serve_worker_metrics", "watch_budget",
 ]

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from meetsync.settings import Settings
 from meetsync.webhooks.auth import bearer_guard, unauthorized
+from meetsync.webhooks.params import bounded_int
 from meetsync.webhooks.read_api import ReadOnlyMirror
 
 DEFAULT_LIMIT = 100
@@ -40,9 +41,10 @@ class _BadCursor(ValueError):
 def _number(raw: str | None, name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    value = bounded_int(raw, low, high)
+    if value is None:
         raise _BadCursor(f"{name} must be an integer from {low} to {high}")
-    return int(raw)
+    return value
 
 
 class ChangeFeed:

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meetsync.providers import WebhookProvider
+from meetsync.webhooks.operator import COOKIE
 from meetsync.webhooks.receiver import MAX_BODY_BYTES
 
 JSON = "application/json"
@@ -260,6 +261,50 @@ _CURSOR = {"name": "since", "in": "query", "required": False,
            "description": "Changes after this seq"}
 
 
+def _operator_paths() -> dict[str, Any]:
+    """``/metrics`` and the status page (webhooks/operator.py): text and HTML, not JSON."""
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    html = {"text/html": {"schema": {"type": "string"}}}
+    sign_in = {"description": "Not signed in: the sign-in form", "content": html,
+               "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}
+    return {
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics of this process, and figures read at scrape time "
+                       "from Redis and the mirror",
+            "description": "Open unless MEETSYNC_METRICS_TOKEN is set. The applier's series "
+                           "appear only where events are applied (a worker's own port, or "
+                           "`meetsync dev`).",
+            "tags": ["operator"], "security": [{}, {"metricsBearer": []}],
+            "responses": {
+                "200": {"description": "The text exposition format 0.0.4", "content": text},
+                "401": {"description": "MEETSYNC_METRICS_TOKEN is set and was not given",
+                        "content": text,
+                        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+            },
+        }},
+        "/status": {"get": {
+            "summary": "The status page (HTML): queue, counters, accounts, runs, dead letters",
+            "tags": ["operator"], "security": [{"bearer": []}, {"statusCookie": []}],
+            "responses": {"200": {"description": "The page", "content": html},
+                          "401": sign_in},
+        }},
+        "/status/login": {"post": {
+            "summary": "The status page's sign-in form: the read token, exchanged for a "
+                       "12-hour cookie that holds an expiry and its HMAC, never the token",
+            "tags": ["operator"],
+            "requestBody": {"required": True, "content": {
+                "application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "properties": {"token": {"type": "string"}}}}}},
+            "responses": {
+                "303": {"description": "Signed in: to /status, with the session cookie",
+                        "headers": {"Location": {"schema": {"type": "string"}},
+                                    "Set-Cookie": {"schema": {"type": "string"}}}},
+                "401": {"description": "Not the read token: the form again", "content": html},
+            },
+        }},
+    }
+
+
 def openapi_document(webhooks: Mapping[str, WebhookProvider],
                      all_providers: Iterable[str], legacy: str) -> dict[str, Any]:
     """The description of this process's routes: ``webhooks`` are the providers it receives
@@ -277,12 +322,19 @@ def openapi_document(webhooks: Mapping[str, WebhookProvider],
         "info": {
             "title": "meetsync",
             "version": "1",
-            "description": "Webhook receiver, read API and change feed of a meetsync mirror.",
+            "description": "Webhook receiver, read API, change feed and operator pages of a "
+                           "meetsync mirror.",
         },
         "components": {
             "schemas": _schemas(names),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "MEETSYNC_READ_TOKEN"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "MEETSYNC_READ_TOKEN"},
+                "metricsBearer": {"type": "http", "scheme": "bearer",
+                                  "description": "MEETSYNC_METRICS_TOKEN, when set"},
+                "statusCookie": {"type": "apiKey", "in": "cookie", "name": COOKIE,
+                                 "description": "Set by POST /status/login"},
+            },
         },
         "paths": {
             "/webhooks/{provider}": {"post": receive},
@@ -339,6 +391,7 @@ def openapi_document(webhooks: Mapping[str, WebhookProvider],
                     "503": _error("Shutting down", _RETRY_AFTER),
                 },
             }},
+            **_operator_paths(),
         },
     }
 

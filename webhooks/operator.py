@@ -35,6 +35,7 @@ from meetsync.providers import providers
 from meetsync.settings import Settings
 from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
+from meetsync.webhooks.params import bounded_int
 from meetsync.webhooks.status_page import login_page, status_page
 from meetsync.worker.queue import STATS, QueueClient, backlog, reconcile_runs_key
 
@@ -42,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 COOKIE = "meetsync_status"
 SESSION_SECONDS = 12 * 3600
+MAX_EXPIRY = 2**63 - 1  # a session cookie's expiry, Unix seconds: anything longer is forged
 MAX_FORM_BYTES = 4096
 RUNS_SHOWN = 5
 Key = tuple[str, str]
@@ -156,11 +158,14 @@ def _session(token: str, now: float | None = None) -> str:
 
 
 def _session_valid(cookie: str, token: str, now: float | None = None) -> bool:
-    expires, _, mac = cookie.partition(".")
-    if not (token and expires.isdigit() and mac):
+    """Whether ``cookie`` is one ``_session`` made and still live; any other value (the
+    client's to choose: any length, any byte) is simply not a session."""
+    raw, _, mac = cookie.partition(".")
+    expires = bounded_int(raw, 0, MAX_EXPIRY)
+    if not (token and expires is not None and mac.isascii()):
         return False
-    return (int(expires) > (now or time.time())
-            and hmac.compare_digest(mac, _sign(token, int(expires))))
+    return (expires > (now or time.time())
+            and hmac.compare_digest(mac, _sign(token, expires)))
 
 
 async def _bounded_body(request: Request) -> bytes:

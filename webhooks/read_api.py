@@ -29,6 +29,7 @@ from meetsync.settings import Settings
 from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store
 from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
 from meetsync.store.postgres import is_postgres
+from meetsync.webhooks.params import storable
 from meetsync.worker.queue import request_refetch
 
 log = structlog.get_logger(__name__)
@@ -149,6 +150,8 @@ def read_routes(
                 return _error(400, "fresh must be true or false (or 1/0, yes/no)")
             provider = request.path_params.get("provider", DEFAULT_PROVIDER)
             key = request.path_params[param]
+            if not (storable(provider) and storable(key)):
+                return _error(404, "not found")
             renews = provider in refreshable
 
             async def read() -> dict[str, Any] | None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from meetsync.worker.counters import IGNORED_TYPES, folded
+
 if TYPE_CHECKING:
     from meetsync.webhooks.operator import Overview
 
@@ -113,8 +115,7 @@ def _pipeline(overview: Overview) -> str:
         return "<section><h2>Queue</h2><p class=\"failed\">Redis did not answer.</p></section>"
     age = queue["oldest_age_seconds"]
     tone = "bad" if age > 300 else "warn" if age > 60 else ""
-    c = overview.counters
-    ignored = sum(v for k, v in c.items() if k.startswith("ignored_type:"))
+    c = folded(overview.counters)
     tiles = [
         _tile("events queued", queue["depth"], "queue_depth", "warn" if queue["depth"] else ""),
         _tile("oldest queued", _age(age), "queue_oldest_age", tone),
@@ -124,7 +125,7 @@ def _pipeline(overview: Overview) -> str:
         _tile("duplicates", c.get("duplicates", 0), "duplicates"),
         _tile("stale", c.get("stale", 0), "stale"),
         _tile("hints", c.get("hints", 0) + c.get("hints_folded", 0), "hints"),
-        _tile("ignored types", ignored, "ignored"),
+        _tile("ignored types", c.get(IGNORED_TYPES, 0), "ignored"),
         _tile("clock ahead", c.get("clamped", 0), "clamped"),
         _tile("dead-lettered", c.get("dead_letters", 0), "dead_lettered",
               "bad" if c.get("dead_letters") else ""),

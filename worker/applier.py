@@ -122,6 +122,7 @@ class Applier:
         self.clock = clock
         self.busy_waits = 0  # times the store stayed locked past its busy timeout
         self._stopping = asyncio.Event()
+        metrics.applying()  # this process's /metrics now carries the applier's series
 
     async def ensure_group(self) -> None:
         for stream in self.streams:

@@ -54,6 +54,7 @@ def stats() -> int:
     import redis
     from redis.cluster import RedisCluster
 
+    from meetsync.worker.counters import folded
     from meetsync.worker.queue import STATS, cluster_url, streams
 
     settings = runtime().settings(find_dev=True)
@@ -67,7 +68,7 @@ def stats() -> int:
         counters = {k.decode(): int(v) for k, v in client.hgetall(STATS).items()}  # type: ignore[union-attr]
         queued = sum(client.xlen(key) for key in streams(settings.queue_partitions))  # type: ignore[misc]
     client.close()
-    print_json({"queued": queued, "counters": counters})
+    print_json({"queued": queued, "counters": folded(counters)})
     return 0
 
 

@@ -1,0 +1,32 @@
+"""Reading what a client sends (query parameters, headers, cookies) without ever a 500.
+
+Every number a route takes from a request goes through ``bounded_int``: the caller answers
+400 (or 401 for a credential) when it says None; every id it looks up, through ``storable``.
+``int()`` alone is not enough: it raises ``ValueError`` past 4,300 digits (CPython's guard
+against quadratic parsing, https://docs.python.org/3/library/stdtypes.html#int-max-str-digits),
+and ``str.isdigit`` is true of characters ``int`` refuses, such as ``²`` (a raw 0xB2 byte in a
+header or cookie, which HTTP decodes as Latin-1).
+"""
+
+from __future__ import annotations
+
+
+def bounded_int(raw: str, low: int, high: int) -> int | None:
+    """``raw`` as a non-negative integer in ``low..high``; None for anything else (not ASCII
+    digits, or more significant digits than ``high`` has, decided before parsing)."""
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(high)):
+        return None
+    value = int(digits)
+    return value if low <= value <= high else None
+
+
+def storable(text: str) -> bool:
+    """Whether the mirror could hold ``text`` at all: PostgreSQL's text refuses NUL (an error,
+    not a miss), and no id we store has one, so a lookup of such an id is simply not found."""
+    return "\x00" not in text
+
+
+__all__ = ["bounded_int", "storable"]
