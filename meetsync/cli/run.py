@@ -196,12 +196,17 @@ def _port_free(port: int) -> bool:
 def local_redis(settings: Settings, data_dir: Path, port: int | None = None) -> Iterator[Settings]:
     """The settings with ``REDIS_URL`` pointing at our own redis-server when it is unset
     (on ``port`` when that is free)."""
-    from meetsync.redis_server import RedisServer
+    from meetsync.redis_server import RedisServer, stop_orphan
 
     if settings.redis_url:
         yield settings
         return
-    server = RedisServer(data_dir=data_dir)
+    # We hold dev's lock: a server still on this directory is an earlier dev's orphan (that
+    # dev was killed before it could stop it). End it rather than start a second on its AOF.
+    orphan = stop_orphan(data_dir.resolve())
+    if orphan is not None:
+        log.warning("redis_orphan_stopped", pid=orphan, data_dir=str(data_dir))
+    server = RedisServer(data_dir=data_dir, die_with_parent=True)
     if port and _port_free(port):
         server.port = port
     with server:
