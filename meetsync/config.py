@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from meetsync.settings import Account, Settings, SettingsError
 
-Kind = Literal["text", "url", "secrets", "int", "path"]
+Kind = Literal["text", "url", "secrets", "int", "path", "db"]
 Registry = Mapping[str, tuple["Key", ...]]
 
 ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -46,10 +46,12 @@ class Key:
     maximum: int | None = None  # int
     choices: tuple[str, ...] = ()  # text, case-insensitive, stored upper-case
     webhook: bool = False  # a secret that verifies webhook deliveries
+    # set only together with these keys (credentials that work only as a whole)
+    together: tuple[str, ...] = ()
 
 
 CORE_KEYS: tuple[Key, ...] = (
-    Key("db", "MEETSYNC_DB", "path", default="./meetsync.db"),
+    Key("db", "MEETSYNC_DB", "db", default="./meetsync.db"),
     Key("redis_url", "REDIS_URL", "url", schemes=("redis", "rediss")),
     Key("queue_url", "MEETSYNC_QUEUE_URL", "url",
         schemes=("redis", "rediss", "redis+cluster", "rediss+cluster")),
@@ -106,7 +108,7 @@ def load_settings(env: Mapping[str, str] | None, registry: Registry) -> Settings
             where = file_base
         else:
             value, where = key.default, base
-        if key.kind == "path" and isinstance(value, str) and "://" not in value:
+        if key.kind in ("path", "db") and isinstance(value, str) and "://" not in value:
             value = str(where / Path(value).expanduser())
         core[_CORE_FIELDS.get(key.name, key.name)] = value
 
@@ -131,8 +133,25 @@ def _env_accounts(env: Mapping[str, str], registry: Registry, problems: list[str
             if key.env and env.get(key.env) else _default(key)
             for key in keys
         }
+        for problem in _incomplete(keys, values):
+            problems.append(problem.format(*(key.env for key in keys)))
         accounts.append(Account(provider, "default", values))
     return accounts
+
+
+def _incomplete(keys: tuple[Key, ...], values: Mapping[str, object]) -> list[str]:
+    """A problem for each key set without the keys it only works ``together`` with; key
+    names as ``{i}`` (the i-th key's), for the caller to spell as its user writes them."""
+    index = {key.name: i for i, key in enumerate(keys)}
+    problems = []
+    for key in keys:
+        missing = [name for name in key.together if not values.get(name)]
+        if values.get(key.name) and missing:
+            names = " and ".join(f"{{{index[name]}}}" for name in missing)
+            verb = "is" if len(missing) == 1 else "are"
+            problems.append(f"{{{index[key.name]}}} is set but {names} {verb} not: "
+                            "they work only together")
+    return problems
 
 
 def _file_accounts(
@@ -182,6 +201,8 @@ def _file_account(
         if key.name in given else _default(key)
         for key in keys
     }
+    for problem in _incomplete(keys, values):
+        problems.append(source.problem(path, problem.format(*(key.name for key in keys))))
     return Account(provider, name, values)
 
 
@@ -224,6 +245,8 @@ def _convert(key: Key, raw: object, from_env: bool) -> tuple[str | None, object]
     if not isinstance(raw, str):
         return "must be a string", None
     text = raw.strip()
+    if key.kind == "db" and "://" in text:
+        return _database(text)
     if key.kind == "url":
         scheme = urlsplit(text).scheme
         if scheme not in key.schemes or not urlsplit(text).netloc:
@@ -236,6 +259,18 @@ def _convert(key: Key, raw: object, from_env: bool) -> tuple[str | None, object]
             return f"must be one of {', '.join(key.choices)}", None
         return None, text.upper()
     return (None, text) if text or key.kind != "path" else ("must not be empty", None)
+
+
+def _database(url: str) -> tuple[str | None, object]:
+    """A ``MEETSYNC_DB`` URL: PostgreSQL's as it is, ``sqlite:///PATH`` as PATH (relative;
+    ``sqlite:////PATH`` absolute, as SQLAlchemy spells them), any other refused: a file named
+    after it would be created instead (the message never repeats the value: a password)."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        return None, url
+    if scheme == "sqlite" and rest.startswith("/") and rest.strip("/"):
+        return None, rest[1:]
+    return "must be a file path, sqlite:///PATH or a postgresql:// URL", None
 
 
 @dataclass(frozen=True)
@@ -336,7 +371,7 @@ def _shown(key: Key, value: object) -> object:
     if key.secret or key.kind == "secrets":
         count = len(value) if isinstance(value, tuple) else 1
         return "***" if count == 1 else f"*** ({count} secrets)"
-    if key.kind in ("url", "path") and isinstance(value, str) and "://" in value:
+    if key.kind in ("url", "path", "db") and isinstance(value, str) and "://" in value:
         parts = urlsplit(value)  # a postgresql:// MEETSYNC_DB may hold a password too
         if parts.password:
             return value.replace(f":{parts.password}@", ":***@", 1)

@@ -7,18 +7,31 @@ Linux x86_64 and macOS arm64), so a fresh machine needs nothing but ``pip instal
 The queue holds webhook payloads, credentials included, until a worker applies them: the data
 directory is ``0700`` and the server runs with umask ``077``, so its AOF files and log are
 ``0600``, like the mirror.
+
+Never two servers on one data directory (both would append to its AOF): a started server's
+pid and port are kept in ``OWNER_FILE`` there, and a start beside a live one is refused;
+``stop_orphan`` ends one whose starter died without stopping it (``meetsync dev`` killed by
+SIGKILL). With ``die_with_parent`` the server is also told to end with its parent (Linux's
+``PR_SET_PDEATHSIG``; elsewhere the owner file is the only guard).
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PATH_BINARIES = ("redis-server", "valkey-server")
 MISSING = (
@@ -28,8 +41,11 @@ MISSING = (
 )
 
 
+OWNER_FILE = "meetsync-redis.json"
+
+
 class RedisStartError(RuntimeError):
-    """No Redis server binary, or it did not come up."""
+    """No Redis server binary, it did not come up, or another serves its data directory."""
 
 
 def redis_binary() -> str:
@@ -71,6 +87,79 @@ def owner_only(directory: Path) -> None:
             path.chmod(0o700 if path.is_dir() else 0o600)
 
 
+def live_server(data_dir: Path) -> int | None:
+    """The pid of the server started on ``data_dir`` when it still runs and serves that
+    directory (its owner file's port answers with this pid and directory), else None."""
+    import redis
+
+    try:
+        owner = json.loads((data_dir / OWNER_FILE).read_text())
+        pid, port = int(owner["pid"]), int(owner["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1,
+                         socket_connect_timeout=1)
+    try:
+        config: dict[str, Any] = client.config_get("dir")  # type: ignore[assignment]
+        info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+        serves, answering = config.get("dir"), int(info.get("process_id", -1))
+    except (redis.RedisError, OSError, ValueError):
+        return None
+    finally:
+        client.close()
+    same = serves is not None and Path(str(serves)).resolve() == data_dir.resolve()
+    return pid if same and answering == pid else None
+
+
+def stop_orphan(data_dir: Path, timeout: float = 10.0) -> int | None:
+    """End the server a dead starter left on ``data_dir`` (SIGTERM: it flushes its AOF and
+    exits); its pid, or None when there was none. Call it only holding the directory (e.g.
+    ``meetsync dev``'s lock): a live owner's server would be ended too."""
+    pid = live_server(data_dir)
+    if pid is None:
+        return None
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (not yet reaped by whoever adopted it) serves nothing
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies; None
+    elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
+
+
 @dataclass
 class RedisServer:
     """A Redis server child process on 127.0.0.1; AOF on unless ``persistent=False``;
@@ -81,6 +170,7 @@ class RedisServer:
     persistent: bool = True
     options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
+    die_with_parent: bool = False
 
     @property
     def url(self) -> str:
@@ -90,6 +180,10 @@ class RedisServer:
         binary = redis_binary()
         self.data_dir = self.data_dir.resolve()  # the server chdirs into --dir
         owner_only(self.data_dir)
+        running = live_server(self.data_dir)
+        if running is not None:
+            raise RedisStartError(f"a Redis server (pid {running}) already serves "
+                                  f"{self.data_dir}: two would both write its AOF")
         args = [
             binary,
             "--port", str(self.port),
@@ -102,7 +196,8 @@ class RedisServer:
             *self.options,
         ]
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, umask=0o077
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, umask=0o077,
+            preexec_fn=_die_with_parent() if self.die_with_parent else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -111,6 +206,7 @@ class RedisServer:
                 err = stderr.read().decode(errors="replace") if stderr else ""
                 raise RedisStartError(f"{binary} exited: {err.strip()[:500]}")
             if self._answers():
+                self._own()
                 return self
             time.sleep(0.02)
         self.stop()
@@ -124,7 +220,23 @@ class RedisServer:
         except OSError:
             return False
 
+    def _own(self) -> None:
+        """Write the owner file (0600, atomically): pid and port of the server on this
+        directory."""
+        assert self.process is not None
+        target = self.data_dir / OWNER_FILE
+        tmp = target.with_suffix(".tmp")
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"pid": self.process.pid, "port": self.port}, out)
+        os.replace(tmp, target)
+
     def stop(self) -> None:
+        if self.process is not None:
+            with suppress(FileNotFoundError):
+                (self.data_dir / OWNER_FILE).unlink()
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:

@@ -135,8 +135,13 @@ class PgConnection:
                 self.url, autocommit=True, options=options, connect_timeout=5,
                 application_name="meetsync",
             )
-        except psycopg.OperationalError as exc:
-            raise StoreBusy(f"PostgreSQL unreachable: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:  # unreachable, refused, or a URL libpq cannot parse
+            # libpq may quote the URL's parts back (a bad percent-escape in the password)
+            reason = _first_line(exc)
+            password = urlsplit(self.url).password
+            if password:
+                reason = reason.replace(password, "***")
+            raise StoreBusy(f"PostgreSQL unreachable: {reason}") from exc
 
     def _live(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -5,7 +5,7 @@ Each function takes an open ``Store`` (a read-only one will do) and only reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,17 +19,19 @@ Key = tuple[str, str]  # (provider, account)
 
 def credential_freshness(store: Store, now: datetime | None = None) -> dict[Key, dict[str, int]]:
     """Host links of the meetings that still matter: the current meeting of each appointment
-    not canceled or deleted and not yet over. ``live``: a host_url the read API serves;
+    not canceled or deleted and not yet over. (``CASE``, not a sum of booleans: PostgreSQL
+    sums no booleans.) ``live``: a host_url the read API serves;
     ``expired``: held past its host_url_expires_at, withheld; ``missing``: none held (never
     received, or purged)."""
     rows = store.conn.execute(
         """
         SELECT a.provider, a.account, count(*),
-               sum(m.host_url IS NOT NULL
-                   AND (m.host_url_expires_at IS NULL OR m.host_url_expires_at > :now)),
-               sum(m.host_url_expires_at IS NOT NULL AND m.host_url_expires_at <= :now),
-               sum(m.host_url IS NULL
-                   AND (m.host_url_expires_at IS NULL OR m.host_url_expires_at > :now))
+               sum(CASE WHEN m.host_url IS NOT NULL AND (m.host_url_expires_at IS NULL
+                             OR m.host_url_expires_at > :now) THEN 1 ELSE 0 END),
+               sum(CASE WHEN m.host_url_expires_at IS NOT NULL
+                             AND m.host_url_expires_at <= :now THEN 1 ELSE 0 END),
+               sum(CASE WHEN m.host_url IS NULL AND (m.host_url_expires_at IS NULL
+                             OR m.host_url_expires_at > :now) THEN 1 ELSE 0 END)
         FROM appointments a JOIN meetings m ON m.provider = a.provider AND m.id = a.meeting_id
         WHERE m.replaced_by IS NULL AND a.status NOT IN ('canceled', 'deleted')
           AND (a.end_at IS NULL OR a.end_at > :now)
@@ -44,10 +46,20 @@ def credential_freshness(store: Store, now: datetime | None = None) -> dict[Key,
     }
 
 
-def appointment_counts(store: Store) -> dict[Key, int]:
+def appointment_counts(store: Store, leave_out: Mapping[str, str] | None = None
+                       ) -> dict[Key, int]:
+    """Appointments by provider and account, without ``leave_out``'s (an appointment id by
+    provider: each provider's self-test appointment, which is not the user's)."""
     rows = store.conn.execute(
         "SELECT provider, account, count(*) FROM appointments GROUP BY provider, account")
-    return {(provider, account): n for provider, account, n in rows}
+    counts = {(provider, account): n for provider, account, n in rows}
+    for provider, appointment_id in (leave_out or {}).items():
+        found = store.conn.execute(
+            "SELECT account FROM appointments WHERE provider = ? AND id = ?",
+            (provider, appointment_id)).fetchall()
+        for (account,) in found:
+            counts[(provider, account)] -= 1
+    return counts
 
 
 def dead_letters_awaiting(store: Store) -> dict[Key, int]:

@@ -58,7 +58,8 @@ def create_app(
         clock_skew_seconds=settings.clock_skew_seconds,
     )
     readiness = Readiness(client, settings.db_path, queue=stream)
-    receive = counted(receiver.endpoint, frozenset(hooks))
+    receive = counted(receiver.endpoint, frozenset(hooks),
+                      frozenset(a.key for a in settings.accounts))
     routes = [
         Route("/webhooks/{provider}", receive, methods=["POST"]),
         Route("/webhooks/{provider}/{account}", receive, methods=["POST"]),

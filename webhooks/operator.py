@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from meetsync import metrics
 from meetsync.providers import providers
+from meetsync.providers.selftests import selftest_appointment_ids
 from meetsync.settings import Settings
 from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
@@ -62,16 +63,37 @@ class Overview:
     deliveries: dict[Key, dict[str, int]] = field(default_factory=dict)
     accounts: list[Key] = field(default_factory=list)
     refreshable: frozenset[str] = frozenset()
+    # Why the mirror could not be read: "absent" (no file yet) or the error's type; None: read
+    mirror_problem: str | None = None
+    # Accounts whose reconciler is off, with what to set (no API credentials)
+    reconciler_off: dict[Key, str] = field(default_factory=dict)
+    # Deliveries refused for their signature, by provider and the account they were posted to
+    # (a configured one), or UNKNOWN_ACCOUNT
+    signature_refusals: dict[Key, int] = field(default_factory=dict)
+
+
+UNKNOWN_ACCOUNT = "unknown account"
+"""Where a refused delivery counts when no configured account was named in its path: one
+fixed bucket per provider (never a label made of a string the sender chose). Not a valid
+account name (it has a space), so it cannot collide with one."""
 
 
 def counted(endpoint: Callable[[Request], Awaitable[Response]],
-            known: frozenset[str]) -> Callable[[Request], Awaitable[Response]]:
-    """The receiver's endpoint, counting each answer (``meetsync_webhook_deliveries_total``)."""
+            known: frozenset[str], accounts: frozenset[Key] = frozenset(),
+            ) -> Callable[[Request], Awaitable[Response]]:
+    """The receiver's endpoint, counting each answer (``meetsync_webhook_deliveries_total``).
+
+    A delivery no account verified (a wrong secret: the most common setup mistake) counts
+    under the account its path named when that is one of ``accounts`` (the configured ones),
+    else under ``UNKNOWN_ACCOUNT``."""
 
     async def counting(request: Request) -> Response:
         response = await endpoint(request)
         name = request.path_params.get("provider")
         account = getattr(request.state, "account", None)
+        if account is None and name in known:
+            posted_to = request.path_params.get("account")
+            account = posted_to if (name, posted_to) in accounts else UNKNOWN_ACCOUNT
         metrics.delivery(name if name in known else None, account, response.status_code,
                          bytes(response.body))
         return response
@@ -198,11 +220,15 @@ async def _queue(redis: Redis, stream: QueueClient, partitions: int) -> dict[str
             "pending": waiting.pending, "jobs": int(jobs)}
 
 
-async def _read_mirror(path: str, fn: Callable[[Store], Any]) -> Any:
-    """``fn`` on a read-only connection of its own, on a thread; None without a mirror."""
+async def _read_mirror(path: str, fn: Callable[[Store], Any],
+                       problems: list[str] | None = None) -> Any:
+    """``fn`` on a read-only connection of its own, on a thread; None without a mirror (then
+    ``problems`` gets "absent", or the error's type when it could not be read)."""
 
     def run() -> Any:
         if not mirror_exists(path):
+            if problems is not None:
+                problems.append("absent")
             return None
         store = open_store(path, readonly=True)
         try:
@@ -214,6 +240,8 @@ async def _read_mirror(path: str, fn: Callable[[Store], Any]) -> Any:
         return await anyio.to_thread.run_sync(run)
     except Exception as exc:
         log.warning("status_mirror_unavailable", error_type=type(exc).__name__)
+        if problems is not None:
+            problems.append(type(exc).__name__)
         return None
 
 
@@ -233,21 +261,31 @@ async def _overview(settings: Settings, redis: Redis, stream: QueueClient) -> Ov
             log.warning("status_redis_unavailable", error_type=type(exc).__name__)
     wanted = sorted({i for ids in overview.run_ids.values() for i in ids[:RUNS_SHOWN]})
 
+    selftests = selftest_appointment_ids()
+
     def read(store: Store) -> dict[str, Any]:
         return {
             "credentials": figures.credential_freshness(store),
-            "appointments": figures.appointment_counts(store),
+            "appointments": figures.appointment_counts(store, selftests),
             "dead_letters": figures.dead_letters_awaiting(store),
             "letters": store.dead_letters()[-10:],
             "runs": {run["id"]: run for run in figures.runs(store, wanted)},
             "recent_runs": store.runs(10),
         }
 
-    overview.mirror = await _read_mirror(settings.db_path, read)
+    problems: list[str] = []
+    overview.mirror = await _read_mirror(settings.db_path, read, problems)
+    overview.mirror_problem = problems[0] if problems else None
+    overview.reconciler_off = {
+        a.key: missing for a in settings.accounts if a.provider in known
+        if (missing := known[a.provider].missing_api(a)) is not None}
+    overview.signature_refusals = {
+        key: n for key, outcomes in overview.deliveries.items()
+        if (n := outcomes.get("rejected_signature", 0))}
     seen = set(configured)
     if overview.mirror is not None:
         seen |= set(overview.mirror["appointments"]) | set(overview.mirror["dead_letters"])
-    seen |= set(overview.deliveries)
+    seen |= {key for key in overview.deliveries if key[1] != UNKNOWN_ACCOUNT}
     overview.accounts = sorted(seen)
     return overview
 

@@ -143,8 +143,10 @@ def _account(overview: Overview, key: tuple[str, str]) -> str:
     creds = mirror.get("credentials", {}).get(key, {})
     refreshable = provider in overview.refreshable
     pending = creds.get("expired", 0) + creds.get("missing", 0) if refreshable else None
+    unread = overview.mirror is None  # "—", not a 0 the mirror never said
     tiles = [
-        _tile("appointments", mirror.get("appointments", {}).get(key, 0), "appointments"),
+        _tile("appointments", None if unread else mirror.get("appointments", {}).get(key, 0),
+              "appointments", "bad" if unread else ""),
         _tile("deliveries queued", delivered.get("queued", 0), "deliveries_queued"),
         _tile("hints", delivered.get("hint", 0), "deliveries_hint"),
         _tile("refused", sum(n for o, n in delivered.items()
@@ -165,9 +167,43 @@ def _account(overview: Overview, key: tuple[str, str]) -> str:
                     (_run_row(run) for run in runs))
              if runs else "<p>No reconcile run by a worker yet.</p>")
     return (f"<section data-account=\"{escape(provider)}/{escape(account)}\">"
-            f"<h2>{escape(provider)} · {escape(account)}</h2>"
+            f"<h2>{escape(provider)} · {escape(account)}</h2>{_reconciler(overview, key)}"
             f"<div class=\"tiles\">{''.join(tiles)}</div>"
             f"<h3>Last reconcile runs</h3>{table}</section>")
+
+
+def _reconciler(overview: Overview, key: tuple[str, str]) -> str:
+    missing = overview.reconciler_off.get(key)
+    if missing is None:
+        return ""
+    return (f"<p class=\"failed\" data-figure=\"reconciler_off\">Reconciler off: no API "
+            f"credentials (set {escape(missing)}); only webhooks update this account.</p>")
+
+
+def _mirror_problem(overview: Overview) -> str:
+    problem = overview.mirror_problem
+    if problem == "absent" or problem is None:
+        text = "The mirror could not be read (no worker has created it yet?)."
+    else:
+        text = (f"The mirror is unreachable ({problem}): its figures below are missing, "
+                "not zero.")
+    return (f"<section><p class=\"failed\" data-figure=\"mirror_state\">{escape(text)}</p>"
+            "</section>")
+
+
+def _refusals(overview: Overview) -> str:
+    """Signature refusals by provider and account: a wrong secret shows here first."""
+    rows = sorted(overview.signature_refusals.items())
+    if not rows:
+        return ""
+    return "<section><h2>Refused signatures</h2>" + _table(
+        ["provider", "account", "refused"],
+        ([escape(provider), escape(account),
+          f"<span data-figure=\"signature_refusals\">{n}</span>"]
+         for (provider, account), n in rows),
+    ) + ("<p><small>Deliveries whose signature no configured secret verified, since this "
+         "process started: check the provider's secret against the account's.</small></p>"
+         "</section>")
 
 
 def status_page(overview: Overview) -> str:
@@ -176,8 +212,8 @@ def status_page(overview: Overview) -> str:
              f"process since it started {_age(time.monotonic() - _STARTED)} ago</p></header>",
              "<main>", _pipeline(overview)]
     if overview.mirror is None:
-        parts.append("<section><p class=\"failed\">The mirror could not be read (no worker has"
-                     " created it yet?).</p></section>")
+        parts.append(_mirror_problem(overview))
+    parts.append(_refusals(overview))
     parts += [_account(overview, key) for key in overview.accounts if key[1]]
     mirror = overview.mirror or {}
     owners = {i: f"{p}/{a}" for (p, a), ids in overview.run_ids.items() for i in ids}

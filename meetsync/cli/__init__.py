@@ -78,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Unavailable, RedisStartError) as exc:
         click.echo(f"meetsync: {exc}", err=True)
         return EXIT_UNAVAILABLE
+    except Exception as exc:
+        # The mirror's database down, or locked past the busy timeout. Matched through
+        # sys.modules: importing the store costs `--help` half a second, and an exception of
+        # a module never imported cannot be raised.
+        errors = sys.modules.get("meetsync.store.errors")
+        if errors is None or not isinstance(exc, errors.StoreError):
+            raise
+        click.echo(f"meetsync: the mirror is unavailable: {exc}", err=True)
+        return EXIT_UNAVAILABLE
     except (KeyboardInterrupt, click.Abort):
         return EXIT_INTERRUPTED
     return code if isinstance(code, int) else 0 if code is None else EXIT_FAILED

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,22 +67,14 @@ class Runtime:
         return settings
 
     def _with_dev_stack(self, settings: Settings) -> Settings:
-        from meetsync.cli.devstate import DevState
+        from meetsync.cli.devstate import DevState, apply_running
 
-        default_db = str(caller_dir(self.env) / "meetsync.db")
-        if settings.redis_url and settings.db_path != default_db:
-            return settings
         running = DevState(self.data_dir).running()
         if running is None:
             return settings
         click.echo(f"meetsync: using the running `meetsync dev` ({self.data_dir / 'dev.json'})",
                    err=True)
-        return replace(
-            settings,
-            redis_url=settings.redis_url or running.get("redis_url"),
-            db_path=running.get("db_path", default_db) if settings.db_path == default_db
-            else settings.db_path,
-        )
+        return apply_running(settings, running, str(caller_dir(self.env) / "meetsync.db"))
 
 
 def registry() -> Registry:

@@ -2,22 +2,29 @@
 
 ``dev.json`` (0600) holds the webhook secrets and read token dev made up, its Redis URL and
 mirror; the next ``dev`` reuses them, so a webhook signed yesterday still verifies, and other
-commands find a running stack through it. ``dev.lock`` is held (``flock``) while dev runs: a
+commands find a running stack through it (``apply_running``: every command reads it the same
+way). A password of the environment's (a ``REDIS_URL`` or a ``postgresql://`` MEETSYNC_DB that
+holds one) is never written there: it stays in the environment, where the commands beside dev
+find it too. ``dev.lock`` is held (``flock``) while dev runs: a
 second ``dev`` on the same directory (and the same Redis data) is refused.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meetsync.cli._common import Unavailable
+from meetsync.cli._common import Unavailable, registry
+from meetsync.config import Key
+from meetsync.settings import Account, Settings, SettingsError
 
 
 @dataclass(frozen=True)
@@ -80,3 +87,76 @@ class DevState:
         finally:
             os.close(fd)
         return None
+
+
+def stored_db(db: str) -> dict[str, Any]:
+    """What ``dev.json`` keeps of the mirror: its path or URL, unless that holds a password
+    (then only the fact that it comes from the environment's ``MEETSYNC_DB``)."""
+    from urllib.parse import urlsplit
+
+    if "://" in db and urlsplit(db).password:
+        return {"db_path": None, "db_from_env": True}
+    return {"db_path": db}
+
+
+def apply_running(settings: Settings, running: dict[str, Any], default_db: str) -> Settings:
+    """``settings`` completed by a running ``dev``'s state, as every command beside it sees
+    them: its Redis and mirror where ``REDIS_URL``/``MEETSYNC_DB`` are unset, its generated
+    webhook secrets and read token where none is configured."""
+    from dataclasses import replace
+
+    db = settings.db_path
+    if db == default_db:
+        if running.get("db_from_env"):
+            raise SettingsError("MEETSYNC_DB must be set as for the running `meetsync dev`: "
+                                "its URL holds a password, which dev.json does not keep")
+        db = running.get("db_path") or default_db
+    settings = replace(settings, redis_url=settings.redis_url or running.get("redis_url"),
+                       db_path=db)
+    return dev_settings(settings, running, generate=False)[0]
+
+
+def dev_settings(settings: Settings, saved: dict[str, Any], *,
+                 generate: bool = True) -> tuple[Settings, dict[str, str]]:
+    """Fill what a developer's machine lacks: webhook secrets for a provider with none, and a
+    read token. Values saved by an earlier run are reused; returns what was made up or reused,
+    by variable name (values from the environment never are). Without ``generate`` only the
+    saved values fill in (a command beside a running dev)."""
+    previous: dict[str, str] = saved.get("generated") or {}
+    made: dict[str, str] = {}
+
+    def value(name: str, fresh: str) -> str | None:
+        found = previous.get(name) or (fresh if generate else None)
+        if found is not None:
+            made[name] = found
+        return found
+
+    for provider, keys in registry().items():
+        hooks = [key for key in keys if key.webhook and key.env]
+        accounts = settings.accounts_of(provider)
+        if not hooks or any(a.secrets(k.name) for a in accounts for k in hooks):
+            continue
+        current = settings.account(provider)
+        values = dict(current.values) if current else {
+            k.name: () if k.kind == "secrets" else k.default for k in keys}
+        filled = False
+        for key in hooks:
+            secret = value(key.env or key.name, _new_secret(key))
+            if secret is not None:
+                values[key.name] = (secret,)
+                filled = True
+        if filled:
+            settings = settings.with_account(Account(provider, "default", values))
+    if not settings.read_token:
+        token = value("MEETSYNC_READ_TOKEN", secrets.token_urlsafe(24))
+        if token is not None:
+            from dataclasses import replace
+
+            settings = replace(settings, read_token=token)
+    return settings, made
+
+
+def _new_secret(key: Key) -> str:
+    if key.prefix:  # e.g. whsec_: a prefixed secret is base64 (Standard Webhooks)
+        return key.prefix + base64.b64encode(secrets.token_bytes(24)).decode()
+    return secrets.token_hex(16)

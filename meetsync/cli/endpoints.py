@@ -87,7 +87,7 @@ def endpoints(ctx: click.Context, public_url: str, as_json: bool) -> int | None:
         return None
     from meetsync.providers import providers
 
-    settings = runtime().settings()
+    settings = runtime().settings(find_dev=True)
     found = providers()
     rows: list[dict[str, Any]] = []
     for target in _targets(settings, _public(public_url)):

@@ -52,13 +52,13 @@ def migrate(check: bool, as_json: bool) -> int:
     if check:
         pending = pending_migrations(mirror_path(settings))
         if as_json:
-            print_json({"path": settings.db_path, "pending": pending})
+            print_json({"path": _shown(settings.db_path), "pending": pending})
         else:
             click.echo(f"pending: {', '.join(pending)}" if pending else "up to date")
         return 1 if pending else 0
     applied = apply(settings.db_path)
     if as_json:
-        print_json({"path": settings.db_path, "applied": applied})
+        print_json({"path": _shown(settings.db_path), "applied": applied})
     else:
         click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
     return 0
@@ -77,7 +77,7 @@ def check(as_json: bool) -> int:
     Exit 3, listing every problem, when they are invalid.
     """
     rt = runtime()
-    settings = rt.settings()
+    settings = rt.settings(find_dev=True)
     shown = {"config_file": str(config_path(rt.env) or "") or None,
              **masked(settings, registry())}
     if as_json:
@@ -92,6 +92,13 @@ def check(as_json: bool) -> int:
             for name, value in values.items():
                 click.echo(f"  {name} = {_text(value)}")
     return 0
+
+
+def _shown(db: str) -> str:
+    """``MEETSYNC_DB`` as output may show it: a PostgreSQL URL's password masked."""
+    from meetsync.store.postgres import shown
+
+    return shown(db)
 
 
 def _text(value: object) -> str:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -15,15 +13,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 import structlog
 
-from meetsync.cli._common import registry, require, runtime, uvicorn_kwargs
-from meetsync.cli.devstate import DevState
-from meetsync.config import Key, user_path
-from meetsync.settings import Account, Settings
+from meetsync.cli._common import require, runtime, uvicorn_kwargs
+from meetsync.cli.devstate import DevState, dev_settings, stored_db
+from meetsync.config import user_path
+from meetsync.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +37,7 @@ def serve(host: str, port: int | None) -> int:
 
     settings = runtime().settings()
     require(settings, redis=True, read_token=True, webhook_secret=True)
+    warn_unreachable_redis(settings)
     app = create_app(settings)
 
     class Server(uvicorn.Server):
@@ -51,6 +49,29 @@ def serve(host: str, port: int | None) -> int:
     config = uvicorn.Config(app, host=host, port=port or settings.port, **uvicorn_kwargs())
     Server(config).run()
     return 0
+
+
+def warn_unreachable_redis(settings: Settings) -> None:
+    """Say at start-up when Redis does not answer: the receiver starts anyway (Redis may come
+    up after it; ``/readyz`` says 503 meanwhile), but every delivery would get 503."""
+    import redis
+    from redis.exceptions import RedisError
+
+    from meetsync.worker.queue import cluster_url
+
+    urls = {"REDIS_URL": settings.redis_url, "MEETSYNC_QUEUE_URL": settings.queue_url}
+    for name, url in urls.items():
+        if not url or cluster_url(url):
+            continue  # unset, or a cluster (its client discovers nodes; /readyz checks it)
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        except (RedisError, OSError) as exc:
+            log.warning("redis_unreachable_at_start", setting=name,
+                        error_type=type(exc).__name__,
+                        consequence="webhooks answer 503 and /readyz fails until it answers")
+        finally:
+            client.close()
 
 
 @click.command()
@@ -103,6 +124,8 @@ def dev(host: str, port: int | None, data_dir: str | None) -> int:
     (0600) and reused on the next start; other commands run beside it find its Redis and mirror
     there. A second `dev` on the same DATA_DIR is refused (exit 4).
     """
+    from meetsync.store.postgres import shown
+
     rt = runtime()
     settings = rt.settings()
     state = DevState(user_path(data_dir) if data_dir else rt.data_dir)
@@ -116,7 +139,7 @@ def dev(host: str, port: int | None, data_dir: str | None) -> int:
                 "pid": os.getpid(), "url": f"http://{host}:{port}",
                 # a REDIS_URL from the environment (it may hold a password) stays there
                 "redis_url": None if settings.redis_url else running.redis_url,
-                "db_path": running.db_path,
+                **stored_db(running.db_path),
                 "redis_port": None if settings.redis_url else _port_of(running.redis_url),
                 "generated": made,
             })
@@ -125,7 +148,7 @@ def dev(host: str, port: int | None, data_dir: str | None) -> int:
                 "meetsync dev stack",
                 f"  webhooks   POST {base}/webhooks/{{provider}}",
                 f"  read API   GET  {base}/v1/appointments/{{id}}/meeting",
-                f"  mirror     {running.db_path}",
+                f"  mirror     {shown(running.db_path)}",
                 f"  redis      {running.redis_url if not settings.redis_url else '$REDIS_URL'}",
                 f"  state      {state.file}",
             ]
@@ -152,40 +175,6 @@ def _interrupted(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # exit 130, after the same unwinding
 
 
-def dev_settings(settings: Settings, saved: dict[str, Any]) -> tuple[Settings, dict[str, str]]:
-    """Fill what a developer's machine lacks: webhook secrets for a provider with none, and a
-    read token. Values saved by an earlier run are reused; returns what was made up or reused,
-    by variable name (values from the environment never are)."""
-    previous: dict[str, str] = saved.get("generated") or {}
-    made: dict[str, str] = {}
-
-    def value(name: str, fresh: str) -> str:
-        made[name] = previous.get(name) or fresh
-        return made[name]
-
-    for provider, keys in registry().items():
-        hooks = [key for key in keys if key.webhook and key.env]
-        accounts = settings.accounts_of(provider)
-        if not hooks or any(a.secrets(k.name) for a in accounts for k in hooks):
-            continue
-        current = settings.account(provider)
-        values = dict(current.values) if current else {
-            k.name: () if k.kind == "secrets" else k.default for k in keys}
-        for key in hooks:
-            values[key.name] = (value(key.env or key.name, _new_secret(key)),)
-        settings = settings.with_account(Account(provider, "default", values))
-    if not settings.read_token:
-        settings = replace(settings, read_token=value("MEETSYNC_READ_TOKEN",
-                                                      secrets.token_urlsafe(24)))
-    return settings, made
-
-
-def _new_secret(key: Key) -> str:
-    if key.prefix:  # e.g. whsec_: a prefixed secret is base64 (Standard Webhooks)
-        return key.prefix + base64.b64encode(secrets.token_bytes(24)).decode()
-    return secrets.token_hex(16)
-
-
 def _port_of(url: str | None) -> int | None:
     from urllib.parse import urlsplit
 
@@ -207,12 +196,17 @@ def _port_free(port: int) -> bool:
 def local_redis(settings: Settings, data_dir: Path, port: int | None = None) -> Iterator[Settings]:
     """The settings with ``REDIS_URL`` pointing at our own redis-server when it is unset
     (on ``port`` when that is free)."""
-    from meetsync.redis_server import RedisServer
+    from meetsync.redis_server import RedisServer, stop_orphan
 
     if settings.redis_url:
         yield settings
         return
-    server = RedisServer(data_dir=data_dir)
+    # We hold dev's lock: a server still on this directory is an earlier dev's orphan (that
+    # dev was killed before it could stop it). End it rather than start a second on its AOF.
+    orphan = stop_orphan(data_dir.resolve())
+    if orphan is not None:
+        log.warning("redis_orphan_stopped", pid=orphan, data_dir=str(data_dir))
+    server = RedisServer(data_dir=data_dir, die_with_parent=True)
     if port and _port_free(port):
         server.port = port
     with server:

@@ -72,7 +72,8 @@ async def test_deliveries_queue_and_batches_move_the_figures(
 
     text, after = await scrape(http)
     queued = dict(provider="savvycal", account="default", outcome="queued", code="202")
-    refused = dict(provider="savvycal", account="", outcome="rejected_signature", code="401")
+    refused = dict(provider="savvycal", account="unknown account",
+                   outcome="rejected_signature", code="401")
     unknown = dict(provider="unknown", account="", outcome="unknown_provider", code="404")
     deliveries = "meetsync_webhook_deliveries_total"
     assert value(after, deliveries, **queued) - value(before, deliveries, **queued) == 3
