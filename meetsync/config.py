@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from meetsync.settings import Account, Settings, SettingsError
 
-Kind = Literal["text", "url", "secrets", "int", "path"]
+Kind = Literal["text", "url", "secrets", "int", "path", "list"]
 Registry = Mapping[str, tuple["Key", ...]]
 
 ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -186,7 +186,7 @@ def _file_account(
 
 
 def _default(key: Key) -> object:
-    return () if key.kind == "secrets" else key.default
+    return () if key.kind in ("secrets", "list") else key.default
 
 
 def _check(key: Key, raw: object, label: str, problems: list[str], *, from_env: bool) -> object:
@@ -210,7 +210,7 @@ def _convert(key: Key, raw: object, from_env: bool) -> tuple[str | None, object]
         if raw < key.minimum or (key.maximum is not None and raw > key.maximum):
             return wrong, None
         return None, raw
-    if key.kind == "secrets":
+    if key.kind in ("secrets", "list"):  # a list: a TOML array, or comma-separated text
         if isinstance(raw, str):
             parts = [part.strip() for part in raw.split(",")] if from_env else [raw.strip()]
         elif isinstance(raw, list) and all(isinstance(part, str) for part in raw):
