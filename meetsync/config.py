@@ -336,6 +336,8 @@ def _shown(key: Key, value: object) -> object:
     if key.secret or key.kind == "secrets":
         count = len(value) if isinstance(value, tuple) else 1
         return "***" if count == 1 else f"*** ({count} secrets)"
+    if key.kind == "list" and isinstance(value, tuple):
+        return list(value)  # shown as the file writes it
     if key.kind in ("url", "path") and isinstance(value, str) and "://" in value:
         parts = urlsplit(value)  # a postgresql:// MEETSYNC_DB may hold a password too
         if parts.password:

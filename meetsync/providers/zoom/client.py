@@ -196,7 +196,13 @@ class ZoomClient(TokenApi):
             params = httpx.QueryParams(
                 {"status": "active", "page_size": str(USERS_PAGE_SIZE)}
                 | ({"next_page_token": token} if token else {}))
-            body = await self.get_json("/users", params, "sweep")
+            try:
+                body = await self.get_json("/users", params, "sweep")
+            except PermanentApiError as exc:  # most likely a scope the app lacks
+                raise PermanentApiError(
+                    f"{exc} (listing the account's users needs the app's "
+                    "user:read:list_users:admin scope; or set ZOOM_USER_IDS)",
+                    status=exc.status) from None
             assert body is not None  # not missing_ok
             rows = body.get("users")
             if not isinstance(rows, list):

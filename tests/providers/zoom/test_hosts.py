@@ -13,7 +13,7 @@ import pytest
 
 from meetsync.events import Event
 from meetsync.providers import Window
-from meetsync.providers.http import RequestBudget
+from meetsync.providers.http import PermanentApiError, RequestBudget
 from meetsync.providers.zoom import PROVIDER, ZoomClient, users_of
 from meetsync.providers.zoom.simulator import LIST_MEETINGS, LIST_USERS, User, ZoomSim
 from meetsync.settings import Settings, SettingsError
@@ -21,6 +21,7 @@ from meetsync.simulator import ManualClock, serve_in_background
 from meetsync.store import open_store
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.reconciler import Reconciler
+from tests.providers.zoom.test_client import FakeZoom
 
 START = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 OAUTH = "POST /oauth/token"
@@ -147,6 +148,19 @@ async def test_a_listed_user_zoom_does_not_know_is_an_error_not_a_failed_sweep(
     ids, errors = await swept(client(sim, root, user_ids=["nobody@example.com", "me"]))
     assert ids == made[sim.account.users[0].id]
     assert errors == ["user 'nobody@example.com': not found at Zoom (HTTP 404); check user_ids"]
+
+
+async def test_a_users_listing_zoom_refuses_says_which_scope_or_setting() -> None:
+    zoom = FakeZoom()  # a scripted Zoom without GET /users (as for an app lacking the scope)
+    with serve_in_background(zoom.app()) as url:
+        api = ZoomClient(account_id="acct1", client_id="cid", client_secret="csecret",
+                         budget=RequestBudget(100, window=1.0), api_url=f"{url}/v2",
+                         oauth_url=f"{url}/oauth/token")
+        with pytest.raises(PermanentApiError) as caught:
+            await swept(api)
+    assert str(caught.value).startswith("GET /users: HTTP 404 (")
+    assert "user:read:list_users:admin" in str(caught.value) and "csecret" not in str(caught.value)
+    assert zoom.tokens == 1 and zoom.seen == []  # no meetings listed
 
 
 def test_user_ids_in_the_file(tmp_path: Path) -> None:
