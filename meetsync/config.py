@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from meetsync.settings import Account, Settings, SettingsError
 
-Kind = Literal["text", "url", "secrets", "int", "path", "db"]
+Kind = Literal["text", "url", "secrets", "int", "path", "db", "list"]
 Registry = Mapping[str, tuple["Key", ...]]
 
 ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -207,7 +207,7 @@ def _file_account(
 
 
 def _default(key: Key) -> object:
-    return () if key.kind == "secrets" else key.default
+    return () if key.kind in ("secrets", "list") else key.default
 
 
 def _check(key: Key, raw: object, label: str, problems: list[str], *, from_env: bool) -> object:
@@ -231,7 +231,7 @@ def _convert(key: Key, raw: object, from_env: bool) -> tuple[str | None, object]
         if raw < key.minimum or (key.maximum is not None and raw > key.maximum):
             return wrong, None
         return None, raw
-    if key.kind == "secrets":
+    if key.kind in ("secrets", "list"):  # a list: a TOML array, or comma-separated text
         if isinstance(raw, str):
             parts = [part.strip() for part in raw.split(",")] if from_env else [raw.strip()]
         elif isinstance(raw, list) and all(isinstance(part, str) for part in raw):
@@ -371,6 +371,8 @@ def _shown(key: Key, value: object) -> object:
     if key.secret or key.kind == "secrets":
         count = len(value) if isinstance(value, tuple) else 1
         return "***" if count == 1 else f"*** ({count} secrets)"
+    if key.kind == "list" and isinstance(value, tuple):
+        return list(value)  # shown as the file writes it
     if key.kind in ("url", "path", "db") and isinstance(value, str) and "://" in value:
         parts = urlsplit(value)  # a postgresql:// MEETSYNC_DB may hold a password too
         if parts.password:

@@ -10,8 +10,9 @@ Zoom differs from SavvyCal where the demo looks:
   The truth is therefore compared on every field but ``meeting.host_url`` (a fresh URL on every
   GET), and the start-URL promise is checked on its own: what the read API serves for each
   upcoming meeting is null or a URL Zoom would accept now (``sim.start_url_valid``).
-- The sweep lists one user's meetings (``ZOOM_USER_ID``, ``me``: the account owner), so the
-  simulated account has one host (see the report's notes).
+- The simulated account has ``HOSTS`` hosts, and the sweep lists every active one
+  (``GET /users``, then each one's meetings). A few meetings of the second host are created
+  with their webhooks never sent: only the sweep can find them, and the report says it did.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -34,7 +35,7 @@ from meetsync.providers.zoom.mapping import deleted_event, meeting_event
 from meetsync.providers.zoom.simulator import ROUTES, ZoomDelivery, ZoomSim, played_until
 from meetsync.settings import Settings
 from meetsync.simulator import Chaos
-from meetsync.store import Store
+from meetsync.store import Store, open_store
 from meetsync.worker.reconciler import snapshot_of
 
 NAME = "zoom"
@@ -45,6 +46,8 @@ BUDGET_PER_SECOND = 20
 # A fresh start URL on every GET: compared on its own (the start-URL check), not as drift.
 SKIP = ("meeting.host_url",)
 DELIVERY_SEED_OFFSET = 500  # Zoom's chaos draws differ from SavvyCal's under one --seed
+HOSTS = 3
+UNHEARD = 5  # meetings of the second host whose webhooks are never sent
 
 
 @dataclass
@@ -52,16 +55,24 @@ class ZoomWorkload:
     sim: ZoomSim
     deliveries: list[ZoomDelivery]
     meetings: int
+    unheard: list[str] = field(default_factory=list)  # created, their webhooks never sent
 
 
 def play(meetings: int, seed: int, end: datetime) -> ZoomWorkload:
-    say(f"playing a Zoom workload: {meetings} meetings (seed {seed}, one host)")
-    sim, deliveries = played_until(
-        end, seed, lambda sim: sim.play(meetings), users_per_account=1
-    )
+    say(f"playing a Zoom workload: {meetings} meetings (seed {seed}, {HOSTS} hosts)")
+
+    def workload(sim: ZoomSim) -> list[ZoomDelivery]:
+        deliveries = sim.play(meetings)
+        second = sim.account.users[1]
+        for hours in range(2, 2 + UNHEARD):  # upcoming; their deliveries are dropped
+            sim.create(host=second, start_time=sim.now + timedelta(hours=hours))
+        return deliveries
+
+    sim, deliveries = played_until(end, seed, workload, users_per_account=HOSTS)
+    unheard = [str(d.meeting_id) for d in sim.history[len(deliveries):]]
     say(f"  {len(deliveries)} webhooks, {len(sim.meetings)} meetings at Zoom "
-        f"({len(sim.deleted)} deleted)")
-    return ZoomWorkload(sim, deliveries, meetings)
+        f"({len(sim.deleted)} deleted), {len(unheard)} of the second host's never sent")
+    return ZoomWorkload(sim, deliveries, meetings, unheard)
 
 
 def environment(sim: ZoomSim, root: str) -> dict[str, str]:
@@ -77,8 +88,7 @@ def environment(sim: ZoomSim, root: str) -> dict[str, str]:
         "ZOOM_CLIENT_SECRET": account.client_secret,
         "ZOOM_API_REQUESTS_PER_SECOND": str(BUDGET_PER_SECOND),
         "ZOOM_START_URL_TTL_SECONDS": str(START_URL_TTL_SECONDS),
-        "ZOOM_USER_ID": "me",
-    }
+    }  # no ZOOM_USER_IDS: the sweep lists every active user
 
 
 async def deliver_all(
@@ -160,6 +170,23 @@ async def check_start_urls(sim: ZoomSim, url: str, read_token: str, now: datetim
     return found
 
 
+def unheard_found(workload: ZoomWorkload, db_path: str, now: datetime) -> int:
+    """How many of the meetings whose webhooks were never sent the mirror holds, as Zoom
+    does (start and join URL)."""
+    store = open_store(db_path, clock=lambda: now)
+    try:
+        held = store.snapshots(workload.unheard, provider=NAME)
+    finally:
+        store.close()
+    found = 0
+    for meeting_id in workload.unheard:
+        truth = workload.sim.meeting(int(meeting_id))
+        row = held.get(meeting_id)
+        found += bool(row and row["start_at"] == truth["start_time"]
+                      and row["meeting.join_url"] == truth["join_url"])
+    return found
+
+
 def api_lines(sim: ZoomSim, meetings: int) -> list[str]:
     return demo_parts.api_lines("Zoom", sim.calls, sim.statuses, ROUTES, meetings, "meetings")
 
@@ -195,6 +222,9 @@ async def reconcile_and_report(
     say(f"  after reconcile: mismatches by field: {after.mismatches()}")
     say(after.deleted_line())
     say(urls.line())
+    found = unheard_found(workload, settings.db_path, now)
+    say(f"  second host, no webhooks: {found}/{len(workload.unheard)} of its meetings found "
+        f"by the sweep ({len(sim.account.users)} hosts swept)")
     if urls.invalid:
         say(f"  dead start URLs served for: {sorted(urls.invalid)[:10]}")
     for line in api_lines(sim, workload.meetings):
@@ -205,7 +235,7 @@ async def reconcile_and_report(
             "reconciler's window")
     say(f"  took {time.monotonic() - started:.1f} s")
     say(f"converged: {len(converged)}/{after.compared} zoom meetings match the provider")
-    return 0 if len(converged) == after.compared else 1
+    return 0 if len(converged) == after.compared and found == len(workload.unheard) else 1
 
 
 __all__ = [

@@ -41,6 +41,10 @@ class Account:
         value = self.values.get(key)
         return tuple(value) if isinstance(value, tuple) else ()
 
+    def texts(self, key: str) -> tuple[str, ...]:
+        """A ``list`` key's items (none when unset)."""
+        return self.secrets(key)
+
     def number(self, key: str) -> int:
         value = self.values.get(key)
         if not isinstance(value, int):

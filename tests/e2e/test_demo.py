@@ -58,6 +58,8 @@ def test_zoom_converges_with_valid_start_urls() -> None:
     found = re.search(r"start URLs served: (\d+), valid: (\d+)", result.stdout)
     assert found and found.group(1) == found.group(2), result.stdout[-3000:]
     assert "GET /v2/meetings/{meetingId}:" in result.stdout  # the API calls per route
+    # several hosts: meetings of the second one, their webhooks never sent, found by the sweep
+    assert "second host, no webhooks: 5/5 of its meetings found by the sweep" in result.stdout
 
 
 def test_all_four_providers_share_one_stack_and_each_converges() -> None:

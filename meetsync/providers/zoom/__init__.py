@@ -123,7 +123,7 @@ class Zoom:
             api_url=account.text("api_url") or API_URL,
             oauth_url=account.text("oauth_url") or OAUTH_URL,
             ttl_seconds=account.number("start_url_ttl_seconds"),
-            user_id=account.text("user_id") or "me",
+            user_ids=users_of(account),
         )
 
     def poll_interval(self, account: Account) -> int | None:
@@ -137,6 +137,13 @@ class Zoom:
 
     def selftest(self, account: Account, now: datetime) -> SelfTestDelivery | None:
         return _selftest.selftest(account, now)
+
+
+def users_of(account: Account) -> tuple[str, ...] | None:
+    """Whose meetings the account's sweep lists: ``user_ids`` and ``user_id`` (an older
+    setting, kept), each once; None (neither set): every active user of the account."""
+    listed = dict.fromkeys((*account.texts("user_ids"), *filter(None, [account.text("user_id")])))
+    return tuple(listed) or None
 
 
 PROVIDER = Zoom()

@@ -18,8 +18,10 @@ Calls::
     fetch   GET /meetings/{id}?show_previous_occurrences=true
                                           404 (Zoom's code 3001 "meeting not found" comes
                                           with 404) → None
-    sweep   GET /users/{user_id}/meetings?type=live&page_size=300&next_page_token=...
-            GET /users/{user_id}/meetings?type=scheduled&page_size=300&next_page_token=...
+    sweep   GET /users?status=active&page_size=300&next_page_token=...   (unless listed)
+            then for each user:
+            GET /users/{userId}/meetings?type=live&page_size=300&next_page_token=...
+            GET /users/{userId}/meetings?type=scheduled&page_size=300&next_page_token=...
 
 A fetch asks for a recurring meeting's past occurrences too (Zoom lists only the upcoming
 ones by default): a fetched list replaces the mirror's whole set, and one without them would
@@ -34,6 +36,17 @@ listed by ``type=live`` first (usually one short page) say ``started``, the othe
 ``scheduled``: without it a lost ``meeting.started`` never showed as drift. Paging stops with
 an error on a repeated ``next_page_token`` or after ``MAX_PAGES`` pages.
 
+Whose meetings: the users the settings list (``user_ids``: ids, emails or ``me``), else every
+active user of the account (Zoom's "List users", https://developers.zoom.us/docs/api/users/:
+``{"users": [{"id", "email", "status", ...}], "next_page_token", "page_size",
+"total_records"}``), listed at the start of each sweep so a new host is swept from the next
+one on. A meeting has one host, so each user's listing adds its own meetings; an id listed
+twice (a meeting moved to another host between two listings) is taken once. Every request is
+a unit of the account's budget (``sweep`` priority, behind refetches), so a sweep of N users
+costs 1 + 2 N requests (more with pages) and takes at least that many requests' time at the
+account's rate: set ``user_ids`` to sweep fewer. A listed user Zoom no longer knows (404)
+is skipped (an error when the settings named it).
+
 Errors are ``meetsync.providers.http``'s: ``RetryableApiError`` / ``PermanentApiError``.
 """
 
@@ -44,7 +57,7 @@ import contextlib
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from urllib.parse import quote
 
@@ -64,6 +77,7 @@ from meetsync.providers.zoom.config import API_URL, OAUTH_URL, START_URL_TTL_SEC
 from meetsync.providers.zoom.mapping import PROVIDER, meeting_event, meeting_id
 
 PAGE_SIZE = 300  # Zoom's maximum for this listing
+USERS_PAGE_SIZE = 300  # and for List users (a "Light" API: up to 300 a page)
 MAX_PAGES = 1000
 TOKEN_MARGIN_SECONDS = 300
 DEFAULT_TOKEN_SECONDS = 3600  # Zoom's S2S tokens live an hour; used if expires_in is missing
@@ -92,7 +106,7 @@ class ZoomClient(TokenApi):
         api_url: str = API_URL,
         oauth_url: str = OAUTH_URL,
         ttl_seconds: int = START_URL_TTL_SECONDS,
-        user_id: str = "me",
+        user_ids: Sequence[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
@@ -109,7 +123,7 @@ class ZoomClient(TokenApi):
         )
         self.account = account
         self.ttl_seconds = ttl_seconds
-        self.user_id = user_id
+        self.user_ids = None if user_ids is None else tuple(user_ids)
         self._oauth_url = oauth_url
         self._account_id = account_id
         self._credentials = httpx.BasicAuth(client_id, client_secret)
@@ -155,28 +169,91 @@ class ZoomClient(TokenApi):
     async def sweep(
         self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
     ) -> AsyncIterator[SweepPage]:
-        """Every meeting of ``user_id`` in ``window``, page by page, each id once (live ones
-        ``started``)."""
-        path = f"/users/{quote(self.user_id, safe='')}/meetings"
+        """Every meeting in ``window`` of each user swept (the module docstring), page by
+        page, each id once (live ones ``started``)."""
+        users, errors = await self._users()
+        seen: set[str] = set()
+        number = 0
+        for user in users:
+            async for page in self._user_pages(user, number, window, event_id, clock, seen):
+                number = page.number
+                if errors:  # the users listing's, on the first page
+                    page.errors[:0] = errors
+                    errors = []
+                yield page
+        if errors or not number:  # say why nothing was swept, or that nobody was
+            yield SweepPage(events=[], errors=errors, number=number + 1, complete=False)
+
+    async def _users(self) -> tuple[list[str], list[str]]:
+        """The users to sweep, and what went wrong listing them."""
+        if self.user_ids is not None:
+            return list(self.user_ids), []
+        found: dict[str, None] = {}
+        errors: list[str] = []
+        tokens: set[str] = set()
+        token = ""
+        for _ in range(MAX_PAGES):
+            params = httpx.QueryParams(
+                {"status": "active", "page_size": str(USERS_PAGE_SIZE)}
+                | ({"next_page_token": token} if token else {}))
+            try:
+                body = await self.get_json("/users", params, "sweep")
+            except PermanentApiError as exc:  # most likely a scope the app lacks
+                raise PermanentApiError(
+                    f"{exc} (listing the account's users needs the app's "
+                    "user:read:list_users:admin scope; or set ZOOM_USER_IDS)",
+                    status=exc.status) from None
+            assert body is not None  # not missing_ok
+            rows = body.get("users")
+            if not isinstance(rows, list):
+                raise PermanentApiError("GET /users: unexpected response shape: users is not "
+                                        "a list", status=200)
+            for index, row in enumerate(rows):
+                user = row.get("id") if isinstance(row, dict) else None
+                if isinstance(user, str) and user and row.get("status", "active") == "active":
+                    found[user] = None
+                elif not (isinstance(user, str) and user):
+                    errors.append(f"users page row {index}: no user id")
+            following = body.get("next_page_token")
+            if not isinstance(following, str) or not following:
+                return list(found), errors
+            if following in tokens:
+                errors.append("users paging stopped: next_page_token repeated")
+                return list(found), errors
+            tokens.add(following)
+            token = following
+        errors.append(f"users paging stopped after {MAX_PAGES} pages")
+        return list(found), errors
+
+    async def _user_pages(
+        self, user: str, number: int, window: Window, event_id: Callable[[str], str],
+        clock: Callable[[], datetime], seen_ids: set[str],
+    ) -> AsyncIterator[SweepPage]:
+        """One user's meetings in ``window``, as pages numbered on from ``number``."""
+        path = f"/users/{quote(user, safe='')}/meetings"
         live = await self._live_ids(path)
-        bounds = window
-        seen_ids: set[str] = set()
+        if live is None:
+            if self.user_ids is not None:  # named in the settings: say so
+                yield SweepPage(events=[], number=number + 1, complete=False, errors=[
+                    f"user {user!r}: not found at Zoom (HTTP 404); check user_ids"])
+            return  # listed, then gone (deleted or deactivated meanwhile)
         seen_tokens: set[str] = set()
         next_token = ""
-        for number in range(1, MAX_PAGES + 1):
+        for count in range(1, MAX_PAGES + 1):
             params = httpx.QueryParams(
                 {"type": "scheduled", "page_size": str(PAGE_SIZE)}
                 | ({"next_page_token": next_token} if next_token else {}))
             stamp = to_micros(clock())
-            body = await self.get_json(path, params, "sweep")
-            assert body is not None  # not missing_ok
+            body = await self.get_json(path, params, "sweep", missing_ok=True)
+            page = SweepPage(events=[], number=number + count, complete=False)
+            if body is None:
+                return  # gone since its type=live listing
             rows = body.get("meetings", [])
             if not isinstance(rows, list):
                 raise PermanentApiError(f"GET {path}: unexpected response shape: meetings "
                                         "is not a list", status=200)
-            page = SweepPage(events=[], number=number, complete=False)
             for index, row in enumerate(rows):
-                self._take(row, index, stamp, event_id, bounds, seen_ids, live, page)
+                self._take(row, index, stamp, event_id, window, seen_ids, live, page)
             token = body.get("next_page_token")
             if not isinstance(token, str) or not token:
                 yield page
@@ -187,20 +264,22 @@ class ZoomClient(TokenApi):
                 return
             seen_tokens.add(token)
             next_token = token
-            if number == MAX_PAGES:
+            if count == MAX_PAGES:
                 page.errors.append(f"paging stopped after {MAX_PAGES} pages")
             yield page
 
-    async def _live_ids(self, path: str) -> set[str]:
-        """The ids ``type=live`` lists: the meetings in progress (list rows carry no status)."""
+    async def _live_ids(self, path: str) -> set[str] | None:
+        """The ids ``type=live`` lists: the meetings in progress (list rows carry no status);
+        None when Zoom does not know the user (404)."""
         found: set[str] = set()
         token = ""
         for _ in range(MAX_PAGES):
             params = httpx.QueryParams(
                 {"type": "live", "page_size": str(PAGE_SIZE)}
                 | ({"next_page_token": token} if token else {}))
-            body = await self.get_json(path, params, "sweep")
-            assert body is not None  # not missing_ok
+            body = await self.get_json(path, params, "sweep", missing_ok=True)
+            if body is None:
+                return None
             rows = body.get("meetings", [])
             for row in rows if isinstance(rows, list) else []:
                 if isinstance(row, dict):
@@ -235,6 +314,4 @@ class ZoomClient(TokenApi):
             page.events.append(event)
 
 
-
-
-__all__ = ["MAX_PAGES", "PAGE_SIZE", "ZoomClient"]
+__all__ = ["MAX_PAGES", "PAGE_SIZE", "USERS_PAGE_SIZE", "ZoomClient"]

@@ -11,9 +11,12 @@ Two keys are ours, not the contract's (guesses, documented here):
   there is (PROVIDERS.md): safe everywhere; Pro accounts may raise it to 30, Business+ to 80.
   The daily caps (6,000 Light requests/day on Free) are not budgeted: a 429 says so with an
   ISO-8601 ``Retry-After`` the client honours.
-- ``ZOOM_USER_ID`` (default ``me``): whose meetings a sweep lists
-  (``GET /users/{user_id}/meetings``). ``me`` is the token's own user; an account-wide sweep
-  of several hosts needs one account entry per host (or a future users listing).
+- ``ZOOM_USER_IDS`` (a comma-separated list; ``user_ids = [...]`` in the file) and
+  ``ZOOM_USER_ID`` (one; kept from before): whose meetings a sweep lists
+  (``GET /users/{userId}/meetings``), by user id or email (``me``: the token's own user).
+  Neither set: every active user of the account (``GET /users?status=active``), which the app
+  may do with the ``user:read:list_users:admin`` scope (``user:read:admin`` in the classic
+  scopes).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ KEYS: tuple[Key, ...] = (
     Key("start_url_ttl_seconds", "ZOOM_START_URL_TTL_SECONDS", "int",
         default=START_URL_TTL_SECONDS),
     Key("requests_per_second", "ZOOM_API_REQUESTS_PER_SECOND", "int", default=4),
-    Key("user_id", "ZOOM_USER_ID", default="me"),
+    Key("user_id", "ZOOM_USER_ID"),
+    Key("user_ids", "ZOOM_USER_IDS", "list"),
 )
 
 API_CREDENTIALS = ("account_id", "client_id", "client_secret")

@@ -115,7 +115,7 @@ async def client(fake: tuple[FakeZoom, str]) -> AsyncIterator[ZoomClient]:
     api = ZoomClient(account="acme", account_id="acct1", client_id="cid",
                      client_secret="csecret", budget=RequestBudget(1000, window=1.0),
                      api_url=f"{url}/v2", oauth_url=f"{url}/oauth/token", ttl_seconds=600,
-                     clock=Clock(), sleep=sleep)
+                     clock=Clock(), sleep=sleep, user_ids=["me"])  # one scripted user
     api.slept = slept  # type: ignore[attr-defined]
     yield api
     await api.aclose()

@@ -7,6 +7,7 @@ workload signed as Zoom signs it, and its API (Server-to-Server OAuth, Meetings,
     with serve_in_background(sim.asgi_app()) as root:       # API at f"{root}/v2",
         ...                                                 # token at f"{root}/oauth/token"
     sim.calls                                               # requests per route
+    sim.add_user(status="inactive")                         # users: GET /v2/users, paged
     sim.start_url_valid(url)                                # would this start URL work now?
 
 Credentials live on ``sim.account`` (``account_id``, ``client_id``, ``client_secret``,
@@ -16,7 +17,13 @@ deliveries, whatever the API serves meanwhile.
 
 from __future__ import annotations
 
-from meetsync.providers.zoom.simulator.api import ROUTES, ApiConfig, build_app
+from meetsync.providers.zoom.simulator.api import (
+    LIST_MEETINGS,
+    LIST_USERS,
+    ROUTES,
+    ApiConfig,
+    build_app,
+)
 from meetsync.providers.zoom.simulator.model import (
     Account,
     User,
@@ -31,6 +38,8 @@ from meetsync.providers.zoom.simulator.signing import (
 )
 
 __all__ = [
+    "LIST_MEETINGS",
+    "LIST_USERS",
     "ROUTES",
     "Account",
     "ApiConfig",

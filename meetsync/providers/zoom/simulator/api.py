@@ -16,6 +16,12 @@ Serve it with ``serve_in_background(sim.asgi_app())`` at ``root``: the API base 
   (``https://zoom.us/s/{id}?zak=...``), valid ``start_url_ttl_seconds`` after issue. Unknown,
   deleted or another account's: 404 ``{"code": 3001, "message": "Meeting does not exist: {id}."}``;
   a non-numeric id: 400 code 300 (a guess).
+- ``GET /v2/users?status=&page_size=&next_page_token=`` (List users): the account's users of
+  that ``status`` (``active``, the default, ``inactive`` or ``pending``; else 400 code 300) in
+  the order they joined, ``{"page_count", "page_number", "page_size", "total_records",
+  "next_page_token", "users": [...]}`` with Zoom's user fields (``id``, ``email``,
+  ``first_name``, ``last_name``, ``display_name``, ``type``, ``status``, ``role_id``,
+  ``timezone``, ``verified``, ``dept``, ``created_at``, ``language``); paged as below.
 - ``GET /v2/users/{userId}/meetings?type=&page_size=&next_page_token=``: ``userId`` is a user id,
   an email or ``me`` (the account owner); unknown: 404 code 1001. ``type``: ``scheduled``
   (default: every meeting not deleted: Zoom's "valid previous (unexpired), live and upcoming"),
@@ -57,7 +63,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meetsync.providers.zoom.simulator import shapes
-from meetsync.providers.zoom.simulator.model import AccessToken, Account, StartUrl, public
+from meetsync.providers.zoom.simulator.model import (
+    AccessToken,
+    Account,
+    StartUrl,
+    User,
+    public,
+)
 from meetsync.simulator.api import RateLimiter
 
 if TYPE_CHECKING:
@@ -65,9 +77,11 @@ if TYPE_CHECKING:
 
 OAUTH = "POST /oauth/token"
 GET_MEETING = "GET /v2/meetings/{meetingId}"
+LIST_USERS = "GET /v2/users"
 LIST_MEETINGS = "GET /v2/users/{userId}/meetings"
 START_URL = "GET /s/{meetingId}"
-ROUTES = (OAUTH, GET_MEETING, LIST_MEETINGS, START_URL)
+ROUTES = (OAUTH, GET_MEETING, LIST_USERS, LIST_MEETINGS, START_URL)
+USER_STATUSES = ("active", "inactive", "pending")
 
 DEFAULT_PAGE_SIZE = 30
 MAX_PAGE_SIZE = 300
@@ -229,6 +243,39 @@ class _Api:
         sim.start_urls[url] = StartUrl(meeting_id, now, now + self.config.start_url_ttl_seconds)
         return url
 
+    async def list_users(self, request: Request) -> Response:
+        account = await self.api_gate(request)
+        status = request.query_params.get("status", "active")
+        if status not in USER_STATUSES:
+            return _error(400, 300, "Invalid field: status.")
+        raw_size = request.query_params.get("page_size", str(DEFAULT_PAGE_SIZE))
+        if not raw_size.isdigit() or int(raw_size) < 1:
+            return _error(400, 300, "Invalid field: page_size.")
+        page_size = min(int(raw_size), MAX_PAGE_SIZE)
+        users = [u for u in account.users if u.status == status]
+        offset = 0
+        cursor = request.query_params.get("next_page_token", "")
+        now = self.sim.clock()
+        if cursor:
+            page = self.pages.get(cursor)
+            if page is None or page.expires_at <= now or page.kind != f"users:{status}":
+                return _error(400, 300, "Invalid next_page_token.")
+            offset = page.after[1]
+        served = users[offset : offset + page_size]
+        next_token = ""
+        if offset + page_size < len(users):
+            next_token = shapes.token(self.sim.api_rng, 32)
+            self.pages[next_token] = _PageToken(account.account_id, "", f"users:{status}",
+                                                ("", offset + page_size), now + PAGE_TOKEN_TTL)
+        return _json(200, {
+            "page_count": -(-len(users) // page_size),
+            "page_number": offset // page_size + 1,
+            "page_size": page_size,
+            "total_records": len(users),
+            "next_page_token": next_token,
+            "users": [_user_row(u, u is account.users[0]) for u in served],
+        })  # fmt: skip
+
     async def list_meetings(self, request: Request) -> Response:
         account = await self.api_gate(request)
         user_ref = request.path_params["user_id"]
@@ -305,6 +352,26 @@ class _Api:
         return _json(200, {"meeting_id": issued.meeting_id, "started": True})
 
 
+def _user_row(user: User, owner: bool) -> dict[str, Any]:
+    """A user as List users shows one (the fields a sweep could use; no PMI, no phone)."""
+    first, _, last = user.name.partition(" ")
+    return {
+        "id": user.id,
+        "first_name": first,
+        "last_name": last,
+        "display_name": user.name,
+        "email": user.email,
+        "type": 2,  # licensed
+        "status": user.status,
+        "role_id": "0" if owner else "2",  # owner, member
+        "timezone": "UTC",
+        "verified": 1,
+        "dept": "",
+        "created_at": "2024-01-02T09:00:00Z",
+        "language": "en-US",
+    }
+
+
 def _order(meeting: dict[str, Any]) -> tuple[str, int]:
     return (meeting["start_time"], meeting["id"])
 
@@ -341,6 +408,7 @@ def build_app(sim: ZoomSim, config: ApiConfig | None = None) -> Starlette:
             Route("/oauth/token", counted(OAUTH, api.token), methods=["POST"]),
             Route("/v2/meetings/{meeting_id}", counted(GET_MEETING, api.get_meeting),
                   methods=["GET"]),
+            Route("/v2/users", counted(LIST_USERS, api.list_users), methods=["GET"]),
             Route("/v2/users/{user_id}/meetings", counted(LIST_MEETINGS, api.list_meetings),
                   methods=["GET"]),
             Route("/s/{meeting_id}", counted(START_URL, api.start_url), methods=["GET"]),

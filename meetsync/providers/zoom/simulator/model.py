@@ -50,9 +50,15 @@ _CREATED_FIELDS = ("uuid", "id", "host_id", "topic", "type", "start_time", "dura
 
 @dataclass(frozen=True, slots=True)
 class User:
+    """A user of an account: each meeting has one host. Only ``active`` users host meetings
+    that matter; ``inactive`` (deactivated) and ``pending`` (invited) ones are listed only
+    when asked for (``GET /users?status=``)."""
+
     id: str
     email: str
     account_id: str
+    name: str = ""
+    status: str = "active"
 
 
 @dataclass(slots=True)
@@ -226,7 +232,7 @@ class ZoomSim:
         """``meeting.created``: a scheduled (type 2) or recurring fixed-time (type 8) meeting."""
         rng = self.rng
         account = account or self.account
-        host = host or rng.choice(account.users)
+        host = host or rng.choice([u for u in account.users if u.status == "active"])
         self._tick()
         meeting_id = self._new_meeting_id()
         begin = (start_time or self._random_start()).astimezone(UTC).replace(microsecond=0)
@@ -466,10 +472,24 @@ class ZoomSim:
             client_secret=shapes.token(rng, 32),
             secret_token=shapes.token(rng),
         )
-        for name in rng.sample(_NAMES, users):
-            email = f"{name.lower().replace(' ', '.')}@{account.account_id[:6].lower()}.example.com"
-            account.users.append(User(shapes.token(rng), email, account.account_id))
+        names = rng.sample(_NAMES, min(users, len(_NAMES)))
+        names += [f"Host {n}" for n in range(len(_NAMES) + 1, users + 1)]  # beyond the eight
+        for name in names:
+            self._new_user(account, name)
         return account
+
+    def _new_user(self, account: Account, name: str, status: str = "active") -> User:
+        email = f"{name.lower().replace(' ', '.')}@{account.account_id[:6].lower()}.example.com"
+        user = User(shapes.token(self.rng), email, account.account_id, name, status)
+        account.users.append(user)
+        return user
+
+    def add_user(
+        self, account: Account | None = None, *, name: str | None = None, status: str = "active"
+    ) -> User:
+        """A new user of ``account`` (no webhook: Zoom's ``user.*`` events are not ours)."""
+        account = account or self.account
+        return self._new_user(account, name or f"Host {len(account.users) + 1}", status)
 
 
 def public(meeting: dict[str, Any]) -> dict[str, Any]:
