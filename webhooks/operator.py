@@ -35,6 +35,7 @@ from meetsync.providers import providers
 from meetsync.settings import Settings
 from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
+from meetsync.store.subscribers import cursors as subscriber_cursors
 from meetsync.webhooks.status_page import login_page, status_page
 from meetsync.worker.queue import STATS, QueueClient, backlog, reconcile_runs_key
 
@@ -60,6 +61,9 @@ class Overview:
     deliveries: dict[Key, dict[str, int]] = field(default_factory=dict)
     accounts: list[Key] = field(default_factory=list)
     refreshable: frozenset[str] = frozenset()
+    # each configured subscriber: its URL as shown, and its cursor's state (None: no worker
+    # has started delivering to it yet, or the mirror could not be read)
+    subscribers: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
 
 
 def counted(endpoint: Callable[[Request], Awaitable[Response]],
@@ -236,6 +240,8 @@ async def _overview(settings: Settings, redis: Redis, stream: QueueClient) -> Ov
             "letters": store.dead_letters()[-10:],
             "runs": {run["id"]: run for run in figures.runs(store, wanted)},
             "recent_runs": store.runs(10),
+            "subscribers": ({c["name"]: c for c in subscriber_cursors(store)}
+                            if settings.subscribers else {}),
         }
 
     overview.mirror = await _read_mirror(settings.db_path, read)
@@ -243,6 +249,8 @@ async def _overview(settings: Settings, redis: Redis, stream: QueueClient) -> Ov
     if overview.mirror is not None:
         seen |= set(overview.mirror["appointments"]) | set(overview.mirror["dead_letters"])
     seen |= set(overview.deliveries)
+    held = (overview.mirror or {}).get("subscribers", {})
+    overview.subscribers = [(s.name, s.shown_url, held.get(s.name)) for s in settings.subscribers]
     overview.accounts = sorted(seen)
     return overview
 

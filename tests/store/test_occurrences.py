@@ -167,8 +167,8 @@ def test_a_mirror_from_release_0_1_gains_occurrences(tmp_path: Path) -> None:
     path = tmp_path / "mirror.db"
     shutil.copyfile(FIXTURE, path)
     with open_store(path) as store:  # migrates
-        assert [m.name for m in migrations.applied(Database(store.conn))][-1] == (
-            "m007_occurrences")
+        assert "m007_occurrences" in [
+            m.name for m in migrations.applied(Database(store.conn))]
         appt, provider = store.conn.execute(
             "SELECT id, provider FROM appointments ORDER BY id LIMIT 1").fetchone()
         assert store.conn.execute(
