@@ -128,3 +128,27 @@ def test_credentials_are_stripped_everywhere_in_the_data() -> None:
                                                "join_url": "https://j",
                                                "linked": {"host_url": None}},
                         "participants": [{"id": "p", "password": None}]}
+
+
+def test_the_readmes_receiver_verifies_what_the_worker_signs() -> None:
+    """The README's receiver example, run as written against a signed delivery."""
+    from datetime import UTC, datetime
+
+    from meetsync.worker.subscribers import signed_headers
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Subscribers"):]
+    code = section[section.index("```python\n") + 10:]
+    code = code[:code.index("```")].replace('"whsec_..."', repr(B))
+    seen: list[object] = []
+    scope: dict[str, object] = {"already_seen": lambda _id: False,
+                                "apply": lambda *args: seen.append(args)}
+    exec(code, scope)  # noqa: S102 - our own README
+    receive = scope["receive"]
+    body = b'{"id": "msg_crm_7", "type": "meeting.changed", "seq": 7, "data": null}'
+    headers = signed_headers((A, B), "msg_crm_7", body, datetime.now(UTC))
+    assert receive(body, headers) == 204  # type: ignore[operator]
+    assert seen == [("meeting.changed", 7, None)]
+    headers["webhook-signature"] = signed_headers((A,), "msg_crm_7", body, datetime.now(UTC))[
+        "webhook-signature"]
+    assert receive(body, headers) == 401  # type: ignore[operator]
