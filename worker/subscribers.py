@@ -226,6 +226,9 @@ class Deliverer:
             except (RedisError, OSError) as exc:
                 log.warning("subscriber_redis_unavailable", subscriber=self.name,
                             error_type=type(exc).__name__)
+            except Exception as exc:  # never end the task: deliveries would stop silently
+                log.error("subscriber_delivery_crashed", subscriber=self.name,
+                          error_type=type(exc).__name__)
             if not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(),

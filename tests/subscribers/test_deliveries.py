@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from meetsync.settings import Subscriber
 from meetsync.store import open_store
 from meetsync.store import subscribers as cursors
@@ -36,6 +38,11 @@ def all_acknowledged(receiver: Receiver, db: Path | str) -> Callable[[], bool]:
         wanted = {webhook_id("s1", c["seq"]) for c in changes(db)}
         return bool(wanted) and wanted <= {r.webhook_id for r in receiver.acknowledged()}
     return check
+
+
+def sample(name: str, subscriber: str = "s1") -> float:
+    """A subscriber metric of this process (0 when not yet recorded)."""
+    return REGISTRY.get_sample_value(name, {"subscriber": subscriber}) or 0.0
 
 
 def cursor_at_end(db: Path | str, name: str = "s1") -> Callable[[], bool]:
@@ -96,8 +103,12 @@ async def test_body_is_the_read_apis_view(
 ) -> None:
     receiver = receivers()
     write(db_path, event(1, 1, participants=2))
+    sent_before = sample("meetsync_subscriber_sent_total")
     deliver(settings_for(db_path, Subscriber("s1", receiver.url, (SECRET,))))
     await eventually(all_acknowledged(receiver, db_path))
+    await eventually(lambda: sample("meetsync_subscriber_lag_seq") == 0)
+    assert sample("meetsync_subscriber_sent_total") - sent_before == len(changes(db_path))
+    assert sample("meetsync_subscriber_lag_seconds") == 0
     with open_store(db_path, readonly=True) as store:
         for received in receiver.acknowledged():
             body = received.body
