@@ -220,12 +220,14 @@ async def test_one_worker_at_a_time_delivers_a_subscriber(
 ) -> None:
     receiver = receivers(decide=lambda _id, _n: Fault("slow", seconds=0.02))
     write(db_path, *(event(n, n % 4) for n in range(1, 30)))
-    settings = settings_for(db_path, Subscriber("s1", receiver.url, (SECRET,)))
+    # a lease long enough that a busy machine never lets it lapse while its holder lives
+    settings = settings_for(db_path, Subscriber("s1", receiver.url, (SECRET,)),
+                            subscriber_lease_seconds=10)
     first, second = deliver(settings), deliver(settings)
     await eventually(all_acknowledged(receiver, db_path))
     assert_in_order(receiver)
     assert len(receiver.requests) == len(changes(db_path))  # no change sent twice
-    await first.stop()  # the holder goes: the other takes over within its lease
+    await first.stop()  # the holder goes (releasing its lease): the other takes over
     write(db_path, *(event(n, n % 4) for n in range(30, 35)))
     await eventually(all_acknowledged(receiver, db_path), patience=10)
     assert_in_order(receiver)
