@@ -14,6 +14,7 @@ never a value.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import tomllib
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from meetsync.settings import Account, Settings, SettingsError
+from meetsync.settings import ENTITIES, Account, Settings, SettingsError, Subscriber
 
 Kind = Literal["text", "url", "secrets", "int", "path", "db", "list"]
 Registry = Mapping[str, tuple["Key", ...]]
@@ -69,6 +70,14 @@ CORE_KEYS: tuple[Key, ...] = (
     Key("metrics_token", "MEETSYNC_METRICS_TOKEN", secret=True),
     Key("worker_metrics_port", "MEETSYNC_WORKER_METRICS_PORT", "int", maximum=65535),
     Key("log_level", "LOG_LEVEL", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    Key("subscriber_backoff_ms", "MEETSYNC_SUBSCRIBER_BACKOFF_MS", "int", default=1000),
+    Key("subscriber_backoff_max_seconds", "MEETSYNC_SUBSCRIBER_BACKOFF_MAX_SECONDS", "int",
+        default=3600),
+    Key("subscriber_retry_seconds", "MEETSYNC_SUBSCRIBER_RETRY_SECONDS", "int", default=86_400),
+    Key("subscriber_timeout_seconds", "MEETSYNC_SUBSCRIBER_TIMEOUT_SECONDS", "int", default=10,
+        maximum=300),
+    Key("subscriber_lease_seconds", "MEETSYNC_SUBSCRIBER_LEASE_SECONDS", "int", default=30,
+        maximum=3600),
 )
 _CORE_FIELDS = {"db": "db_path"}
 
@@ -113,14 +122,117 @@ def load_settings(env: Mapping[str, str] | None, registry: Registry) -> Settings
         core[_CORE_FIELDS.get(key.name, key.name)] = value
 
     accounts = _env_accounts(env, registry, problems)
-    for name in document.keys() - {k.name for k in CORE_KEYS} - {"providers"}:
+    subscribers = _env_subscribers(env, problems)
+    if source is not None:
+        subscribers += _file_subscribers(document.get("subscribers", {}), source, env, registry,
+                                         {s.name for s in subscribers}, problems)
+    for name in document.keys() - {k.name for k in CORE_KEYS} - {"providers", "subscribers"}:
         problems.append(source.problem((name,), "is not a known setting"))  # type: ignore[union-attr]
     if source is not None:
         accounts += _file_accounts(document.get("providers", {}), source, env, registry,
                                    {a.key for a in accounts}, problems)
     if problems:
         raise SettingsError(*problems)
-    return Settings(**core, accounts=tuple(accounts))  # type: ignore[arg-type]
+    return Settings(**core, accounts=tuple(accounts),  # type: ignore[arg-type]
+                    subscribers=tuple(subscribers))
+
+
+_SUBSCRIBER_SECRET = Key("secret", kind="secrets", secret=True, prefix="whsec_")
+_SUBSCRIBER_URL = Key("url")
+_SUBSCRIBER_LISTS = ("providers", "accounts", "types")
+
+
+def _subscriber_problem(url: object, secrets: object) -> list[tuple[str, str]]:
+    """What is wrong with a subscriber's ``url`` and ``secret`` (which key, what), without
+    their values."""
+    found = []
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            found.append(("url", "must be an http:// or https:// URL"))
+    if isinstance(secrets, tuple):
+        if not secrets:
+            found.append(("secret", "must hold at least one whsec_ secret"))
+        elif not all(_signing_key(secret) for secret in secrets):
+            found.append(("secret", "must be whsec_ followed by base64 (every secret in it)"))
+    return found
+
+
+def _signing_key(secret: str) -> bool:
+    try:
+        return bool(base64.b64decode(secret.removeprefix("whsec_"), validate=True))
+    except ValueError:
+        return False
+
+
+def _env_subscribers(env: Mapping[str, str], problems: list[str]) -> list[Subscriber]:
+    """``MEETSYNC_SUBSCRIBER_URL`` + ``MEETSYNC_SUBSCRIBER_SECRET``: the subscriber ``default``."""
+    url, secret = env.get("MEETSYNC_SUBSCRIBER_URL"), env.get("MEETSYNC_SUBSCRIBER_SECRET")
+    if not url and not secret:
+        return []
+    if not url or not secret:
+        problems.append("MEETSYNC_SUBSCRIBER_URL and MEETSYNC_SUBSCRIBER_SECRET must be set "
+                        "together")
+        return []
+    secrets = _check(_SUBSCRIBER_SECRET, secret, "MEETSYNC_SUBSCRIBER_SECRET", problems,
+                     from_env=True)
+    wrong = _subscriber_problem(url.strip(), secrets)
+    names = {"url": "MEETSYNC_SUBSCRIBER_URL", "secret": "MEETSYNC_SUBSCRIBER_SECRET"}
+    problems.extend(f"{names[key]} {text}" for key, text in wrong)
+    if wrong or not isinstance(secrets, tuple) or not secrets:
+        return []
+    return [Subscriber("default", url.strip(), secrets)]
+
+
+def _file_subscribers(
+    tables: object, source: _Source, env: Mapping[str, str], registry: Registry,
+    taken: set[str], problems: list[str],
+) -> list[Subscriber]:
+    """``[subscribers.NAME]`` tables: ``url``, ``secret``, and optional filters."""
+    if not isinstance(tables, dict):
+        problems.append(source.problem(("subscribers",), "must be a table of [subscribers.NAME]"
+                                                         " tables"))
+        return []
+    found = []
+    for name, given in tables.items():
+        where: tuple[str, ...] = ("subscribers", name)
+        if not ACCOUNT_NAME.fullmatch(name):
+            problems.append(source.problem(where, "must be named like [a-z0-9][a-z0-9_-]*"))
+            continue
+        if name in taken:
+            problems.append(source.problem(
+                where, "is also defined by the environment (MEETSYNC_SUBSCRIBER_URL)"))
+            continue
+        if not isinstance(given, dict):
+            problems.append(source.problem(where, "must be a table"))
+            continue
+        before = len(problems)
+        for extra in given.keys() - {"url", "secret", *_SUBSCRIBER_LISTS}:
+            problems.append(source.problem((*where, extra), "is not a known setting"))
+        for key in ("url", "secret"):
+            if key not in given:
+                problems.append(source.problem((*where, key), "must be set"))
+        url = (source.value(_SUBSCRIBER_URL, given["url"], (*where, "url"), env, problems)
+               if "url" in given else None)
+        secrets = (source.value(_SUBSCRIBER_SECRET, given["secret"], (*where, "secret"), env,
+                                problems) if "secret" in given else None)
+        for key, text in _subscriber_problem(url, secrets):
+            problems.append(source.problem((*where, key), text))
+        lists: dict[str, tuple[str, ...]] = {}
+        allowed = {"providers": tuple(registry), "accounts": None, "types": ENTITIES}
+        for key in _SUBSCRIBER_LISTS:
+            raw = given.get(key, [])
+            choices = allowed[key]
+            if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+                problems.append(source.problem((*where, key), "must be a list of strings"))
+            elif choices is not None and not set(raw) <= set(choices):
+                problems.append(source.problem(
+                    (*where, key), f"must name only {', '.join(choices)}"))
+            else:
+                lists[key] = tuple(raw)
+        if len(problems) == before and isinstance(url, str) and isinstance(secrets, tuple):
+            found.append(Subscriber(name, url, secrets, **lists))
+    return found
 
 
 def _env_accounts(env: Mapping[str, str], registry: Registry, problems: list[str]) -> list[Account]:
@@ -362,7 +474,13 @@ def masked(settings: Settings, registry: Registry) -> dict[str, object]:
         providers.setdefault(account.provider, {})[account.name] = {
             key.name: _shown(key, account.values.get(key.name)) for key in keys
         }
-    return {**core, "providers": providers}
+    subscribers = {
+        s.name: {"url": s.shown_url, "secret": _shown(_SUBSCRIBER_SECRET, s.secrets),
+                 "providers": list(s.providers), "accounts": list(s.accounts),
+                 "types": list(s.types)}
+        for s in settings.subscribers
+    }
+    return {**core, "providers": providers, "subscribers": subscribers}
 
 
 def _shown(key: Key, value: object) -> object:

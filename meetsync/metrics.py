@@ -144,6 +144,64 @@ _OUTCOMES = {200: "handshake", 400: "rejected_envelope", 401: "rejected_signatur
 _ACCEPTED = {"queued": "queued", "fetch queued": "hint", "ignored": "ignored"}
 
 
+# --- subscribers (worker/subscribers.py): labelled by configured subscriber name only --------
+SUBSCRIBER_SENT = Counter(
+    "meetsync_subscriber_sent",
+    "Changes a subscriber acknowledged (2xx), by configured subscriber.",
+    ["subscriber"],
+)
+SUBSCRIBER_FAILED = Counter(
+    "meetsync_subscriber_failed",
+    "Delivery attempts that failed (no answer, timeout, non-2xx), by configured subscriber.",
+    ["subscriber"],
+)
+SUBSCRIBER_LAG_SEQ = Gauge(
+    "meetsync_subscriber_lag_seq",
+    "Changes logged after the subscriber's cursor (what it has yet to get or skip).",
+    ["subscriber"],
+)
+SUBSCRIBER_LAG_SECONDS = Gauge(
+    "meetsync_subscriber_lag_seconds",
+    "Age of the oldest change after the subscriber's cursor (0 when it is caught up).",
+    ["subscriber"],
+)
+SUBSCRIBER_DISABLED = Gauge(
+    "meetsync_subscriber_disabled",
+    "1 while the subscriber is disabled (it answered 410 Gone), else 0.",
+    ["subscriber"],
+)
+
+
+def subscriber_sent(name: str) -> None:
+    SUBSCRIBER_SENT.labels(name).inc()
+
+
+def subscriber_failed(name: str) -> None:
+    SUBSCRIBER_FAILED.labels(name).inc()
+
+
+def subscriber_state(name: str, *, disabled: bool) -> None:
+    SUBSCRIBER_DISABLED.labels(name).set(1 if disabled else 0)
+
+
+def subscriber_lag(name: str, changes: int, oldest_changed_at: str | None,
+                   now: datetime | None = None) -> None:
+    """The lag as the deliverer sees it when it reads the log: in changes, and in seconds."""
+    SUBSCRIBER_LAG_SEQ.labels(name).set(changes)
+    SUBSCRIBER_LAG_SECONDS.labels(name).set(lag_seconds(oldest_changed_at, now))
+
+
+def lag_seconds(oldest_changed_at: str | None, now: datetime | None = None) -> float:
+    """Seconds since ``oldest_changed_at`` (the mirror's ISO time); 0 when None."""
+    if not oldest_changed_at:
+        return 0.0
+    try:
+        then = datetime.fromisoformat(oldest_changed_at.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, ((now or datetime.now(UTC)) - then).total_seconds())
+
+
 def delivery(provider: str | None, account: str | None, status: int, body: bytes) -> None:
     """Count one answered delivery; ``body`` is our own JSON answer (tells a 202 apart)."""
     if status == 202:
@@ -345,6 +403,6 @@ def serve_worker_metrics(port: int | None, addr: str = "0.0.0.0") -> Callable[[]
 
 __all__ = [
     "CONTENT_TYPE", "Snapshot", "api_attempt", "applied_round", "applying", "delivery",
-    "exposition",
-    "host_url_read", "reconcile_run", "serve_worker_metrics", "watch_budget",
+    "exposition", "host_url_read", "lag_seconds", "reconcile_run", "serve_worker_metrics",
+    "subscriber_failed", "subscriber_lag", "subscriber_sent", "subscriber_state", "watch_budget",
 ]

@@ -8,8 +8,10 @@ configured; the account built from the single-account environment variables is `
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 
 class SettingsError(Exception):
@@ -52,6 +54,53 @@ class Account:
         return value
 
 
+ENTITIES = ("appointment", "meeting", "participant", "occurrence")
+"""What the change log records a change of; a subscriber's ``types`` names some of them."""
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One downstream app the worker pushes the change log to, signed per Standard Webhooks
+    (``worker/subscribers.py``). Empty ``providers``/``accounts``/``types``: every one."""
+
+    name: str
+    url: str = field(repr=False)  # may carry a token in its path or query
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # whsec_..., one signature each
+    providers: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+
+    def wants(self, provider: str, account: str | None, entity: str) -> bool:
+        """Whether a change of ``entity`` of this provider and account is for this subscriber
+        (a change whose account is unknown passes an ``accounts`` filter only when empty)."""
+        return ((not self.providers or provider in self.providers)
+                and (not self.accounts or account in self.accounts)
+                and (not self.types or entity in self.types))
+
+    @property
+    def gets_credentials(self) -> bool:
+        """``host_url`` and ``password`` travel only over TLS, or to this machine (a developer's
+        receiver): anywhere else a delivery carries them as null."""
+        parts = urlsplit(self.url)
+        if parts.scheme == "https":
+            return True
+        host = parts.hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def shown_url(self) -> str:
+        """The URL without what may be secret in it (user info, path, query): for logs, the
+        CLI and the status page."""
+        parts = urlsplit(self.url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}/…"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable: the core settings and every provider account."""
@@ -79,6 +128,16 @@ class Settings:
     worker_metrics_port: int | None = None
     log_level: str = "INFO"
     accounts: tuple[Account, ...] = ()
+    # Deliveries to subscribers (worker/subscribers.py): the first retry's delay (doubling, with
+    # jitter, up to the maximum), how long one change is retried before it is dead-lettered
+    # (the change log is kept longer: it is never pruned), one request's timeout, and the lease
+    # a worker holds a subscriber under (taken over this long after its worker died).
+    subscribers: tuple[Subscriber, ...] = ()
+    subscriber_backoff_ms: int = 1000
+    subscriber_backoff_max_seconds: int = 3600
+    subscriber_retry_seconds: int = 86_400
+    subscriber_timeout_seconds: int = 10
+    subscriber_lease_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +146,9 @@ class Settings:
         from meetsync.providers.keys import PROVIDER_KEYS
 
         return load_settings(env, PROVIDER_KEYS)
+
+    def subscriber(self, name: str) -> Subscriber | None:
+        return next((s for s in self.subscribers if s.name == name), None)
 
     def account(self, provider: str, name: str = "default") -> Account | None:
         return next((a for a in self.accounts if a.key == (provider, name)), None)
@@ -176,4 +238,4 @@ def savvycal_settings(
     return Settings(**core, accounts=(account,))  # type: ignore[arg-type]
 
 
-__all__ = ["Account", "Settings", "SettingsError", "savvycal_settings"]
+__all__ = ["ENTITIES", "Account", "Settings", "SettingsError", "Subscriber", "savvycal_settings"]

@@ -485,3 +485,37 @@ def m008_times_version(db: Database) -> None:
     # And live_meetings as the read API serves a deleted appointment's meetings.
     db.executescript(_TIMES_VERSION.format(integer="INTEGER")
                      + f"DROP VIEW live_meetings; {_LIVE_MEETINGS};")
+_SUBSCRIBER_TABLES = """
+        CREATE TABLE subscriber_cursors (
+            name TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL DEFAULT 0,
+            sent INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            dead INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            failing_since_ms INTEGER,
+            last_error TEXT,
+            disabled_at TEXT,
+            disabled_reason TEXT,
+            disabled_url TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE subscriber_dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            subscriber TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            webhook_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        """
+"""Each subscriber's own cursor on the change log (``seq``: the last change it acknowledged,
+or that was skipped for it), its counters, the change it is failing on (since when, how many
+attempts), whether a 410 disabled it (``disabled_url``: a digest of the URL it answered from),
+and the changes given up on for it (store/subscribers.py)."""
+
+
+@migrations()
+def m009_subscribers(db: Database) -> None:
+    db.executescript(_SUBSCRIBER_TABLES)

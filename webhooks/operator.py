@@ -36,6 +36,7 @@ from meetsync.providers.selftests import selftest_appointment_ids
 from meetsync.settings import Settings
 from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
+from meetsync.store.subscribers import cursors as subscriber_cursors
 from meetsync.webhooks.params import bounded_int
 from meetsync.webhooks.status_page import login_page, status_page
 from meetsync.worker.queue import STATS, QueueClient, backlog, reconcile_runs_key
@@ -70,6 +71,9 @@ class Overview:
     # Deliveries refused for their signature, by provider and the account they were posted to
     # (a configured one), or UNKNOWN_ACCOUNT
     signature_refusals: dict[Key, int] = field(default_factory=dict)
+    # each configured subscriber: its URL as shown, and its cursor's state (None: no worker
+    # has started delivering to it yet, or the mirror could not be read)
+    subscribers: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
 
 
 UNKNOWN_ACCOUNT = "unknown account"
@@ -271,6 +275,8 @@ async def _overview(settings: Settings, redis: Redis, stream: QueueClient) -> Ov
             "letters": store.dead_letters()[-10:],
             "runs": {run["id"]: run for run in figures.runs(store, wanted)},
             "recent_runs": store.runs(10),
+            "subscribers": ({c["name"]: c for c in subscriber_cursors(store)}
+                            if settings.subscribers else {}),
         }
 
     problems: list[str] = []
@@ -286,6 +292,8 @@ async def _overview(settings: Settings, redis: Redis, stream: QueueClient) -> Ov
     if overview.mirror is not None:
         seen |= set(overview.mirror["appointments"]) | set(overview.mirror["dead_letters"])
     seen |= {key for key in overview.deliveries if key[1] != UNKNOWN_ACCOUNT}
+    held = (overview.mirror or {}).get("subscribers", {})
+    overview.subscribers = [(s.name, s.shown_url, held.get(s.name)) for s in settings.subscribers]
     overview.accounts = sorted(seen)
     return overview
 

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from meetsync.metrics import host_url_read
 from meetsync.providers import providers
 from meetsync.settings import Settings
-from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store
+from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store, views
 from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
 from meetsync.store.postgres import is_postgres
 from meetsync.webhooks.params import storable
@@ -132,11 +132,6 @@ def read_routes(
             and hmac.compare_digest(given.strip().encode(), token)
         )
 
-    def served(store: Store, meeting: dict[str, Any] | None) -> dict[str, Any] | None:
-        if meeting is None:
-            return None
-        return _with_link(meeting, store.linked_meeting(meeting, refreshable=refreshable))
-
     def guarded(
         lookup: Lookup, param: str, meeting_of: MeetingOf = lambda found: found
     ) -> Callable[[Request], Awaitable[Response]]:
@@ -206,28 +201,20 @@ def read_routes(
                 return again
         return None
 
-    def appointment_view(
-        store: Store, provider: str, key: str, renews: bool
-    ) -> dict[str, Any] | None:
-        found = store.appointment(key, provider=provider)
-        if found is None:
-            return None
-        meeting = store.current_meeting(key, provider=provider, refreshable=renews)
-        return {**found, "participants": store.participants(key, provider=provider),
-                "occurrences": store.occurrences(key, provider=provider),
-                "meeting": served(store, meeting)}
-
     current = guarded(
-        lambda store, provider, key, renews: served(store, store.current_meeting(
-            key, provider=provider, refreshable=renews)),
+        lambda store, provider, key, _renews: views.current_meeting_view(
+            store, provider, key, refreshable),
         "appointment_id",
     )
     meeting = guarded(
-        lambda store, provider, key, renews: served(store, store.meeting(
-            key, provider=provider, refreshable=renews)),
+        lambda store, provider, key, _renews: views.meeting_view(
+            store, provider, key, refreshable),
         "meeting_id",
     )
-    appointment = guarded(appointment_view, "appointment_id", lambda found: found["meeting"])
+    appointment = guarded(
+        lambda store, provider, key, _renews: views.appointment_view(
+            store, provider, key, refreshable),
+        "appointment_id", lambda found: found["meeting"])
     # The unqualified routes first: /v1/{provider}/meetings/{id} must not shadow
     # /v1/appointments/{id}/meeting (an appointment named "meetings"), nor
     # /v1/{provider}/appointments/{id} an appointment named "appointments".
@@ -243,34 +230,6 @@ def read_routes(
 Lookup = Callable[[Store, str, str, bool], "dict[str, Any] | None"]
 MeetingOf = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 """Where a response holds the meeting view whose host_url ``?fresh=true`` may renew."""
-
-
-def _with_link(meeting: dict[str, Any], linked: dict[str, Any] | None) -> dict[str, Any]:
-    """The meeting view as served: ``linked`` (or None), and ``host_url_source``, the provider
-    whose ``host_url`` is served. Without a live one of its own it serves the linked meeting's
-    (``host_url_expires_at`` then that one's); ``host_url_refresh_pending`` says whether a
-    refetch of either could give one."""
-    own = meeting["host_url"] is not None
-    view = {**meeting, "host_url_source": meeting["provider"] if own else None, "linked": None}
-    if linked is None:
-        return view
-    view["linked"] = {
-        "provider": linked["provider"],
-        "meeting_id": linked["id"],
-        "host_url": linked["host_url"],
-        "host_url_expires_at": linked["host_url_expires_at"],
-        "host_url_refresh_pending": linked["host_url_refresh_pending"],
-    }
-    if own:
-        return view
-    if linked["host_url"] is not None:
-        view.update(host_url=linked["host_url"],
-                    host_url_expires_at=linked["host_url_expires_at"],
-                    host_url_source=linked["provider"], host_url_refresh_pending=False)
-    else:
-        view["host_url_refresh_pending"] = (
-            meeting["host_url_refresh_pending"] or linked["host_url_refresh_pending"])
-    return view
 
 
 _FRESH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}

@@ -204,6 +204,39 @@ def _refusals(overview: Overview) -> str:
     ) + ("<p><small>Deliveries whose signature no configured secret verified, since this "
          "process started: check the provider's secret against the account's.</small></p>"
          "</section>")
+def _subscribers(overview: Overview) -> str:
+    """Each configured subscriber's deliveries (README: "Subscribers")."""
+    from meetsync.metrics import lag_seconds
+
+    rows = []
+    for name, url, cursor in overview.subscribers:
+        if cursor is None:
+            rows.append([escape(name), escape(url), "—", "—", "—", "—", "—",
+                         "<span data-figure=\"subscriber_state\">not started</span>"])
+            continue
+        if cursor["disabled_at"] is not None:
+            reason = escape(str(cursor["disabled_reason"]))
+            state = f"<span class=\"failed\">disabled ({reason})</span>"
+        elif cursor["attempts"]:
+            state = (f"<span class=\"partial\">retrying ({cursor['attempts']}:"
+                     f" {escape(str(cursor['last_error']))})</span>")
+        else:
+            state = "<span class=\"success\">delivering</span>"
+        rows.append([
+            escape(name), escape(url),
+            f"<span data-figure=\"subscriber_sent\">{cursor['sent']}</span>",
+            f"<span data-figure=\"subscriber_failed\">{cursor['failed']}</span>",
+            f"<span data-figure=\"subscriber_dead\">{cursor['dead']}</span>",
+            f"<span data-figure=\"subscriber_lag_seq\">{cursor['lag_seq']}</span>",
+            f"<span data-figure=\"subscriber_lag_seconds\">"
+            f"{escape(_age(lag_seconds(cursor['oldest_changed_at'])))}</span>",
+            state.replace("<span ", "<span data-figure=\"subscriber_state\" ", 1),
+        ])
+    return ("<section data-section=\"subscribers\"><h2>Subscribers</h2>" + _table(
+        ["subscriber", "url", "sent", "failed attempts", "dead letters", "lag (changes)",
+         "lag (age)", "state"], rows)
+        + "<p><small><code>meetsync subscribers list</code>, <code>meetsync subscribers test"
+        " NAME</code></small></p></section>")
 
 
 def status_page(overview: Overview) -> str:
@@ -215,6 +248,8 @@ def status_page(overview: Overview) -> str:
         parts.append(_mirror_problem(overview))
     parts.append(_refusals(overview))
     parts += [_account(overview, key) for key in overview.accounts if key[1]]
+    if overview.subscribers:
+        parts.append(_subscribers(overview))
     mirror = overview.mirror or {}
     owners = {i: f"{p}/{a}" for (p, a), ids in overview.run_ids.items() for i in ids}
     recent = mirror.get("recent_runs", [])

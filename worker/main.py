@@ -31,6 +31,7 @@ from meetsync.store import Store, open_store, postgres
 from meetsync.worker.applier import Applier, StoreThread, consumer_name
 from meetsync.worker.queue import REFETCH_JOB, queue_client, remember_run, request_refetch
 from meetsync.worker.reconciler import Reconciler
+from meetsync.worker.subscribers import Deliveries
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +76,9 @@ class WorkerContext:
     # "now" for refetch stamps and the refresh cron: the wall clock, or a simulated one in
     # tests and the freshness bench (match the store's clock, or expiries drift from it)
     clock: Callable[[], datetime] = field(default=_utc_now)
+    # pushes the change log to the configured subscribers (None: none configured)
+    deliveries: Deliveries | None = None
+    deliveries_store: StoreThread | None = None
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
@@ -135,7 +139,14 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
-    ctx["meetsync"] = WorkerContext(settings, redis, store, applier, task, connections)
+    ctx["meetsync"] = state = WorkerContext(settings, redis, store, applier, task, connections)
+    if settings.subscribers:
+        # A connection of their own: the applier's batches never queue behind them, nor
+        # they behind a batch.
+        state.deliveries_store = StoreThread(lambda: open_store(settings.db_path))
+        state.deliveries = Deliveries(
+            settings, redis, state.deliveries_store,
+            refreshable=frozenset(n for n, p in providers().items() if p.refreshable))
     log.info("worker_started", db=postgres.shown(settings.db_path),
              accounts=[f"{p}/{a}" for p, a in sorted(connections)])
 
@@ -154,6 +165,10 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     if state is None:
         return
     state.applier.stop()
+    if state.deliveries is not None:
+        await state.deliveries.stop()
+    if state.deliveries_store is not None:
+        state.deliveries_store.close()
     with contextlib.suppress(asyncio.CancelledError):
         try:
             await asyncio.wait_for(state.applier_task, timeout=5)

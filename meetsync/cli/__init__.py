@@ -23,6 +23,7 @@ from meetsync.cli._common import (
     Unavailable,
     uvicorn_kwargs,
 )
+from meetsync.cli.subscribers import subscribers
 from meetsync.config import user_path
 from meetsync.redis_server import RedisStartError
 from meetsync.settings import SettingsError
@@ -57,7 +58,7 @@ def dead_letters() -> None:
 
 for command in (run.serve, run.worker, run.dev, run.demo, views.show, views.changes,
                 views.stats, sync.reconcile, sync.backfill, ops.backup, ops.migrate, ops.config,
-                endpoints.endpoints):
+                endpoints.endpoints, subscribers):
     cli.add_command(command)
 dead_letters.add_command(views.dead_letters_list)
 dead_letters.add_command(sync.replay)
