@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -22,6 +24,8 @@ def unstorable(value: Any, path: str = "") -> str | None:
     """The path (``meeting.join_url``, ``participants[2].display_name``) of the first string
     in ``value`` the mirror cannot store, at any depth of dataclasses, mappings (keys too) and
     sequences; None when every string is storable."""
+    if not path and _clean(value):
+        return None
     if isinstance(value, str):
         return (path or "value") if _UNSTORABLE.search(value) else None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -42,6 +46,16 @@ def unstorable(value: Any, path: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def _clean(value: Any) -> bool:
+    """A quick look first (what every event gets, on the hot path): orjson writes a NUL as
+    ``\\u0000`` and refuses a lone surrogate, several times faster than walking the fields.
+    False means maybe (a backslash before ``u0000`` matches too): the walk decides."""
+    try:
+        return b"\\u0000" not in orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: a surrogate, or a value it does not take
+        return False
 
 
 def storable(text: str) -> str:
