@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -194,3 +195,53 @@ async def test_a_terminated_backend_mid_batch_spends_no_attempt(
     assert applied_ids(db_path) == {e.id for e in events}
     assert dead_letters(db_path) == []
 
+
+
+async def test_a_value_too_long_for_an_index_fails_on_its_own_not_as_an_outage(
+    redis: aioredis.Redis, db_path: Path, backend: str
+) -> None:
+    """PostgreSQL's "index row size exceeds maximum" (SQLSTATE 54000, a program limit) comes
+    from the event: it is dead-lettered; it used to be taken for a busy store and retried
+    forever, holding back everything queued behind it."""
+    if backend != "postgresql":
+        pytest.skip("SQLite's indexes take a key of any length")
+    events = events_of(recent_sim(75).play(10))
+    huge = replace(events[0], id="evt_huge", appointment_id=os.urandom(6000).hex())
+    await publish_all(redis, [*events[:5], huge, *events[5:]])
+    applier = Applier(redis, StoreThread(lambda: open_store(db_path)), claim_idle_ms=0,
+                      max_attempts=MAX_ATTEMPTS, busy_backoff=0.01)
+    try:
+        done = await asyncio.wait_for(applier.drain(), timeout=30)
+    finally:
+        applier.store.close()
+    assert (done.dead_lettered, done.retrying) == (1, MAX_ATTEMPTS - 1)
+    assert applied_ids(db_path) == {e.id for e in events}
+    assert [d["event_id"] for d in dead_letters(db_path)] == ["evt_huge"]
+
+
+@pytest.mark.sqlite_only
+async def test_a_dead_letter_the_store_refuses_holds_back_no_other(
+    redis: aioredis.Redis, db_path: Path
+) -> None:
+    """One letter refused (here by a trigger: a real SQLite error, not the content's) stays
+    pending and is tried again; the batch's other letters and events go through."""
+    events = events_of(recent_sim(76).play(12))
+    refused, other, healthy = events[0], events[1], events[2:]
+    open_store(db_path).close()
+    execute(db_path, "CREATE TRIGGER refuse_letter BEFORE INSERT ON dead_letters"
+                     f" WHEN NEW.event_id = '{refused.id}' BEGIN SELECT RAISE(ABORT, 'no'); END")
+    await publish_all(redis, healthy)
+    for poison in (refused, other):
+        await redis.xadd(EVENT_STREAM, {FIELD: poisoned(poison)})
+    applier = Applier(redis, StoreThread(lambda: open_store(db_path)), claim_idle_ms=0,
+                      max_attempts=MAX_ATTEMPTS, busy_backoff=0.01)
+    await applier.ensure_group()
+    try:
+        for _ in range(MAX_ATTEMPTS + 1):
+            await applier.drain_once(block_ms=None)
+    finally:
+        applier.store.close()
+    assert applied_ids(db_path) == {e.id for e in healthy}
+    assert [d["event_id"] for d in dead_letters(db_path)] == [other.id]
+    pending = await redis.xpending_range(EVENT_STREAM, "appliers", "-", "+", 10)
+    assert len(pending) == 1, "the refused letter's entry waits for its next try"
