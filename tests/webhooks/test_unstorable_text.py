@@ -110,21 +110,29 @@ _serial = itertools.count()
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(appointment_id=st.text(min_size=1, max_size=12), join_url=st.text(max_size=12),
-       escaped=st.booleans())
+       escaped=st.booleans(), zoom=st.booleans())
 async def test_any_text_is_refused_or_applied_and_never_wedges_the_applier(
     both: httpx.AsyncClient, samples: Samples, redis: aioredis.Redis, db_path: Path,
-    appointment_id: str, join_url: str, escaped: bool,
+    appointment_id: str, join_url: str, escaped: bool, zoom: bool,
 ) -> None:
     """Any code point in a stored field, sent as JSON escapes or as raw UTF-8 where it has
-    one: the receiver answers 202 or 400, never a 500/503, and what it took applies."""
+    one, to SavvyCal (an id, a join_url) or Zoom (a join_url, an occurrence's status): the
+    receiver answers 202 or 400, never a 500/503, and what it took applies."""
     n = next(_serial)
-    envelope = samples.envelope(event_id=f"evt_h{n}", obj=samples.appointment(
-        id=appointment_id, meeting=samples.meeting(id=f"amtg_h{n}", join_url=join_url)))
+    envelope: dict[str, Any]
+    if zoom:
+        envelope = orjson.loads(zoom_created(id=n, join_url=join_url, occurrences=[
+            {"occurrence_id": n, "start_time": "2025-03-01T15:00:00Z", "duration": 30,
+             "status": appointment_id}]))
+    else:
+        envelope = samples.envelope(event_id=f"evt_h{n}", obj=samples.appointment(
+            id=appointment_id, meeting=samples.meeting(id=f"amtg_h{n}", join_url=join_url)))
     text = appointment_id + join_url
     surrogate = any(0xD800 <= ord(c) <= 0xDFFF for c in text)  # no UTF-8 form: escaped
     body = json.dumps(envelope, ensure_ascii=escaped or surrogate).encode()
-    response = await both.post("/webhooks/savvycal", content=body,
-                               headers=samples.native_headers(body))
+    headers = (zoom_headers(body, ZOOM_SECRET) if zoom else samples.native_headers(body))
+    response = await both.post(f"/webhooks/{'zoom' if zoom else 'savvycal'}", content=body,
+                               headers=headers)
     assert response.status_code in (202, 400), response.text
     storable = NUL not in text and not surrogate
     if response.status_code == 202:
