@@ -73,7 +73,8 @@ DEAD_LETTERS = Counter(
 )
 STORE_BUSY = Counter(
     "meetsync_store_busy_waits",
-    "Times the applier found the mirror locked past its busy timeout and backed off.",
+    "Times the applier found the mirror locked past its busy timeout, or unable to write (disk"
+    " full, I/O error, connection lost), and backed off without spending an attempt.",
     registry=None,
 )
 APPLY_SERIES: tuple[Collector, ...] = (

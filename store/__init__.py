@@ -4,7 +4,7 @@ webhooks nor worker."""
 from __future__ import annotations
 
 from meetsync.store.apply import ApplyResult, Conflict
-from meetsync.store.errors import StoreBusy, StoreError
+from meetsync.store.errors import StoreBusy, StoreError, StoreUnavailable
 from meetsync.store.mirror import (
     DEFAULT_PROVIDER,
     Failure,
@@ -12,9 +12,10 @@ from meetsync.store.mirror import (
     is_busy,
     mirror_exists,
     open_store,
+    retry_later,
 )
 
 __all__ = [
     "DEFAULT_PROVIDER", "ApplyResult", "Conflict", "Failure", "Store", "StoreBusy", "StoreError",
-    "is_busy", "mirror_exists", "open_store",
+    "StoreUnavailable", "is_busy", "mirror_exists", "open_store", "retry_later",
 ]

@@ -10,6 +10,7 @@ gives it a thread of its own so the database never stalls the event loop). Its e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Container, Sequence
@@ -23,9 +24,10 @@ from sqlite_utils import Database
 
 from meetsync.events import Event, iso_utc
 from meetsync.providers import LEGACY_PROVIDER
+from meetsync.storable import unstorable
 from meetsync.store import postgres
 from meetsync.store.apply import ApplyResult, apply_events
-from meetsync.store.errors import StoreBusy
+from meetsync.store.errors import StoreBusy, StoreError, StoreUnavailable
 from meetsync.store.schema import NOW_SQL, migrations
 
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -154,17 +156,27 @@ class Store:
         """Apply a batch in one transaction; if it fails, each event alone.
 
         Returns what was applied and the events that failed on their own (poison), so one bad
-        event never holds back the rest of its batch.
+        event never holds back the rest of its batch. An event with text no backend can store
+        (``meetsync/storable.py``) fails without reaching the database. An error of the
+        database itself (``retry_later``: locked, disk full, I/O, connection lost) is no
+        event's failure: it is raised (``StoreBusy``) and the caller retries the batch later.
         """
+        refused = [Failure(event, f"{found}: text with a NUL character or a lone surrogate"
+                                  " cannot be stored")
+                   for event in events if (found := unstorable(event)) is not None]
+        if refused:
+            bad = {id(failure.event) for failure in refused}
+            result, failures = self.apply([event for event in events if id(event) not in bad])
+            return result, refused + failures
+        if not events:
+            return ApplyResult(), []
         try:
             return self._transaction(events), []
-        except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                raise StoreBusy(str(exc)) from exc
-            if len(events) == 1:
-                return ApplyResult(), [Failure(events[0], _reason(exc))]
-        except (sqlite3.Error, psycopg.Error) as exc:  # PostgreSQL's transient ones: StoreBusy
-            if len(events) == 1:
+        except (sqlite3.Error, psycopg.Error, ValueError, TypeError) as exc:
+            retry = retry_later(exc)
+            if retry is not None:
+                raise retry from exc
+            if len(events) == 1:  # the event's own: its content, a constraint, a bad value
                 return ApplyResult(), [Failure(events[0], _reason(exc))]
         total, failures = ApplyResult(), []
         for event in events:
@@ -180,11 +192,20 @@ class Store:
                 postgres.lock_appointments(
                     self.conn, ((event.provider, event.appointment_id) for event in events))
             result = apply_events(self.conn, events, self.clock())
+            self.conn.execute("COMMIT")  # may fail too: a full disk shows here first
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        self.conn.execute("COMMIT")
         return result
+
+    def _rollback(self) -> None:
+        """End a failed transaction, unless the database ended it already: SQLite rolls back
+        on its own after some errors (a full disk, an I/O error), and a lost PostgreSQL
+        connection took its transaction with it. The error that failed it is what counts."""
+        if isinstance(self.conn, sqlite3.Connection) and not self.conn.in_transaction:
+            return
+        with contextlib.suppress(sqlite3.Error, psycopg.Error, StoreError):
+            self.conn.execute("ROLLBACK")
 
     def purge_expired_credentials(self, now: datetime | None = None) -> int:
         """Clear each credential (every provider's) whose own expiry is not after ``now``: a
@@ -230,10 +251,10 @@ class Store:
                     f" payload, created_at) VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL}) RETURNING id",
                     (event_id, appointment_id, type_, reason, attempts, payload),
                 ).fetchone()
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        self.conn.execute("COMMIT")
         return int(held[0])
 
     def dead_letter(self, dead_letter_id: int) -> dict[str, Any] | None:
@@ -595,6 +616,40 @@ def mirror_exists(db: str | Path) -> bool:
 def is_busy(exc: sqlite3.OperationalError) -> bool:
     """The database stayed locked by another connection (retry later), not a real error."""
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+# SQLite's primary result codes no event's content causes: https://sqlite.org/rescode.html
+_SQLITE_BUSY = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+_SQLITE_UNAVAILABLE = frozenset({
+    7,  # SQLITE_NOMEM
+    8,  # SQLITE_READONLY (the file or its directory lost write permission)
+    9,  # SQLITE_INTERRUPT
+    10,  # SQLITE_IOERR
+    13,  # SQLITE_FULL: the disk (or max_page_count)
+    14,  # SQLITE_CANTOPEN
+    15,  # SQLITE_PROTOCOL
+})
+
+
+def retry_later(exc: BaseException) -> StoreBusy | None:
+    """The store's error for ``exc`` when the database, not what was written, failed (retry
+    later: ``StoreBusy`` for a lock, ``StoreUnavailable`` for a full disk, an I/O error, a
+    lost connection); None for an error of the data (a constraint, a bad value)."""
+    if isinstance(exc, StoreBusy):
+        return exc
+    if isinstance(exc, psycopg.Error):
+        return postgres.transient(exc)
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # raised by the driver itself, not by SQLite
+        busy = isinstance(exc, sqlite3.OperationalError) and is_busy(exc)
+        return StoreBusy(str(exc)) if busy else None
+    if code & 0xFF in _SQLITE_BUSY:
+        return StoreBusy(str(exc))
+    if code & 0xFF in _SQLITE_UNAVAILABLE:
+        return StoreUnavailable(str(exc))
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,8 +19,9 @@ What PostgreSQL adds, for many workers on many hosts:
   highest ``seq``.
 - **Timeouts everywhere.** ``statement_timeout``, ``lock_timeout`` (the busy timeout) and
   ``idle_in_transaction_session_timeout`` on every connection. A lock wait, a timeout, a
-  deadlock or a lost connection raises ``StoreBusy``: the caller retries (the applier backs
-  off, its entries staying pending) and the next statement reconnects.
+  deadlock raises ``StoreBusy``; a lost connection, a full disk, a shutdown (``transient``)
+  ``StoreUnavailable``: the caller retries (the applier backs off, its entries staying pending
+  and spending no attempt) and the next statement reconnects.
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import errors
 
-from meetsync.store.errors import StoreBusy
+from meetsync.store.errors import StoreBusy, StoreUnavailable
 from meetsync.store.schema import _LIVE_MEETINGS, _SUBSCRIBER_TABLES, _TIMES_VERSION, NOW_SQL
 
 CHANGES_CHANNEL = "meetsync_changes"
@@ -79,15 +79,28 @@ def _distinct(sql: str) -> str:
     return re.sub(rf"\bIS (?!NOT\b|NULL\b|DISTINCT\b)({_VALUE})", r"IS NOT DISTINCT FROM \1", sql)
 
 
-_TRANSIENT = (
-    psycopg.OperationalError,  # the connection went away (a restart, a failover), timeouts
-    errors.LockNotAvailable,
-    errors.QueryCanceled,
-    errors.DeadlockDetected,
-    errors.SerializationFailure,
-    errors.AdminShutdown,
-    errors.CannotConnectNow,
-)
+# SQLSTATE classes no event's content causes: connection exception (08), transaction rollback
+# (40: serialization failure, deadlock), insufficient resources (53: disk full, out of memory,
+# too many connections), object not in prerequisite state (55: a lock not available), operator
+# intervention (57: a statement timeout or cancel, admin or crash shutdown), system error (58:
+# I/O). https://www.postgresql.org/docs/current/errcodes-appendix.html
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+_BUSY_STATES = frozenset({"40001", "40P01", "55P03", "57014"})  # a wait, not an outage
+
+
+def transient(exc: psycopg.Error) -> StoreBusy | None:
+    """The store's error for ``exc`` when no event caused it (retry later): ``StoreBusy`` for
+    a lock wait, a timeout, a deadlock; ``StoreUnavailable`` for an outage. None for an
+    error of what was written (a NUL, a constraint, a value too long for an index)."""
+    state = exc.sqlstate
+    if state is None:  # raised by the client: the connection went away, a connect timeout
+        lost = isinstance(exc, psycopg.OperationalError)
+        return StoreUnavailable(_first_line(exc)) if lost else None
+    if state in _BUSY_STATES:
+        return StoreBusy(_first_line(exc))
+    if state[:2] in _TRANSIENT_CLASSES:
+        return StoreUnavailable(_first_line(exc))
+    return None
 
 
 class _NoRows:
@@ -141,7 +154,7 @@ class PgConnection:
             password = urlsplit(self.url).password
             if password:
                 reason = reason.replace(password, "***")
-            raise StoreBusy(f"PostgreSQL unreachable: {reason}") from exc
+            raise StoreUnavailable(f"PostgreSQL unreachable: {reason}") from exc
 
     def _live(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -154,16 +167,22 @@ class PgConnection:
             return _NoRows()  # the server ended that transaction with the connection
         try:
             return self._live().execute(translate(sql), params)
-        except _TRANSIENT as exc:
-            raise StoreBusy(_first_line(exc)) from exc
+        except psycopg.Error as exc:
+            retry = transient(exc)
+            if retry is None:
+                raise
+            raise retry from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> Any:
         try:
             with self._live().cursor() as cur:
                 cur.executemany(translate(sql), list(rows))
                 return cur
-        except _TRANSIENT as exc:
-            raise StoreBusy(_first_line(exc)) from exc
+        except psycopg.Error as exc:
+            retry = transient(exc)
+            if retry is None:
+                raise
+            raise retry from exc
 
     def close(self) -> None:
         if self._conn is not None:

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from meetsync import metrics
 from meetsync.events import Event, from_micros, received
 from meetsync.providers import EnvelopeError, Hint, Reply, SignatureError, WebhookProvider
+from meetsync.storable import unstorable
 from meetsync.webhooks.params import bounded_int
 from meetsync.worker.counters import IGNORED_TYPES
 from meetsync.worker.queue import FIELD, QueueClient, count, request_refetch, stream_of
@@ -170,6 +171,13 @@ class Receiver:
         if isinstance(parsed, Reply):
             log.info("webhook_handshake", provider=name, account=account)
             return json_response(200, parsed.body)
+        # Checked on what was parsed, every field of every provider alike: queued, it would
+        # fail at the store on every attempt (meetsync/storable.py).
+        refused = unstorable(parsed)
+        if refused is not None:
+            log.info("webhook_rejected", provider=name, reason="unstorable_text", field=refused)
+            return json_response(400, {"error": f"{refused}: text with a NUL character or a"
+                                                " lone surrogate cannot be stored"})
 
         try:
             if isinstance(parsed, Event):

@@ -14,7 +14,11 @@ An entry queued without its receipt time (by a release before the receiver stamp
 dated as received now: a provider clock running ahead cannot pin the mirror through the queue.
 
 An event that fails on its own is retried by redelivery; after ``max_attempts`` it goes to the
-dead-letter table (credentials redacted) and the stream moves on.
+dead-letter table (credentials redacted, text no database takes escaped) and the stream moves
+on. Only its own failures count (``FAILURES``), never how often its entry was delivered: a
+store that cannot write for now (locked, disk full, connection lost: ``StoreBusy``) is waited
+out with the entries pending, and the redeliveries a long outage brings (workers restarted,
+entries claimed from one another) spend none of an event's attempts.
 
 Nothing outside stops the loop: Redis going away (or coming back empty, its consumer group
 gone), SQLite staying locked, or a bug in one round are logged and retried with a bounded
@@ -25,6 +29,7 @@ otherwise accept work forever and apply none of it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import sqlite3
@@ -41,13 +46,21 @@ from redis.exceptions import RedisError, ResponseError
 from meetsync import metrics
 from meetsync.events import Event, received
 from meetsync.redact import redact_payload
-from meetsync.store import ApplyResult, Failure, Store, StoreBusy, is_busy
+from meetsync.storable import storable, storable_value
+from meetsync.store import ApplyResult, Failure, Store, StoreBusy, StoreUnavailable, retry_later
 from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, QueueClient, streams
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 MAX_BACKOFF_SECONDS = 5.0
+FAILURES_TTL_SECONDS = 7 * 24 * 3600  # outlives any retry; a count left behind goes with it
+
+
+def failures_key(stream: str) -> str:
+    """The hash counting each pending entry's own failures (entry id -> count): beside its
+    stream, in its cluster slot (the stream's ``{...}`` tag)."""
+    return f"{stream}:failures"
 
 
 def consumer_name() -> str:
@@ -194,6 +207,7 @@ class Applier:
     async def drain_once(self, block_ms: int | None, stream: str = EVENT_STREAM) -> Round:
         """One batch from ``stream``: entries a dead consumer left pending, else new ones."""
         entries = await self._claim_stale(stream)
+        reclaimed = bool(entries)
         if not entries:
             response = await self.redis.xreadgroup(
                 GROUP, self.name, {stream: ">"}, count=self.batch_size, block=block_ms
@@ -201,7 +215,7 @@ class Applier:
             entries = response[0][1] if response else []
         if not entries:
             return Round()
-        return await self._process(stream, entries)
+        return await self._process(stream, entries, reclaimed=reclaimed)
 
     async def _claim_stale(self, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
         _, claimed, *_ = await self.redis.xautoclaim(
@@ -210,7 +224,8 @@ class Applier:
         return [entry for entry in claimed if entry[1]]
 
     async def _process(
-        self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]]
+        self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]],
+        *, reclaimed: bool = False,
     ) -> Round:
         round_ = Round(read=len(entries))
         events: list[Event] = []
@@ -237,23 +252,28 @@ class Applier:
         done = {entry_id for entry_id, _ in entries}
         # One verdict per event id: a duplicate delivery of a poison event fails twice.
         failed = {failure.event.id: failure for failure in failures}
+        # Entries whose count may exist: a new entry (not reclaimed) has failed nowhere yet.
+        counted = set(done) if reclaimed else set()
         for failure in failed.values():
             event_entries = entry_of[failure.event.id]
-            attempts = max([await self._attempts(stream, entry_id)
-                            for entry_id in event_entries])
+            counted.update(event_entries)
+            attempts = await self._failed_again(stream, event_entries)
             if attempts < self.max_attempts:
                 done.difference_update(event_entries)
                 round_.retrying += 1
                 log.warning("event_failed", event_id=failure.event.id, reason=failure.reason,
                             attempts=attempts)
-            else:
-                await self._dead_letter(failure.event.id, failure.event.appointment_id,
-                                        failure.event.type, failure.reason,
-                                        failure.event.to_json())
+            elif await self._dead_letter(failure.event.id, failure.event.appointment_id,
+                                         failure.event.type, failure.reason,
+                                         _payload(failure.event)):
                 round_.dead_lettered += 1
+            else:  # left pending, tried again later; the batch's other letters go on
+                done.difference_update(event_entries)
         for entry_id, raw in unreadable:
-            await self._dead_letter(entry_id.decode(), None, None, "unreadable event", raw)
-            round_.dead_lettered += 1
+            if await self._dead_letter(entry_id.decode(), None, None, "unreadable event", raw):
+                round_.dead_lettered += 1
+            else:
+                done.discard(entry_id)
 
         # Not a transaction: on a cluster the stream and STATS sit in different slots, and
         # the pipeline sends each command to its own node.
@@ -262,6 +282,8 @@ class Applier:
                 acked = sorted(done)
                 pipe.xack(stream, GROUP, *acked)
                 pipe.xdel(stream, *acked)
+                if forget := sorted(done & counted):
+                    pipe.hdel(failures_key(stream), *(entry.decode() for entry in forget))
             pipe.hincrby(STATS, "applied", result.applied)
             pipe.hincrby(STATS, "duplicates", result.duplicates)
             pipe.hincrby(STATS, "stale", result.stale)
@@ -289,39 +311,71 @@ class Applier:
         return await self._store_call(lambda store: store.apply(events), events=len(events))
 
     async def _store_call(self, fn: Callable[[Store], T], **context: Any) -> T:
-        """``fn`` on the store, waiting out a lock held past the busy timeout (backing off)."""
+        """``fn`` on the store, waiting out (backing off) whatever is the database's and not
+        the data's: a lock held past the busy timeout, a full disk, a lost connection."""
         delay = self.busy_backoff
         while True:
             try:
                 return await self.store.run(fn)
-            except (StoreBusy, sqlite3.OperationalError) as exc:
-                if isinstance(exc, sqlite3.OperationalError) and not is_busy(exc):
+            except (StoreBusy, sqlite3.Error) as exc:
+                retry = retry_later(exc)
+                if retry is None:
                     raise
-                # Entries stay pending while we wait; nothing is lost if we die here.
+                # Entries stay pending while we wait; nothing is lost if we die here, and no
+                # event's attempt is spent.
                 self.busy_waits += 1
                 metrics.STORE_BUSY.inc()
-                log.warning("store_busy", retry_in=round(delay, 2), **context)
+                log.warning("store_unavailable" if isinstance(retry, StoreUnavailable)
+                            else "store_busy", error=_first_line(retry),
+                            retry_in=round(delay, 2), **context)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
-    async def _attempts(self, stream: str, entry_id: bytes) -> int:
-        pending = await self.redis.xpending_range(
-            stream, GROUP, min=entry_id, max=entry_id, count=1
-        )
-        return int(pending[0]["times_delivered"]) if pending else self.max_attempts
+    async def _failed_again(self, stream: str, entry_ids: list[bytes]) -> int:
+        """Count one more failure of the event queued as ``entry_ids``; its failures so far.
+        Its own failures, not its entry's deliveries (XPENDING's count also grows with every
+        claim after an outage)."""
+        key = failures_key(stream)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.hincrby(key, entry_id.decode(), 1)
+            pipe.expire(key, FAILURES_TTL_SECONDS)
+            *counts, _ = await pipe.execute()
+        return max(int(count) for count in counts)
 
     async def _dead_letter(
         self, event_id: str, appointment_id: str | None, type_: str | None, reason: str,
         payload: bytes,
-    ) -> None:
-        safe = orjson.dumps(redact_payload(payload)).decode()
-        await self._store_call(
-            lambda store: store.add_dead_letter(
-                event_id, appointment_id, type_, reason, self.max_attempts, safe
-            ),
-            dead_letter=event_id,
-        )
+    ) -> bool:
+        """Write the letter; False (logged) if the store refused it. Whatever the event holds
+        is made storable first (NUL and lone surrogates escaped, credentials redacted), so
+        its own content cannot refuse it; a letter refused anyway stays pending without
+        holding back the other letters of its batch."""
+        safe = orjson.dumps(storable_value(redact_payload(payload))).decode()
+        event_id, reason = storable(event_id), storable(reason)
+        appointment_id = None if appointment_id is None else storable(appointment_id)
+        type_ = None if type_ is None else storable(type_)
+        try:
+            await self._store_call(
+                lambda store: store.add_dead_letter(
+                    event_id, appointment_id, type_, reason, self.max_attempts, safe
+                ),
+                dead_letter=event_id,
+            )
+        except Exception as exc:
+            log.error("dead_letter_failed", event_id=event_id, error_type=type(exc).__name__,
+                      error=_first_line(exc))
+            return False
         log.error("event_dead_lettered", event_id=event_id, reason=reason)
+        return True
+
+
+def _payload(event: Event) -> bytes:
+    """The event as JSON, even one holding text no encoder takes (a lone surrogate)."""
+    try:
+        return event.to_json()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(storable_value(dataclasses.asdict(event)))
 
 
 def _first_line(exc: BaseException) -> str:
