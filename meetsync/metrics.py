@@ -62,6 +62,11 @@ EVENTS = Counter(
     "Events the applier settled: applied, stale (older than the mirror) or duplicate.",
     ["result"],
 )
+ACCOUNT_CONFLICTS = Counter(
+    "meetsync_account_conflicts",
+    "Events not applied: their appointment belongs to another account than the sender's.",
+    ["provider"],
+)
 DEAD_LETTERS = Counter(
     "meetsync_dead_letters",
     "Events given up on after their last attempt, written to dead_letters.",
@@ -155,6 +160,8 @@ def applied_round(round_: _Round, seconds: float) -> None:
         CLAMPED.inc(round_.clamped)
     if round_.dead_lettered:
         DEAD_LETTERS.inc(round_.dead_lettered)
+    for conflict in result.account_conflicts:
+        ACCOUNT_CONFLICTS.labels(conflict.provider).inc()
 
 
 def reconcile_run(

@@ -3,7 +3,7 @@ webhooks nor worker."""
 
 from __future__ import annotations
 
-from meetsync.store.apply import ApplyResult, Conflict
+from meetsync.store.apply import AccountConflict, ApplyResult, Conflict
 from meetsync.store.errors import StoreBusy, StoreError
 from meetsync.store.mirror import (
     DEFAULT_PROVIDER,
@@ -15,6 +15,6 @@ from meetsync.store.mirror import (
 )
 
 __all__ = [
-    "DEFAULT_PROVIDER", "ApplyResult", "Conflict", "Failure", "Store", "StoreBusy", "StoreError",
-    "is_busy", "mirror_exists", "open_store",
+    "DEFAULT_PROVIDER", "AccountConflict", "ApplyResult", "Conflict", "Failure", "Store",
+    "StoreBusy", "StoreError", "is_busy", "mirror_exists", "open_store",
 ]

@@ -384,6 +384,11 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     # The schema SQLite's m001-m007 build, in one step: a PostgreSQL mirror starts there.
     # A later migration is added to both lists.
     ("p001_mirror_as_of_m007", _TABLES + _CHANGE_LOG + _VIEWS),
+    # SQLite's m008: the inbox records each event's account; an appointment's owner is known.
+    ("p002_account_ownership", """
+ALTER TABLE events ADD COLUMN account TEXT;
+ALTER TABLE appointments ADD COLUMN owner_known INTEGER NOT NULL DEFAULT 0;
+"""),
 )
 
 

@@ -461,3 +461,19 @@ def m007_occurrences(db: Database) -> None:
         {_occurrence_triggers()}
         """
     )
+
+
+@migrations()
+def m008_account_ownership(db: Database) -> None:
+    # events.account: the account whose secret (or API credentials) the event came through;
+    # NULL for events received before the mirror recorded it.
+    # appointments.owner_known: 1 once an event written at m008 or later set ``account`` (its
+    # owner: the account it was first received under, never overwritten); 0 for rows written
+    # before, whose ``account`` may be wrong (one provider's deliveries all said 'default'):
+    # the next event that lands on such a row names its owner (store/apply.py).
+    db.executescript(
+        """
+        ALTER TABLE events ADD COLUMN account TEXT;
+        ALTER TABLE appointments ADD COLUMN owner_known INTEGER NOT NULL DEFAULT 0;
+        """
+    )

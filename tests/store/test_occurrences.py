@@ -168,7 +168,7 @@ def test_a_mirror_from_release_0_1_gains_occurrences(tmp_path: Path) -> None:
     shutil.copyfile(FIXTURE, path)
     with open_store(path) as store:  # migrates
         assert [m.name for m in migrations.applied(Database(store.conn))][-1] == (
-            "m007_occurrences")
+            "m008_account_ownership")
         appt, provider = store.conn.execute(
             "SELECT id, provider FROM appointments ORDER BY id LIMIT 1").fetchone()
         assert store.conn.execute(
