@@ -18,15 +18,18 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 import uvicorn
+from arq.connections import ArqRedis
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
 from meetsync.providers.zoom.simulator.signing import zoom_headers
+from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator.signing import sign
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, Round, StoreThread
+from meetsync.worker.main import shutdown, startup
 from meetsync.worker.queue import STATS
 from tests.sql import query
 
@@ -186,3 +189,40 @@ async def test_zoom_accounts_are_isolated(
     assert query(db_path, "SELECT join_url FROM meetings") == [("https://zoom.us/j/acme",)]
     assert int(await redis.hget(STATS, "account_conflicts") or 0) == 2
     assert conflicts_counted("zoom") - counted == 2
+
+
+async def test_a_tie_is_refetched_from_the_account_that_received_it(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Two acme deliveries at the same instant tie: the refetch is queued for acme (it was
+    logged for ``default``, which has no API, and never ran)."""
+    db = tmp_path / "mirror.db"
+    config = tmp_path / "meetsync.toml"
+    config.write_text("".join(
+        f'[providers.savvycal.accounts.{name}]\nwebhook_secret = "{SECRETS[name]}"\n'
+        f'api_token = "{name}-token"\napi_url = "http://127.0.0.1:9/v1"\n'
+        for name in ("acme", "beta")))
+    settings = Settings.from_env({"MEETSYNC_CONFIG": str(config), "MEETSYNC_DB": str(db),
+                                  "REDIS_URL": redis_server.url,
+                                  "MEETSYNC_CALLER_DIR": str(tmp_path)})
+    arq = ArqRedis.from_url(redis_server.url)
+    ctx: dict[str, Any] = {"settings": settings, "redis": arq}
+    await startup(ctx)
+    try:
+        async with served(create_app(settings, redis=redis)) as url, \
+                httpx.AsyncClient(base_url=url) as client:
+            for n in (1, 2):
+                event_id = f"evt_acme_{n}"
+                await post_savvycal(client, "/webhooks/savvycal", "acme", savvycal_body(
+                    event_id, "appointment.meeting.updated", "2026-01-01T10:00:00Z",
+                    "scheduled", f"https://zoom.us/j/acme{n}"), event_id)
+        key = f"arq:job:refetch:savvycal:acme:{APPT}"
+        for _ in range(250):
+            if await redis.exists(key):
+                break
+            await asyncio.sleep(0.02)
+        assert await redis.exists(key)
+        assert not await redis.exists(f"arq:job:refetch:savvycal:default:{APPT}")
+    finally:
+        await shutdown(ctx)
+        await arq.aclose()
