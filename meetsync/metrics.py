@@ -66,6 +66,11 @@ EVENTS = Counter(
     ["result"],
     registry=None,
 )
+ACCOUNT_CONFLICTS = Counter(
+    "meetsync_account_conflicts",
+    "Events not applied: their appointment belongs to another account than the sender's.",
+    ["provider"],
+)
 DEAD_LETTERS = Counter(
     "meetsync_dead_letters",
     "Events given up on after their last attempt, written to dead_letters.",
@@ -237,6 +242,8 @@ def applied_round(round_: _Round, seconds: float) -> None:
         CLAMPED.inc(round_.clamped)
     if round_.dead_lettered:
         DEAD_LETTERS.inc(round_.dead_lettered)
+    for conflict in result.account_conflicts:
+        ACCOUNT_CONFLICTS.labels(conflict.provider).inc()
 
 
 def reconcile_run(

@@ -3,7 +3,7 @@ webhooks nor worker."""
 
 from __future__ import annotations
 
-from meetsync.store.apply import ApplyResult, Conflict
+from meetsync.store.apply import AccountConflict, ApplyResult, Conflict
 from meetsync.store.errors import StoreBusy, StoreError, StoreUnavailable
 from meetsync.store.mirror import (
     DEFAULT_PROVIDER,
@@ -16,6 +16,7 @@ from meetsync.store.mirror import (
 )
 
 __all__ = [
-    "DEFAULT_PROVIDER", "ApplyResult", "Conflict", "Failure", "Store", "StoreBusy", "StoreError",
-    "StoreUnavailable", "is_busy", "mirror_exists", "open_store", "retry_later",
+    "DEFAULT_PROVIDER", "AccountConflict", "ApplyResult", "Conflict", "Failure", "Store",
+    "StoreBusy", "StoreError", "StoreUnavailable", "is_busy", "mirror_exists", "open_store",
+    "retry_later",
 ]

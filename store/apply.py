@@ -3,6 +3,15 @@
 The mirror's state is a function of the *set* of events seen, not of their arrival order:
 
 - an event id already in the inbox (``events``) changes nothing;
+- an appointment belongs to the account it was first received under: ``appointments.account``
+  is the account of the first of its events applied (written with the row, never overwritten).
+  An event from another account for it changes nothing but its own inbox row (outcome
+  ``account_conflict``, with the sending ``account``): a secret proves an account, not a
+  right to another account's appointments. So the rows are those the owner's events alone
+  would make, in any order; which account owns an id two accounts both send is the one whose
+  event was applied first (the one order-dependent fact, and only across accounts). A row
+  from before m010 (``owner_known`` 0) is owned by the account of the first event that lands
+  on it;
 - each row keeps the ``(occurred_at, event id)`` of the snapshot it reflects and the upserts
   below only land when the incoming pair is greater — stale writes are rejected in SQL;
 - on an exact ``occurred_at`` tie the event id decides (deterministically), and the appointment
@@ -44,13 +53,28 @@ from meetsync.store.schema import NOW_SQL
 # provider. Nothing in the store uses it: each credential dies at its own expiry.
 CREDENTIAL_GRACE = timedelta(hours=24)
 
+ACCOUNT_CONFLICT = "account_conflict"
+"""The inbox outcome of an event from another account than its appointment's owner."""
+
+# The inbox row says, as it is written, whether the event may be applied: not when another
+# account owns its appointment (the outcome is then 'account_conflict' and nothing else is
+# written). No row back: a duplicate.
 _INBOX = f"""
 INSERT INTO events
-    (id, provider, appointment_id, type, occurred_at, claimed_at, outcome, applied_at)
-VALUES (?, ?, ?, ?, ?, ?, 'applied', {NOW_SQL})
+    (id, provider, appointment_id, type, occurred_at, claimed_at, account, outcome, applied_at)
+VALUES (:id, :provider, :appointment, :type, :at, :claimed_at, :account,
+        CASE WHEN EXISTS (SELECT 1 FROM appointments WHERE provider = :provider
+                          AND id = :appointment AND owner_known = 1 AND account <> :account)
+             THEN '{ACCOUNT_CONFLICT}' ELSE 'applied' END,
+        {NOW_SQL})
 ON CONFLICT (provider, id) DO NOTHING
+RETURNING outcome
 """
 
+_OWNER_OF = "SELECT account FROM appointments WHERE provider = ? AND id = ?"
+
+# account: the owner, set when the row is inserted and never changed (a row from before m010,
+# owner_known 0, takes the account of the first event that lands on it).
 # no_meeting: 1 the snapshot says there is none, 0 it names one (named_meeting_id); when it does
 # not say (the last two parameters NULL) both keep what the mirror knew.
 # times_at/times_event: the snapshot's pair when it gives times, else NULL: it says nothing about
@@ -58,10 +82,12 @@ ON CONFLICT (provider, id) DO NOTHING
 _APPOINTMENT = f"""
 INSERT INTO appointments
     (id, provider, account, status, start_at, end_at, version_at, version_event, no_meeting,
-     named_meeting_id, times_at, times_event, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW_SQL})
+     named_meeting_id, times_at, times_event, owner_known, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {NOW_SQL})
 ON CONFLICT (provider, id) DO UPDATE SET
-    account = excluded.account,
+    account = CASE WHEN appointments.owner_known = 1 THEN appointments.account
+                   ELSE excluded.account END,
+    owner_known = 1,
     status = excluded.status,
     start_at = CASE WHEN excluded.times_at IS NULL THEN appointments.start_at
                     ELSE excluded.start_at END,
@@ -249,6 +275,17 @@ class Conflict:
     named_by: str
 
 
+@dataclass(frozen=True, slots=True)
+class AccountConflict:
+    """An event for an appointment another account owns: recorded in the inbox (outcome
+    ``account_conflict``), not applied. Names accounts, never secrets."""
+
+    provider: str
+    appointment_id: str
+    owner: str
+    sender: str
+
+
 @dataclass
 class ApplyResult:
     """What one batch did."""
@@ -258,6 +295,7 @@ class ApplyResult:
     stale: int = 0
     ties: set[tuple[str, str]] = field(default_factory=set)  # (provider, appointment id)
     conflicts: list[Conflict] = field(default_factory=list)
+    account_conflicts: list[AccountConflict] = field(default_factory=list)
 
     def add(self, other: ApplyResult) -> None:
         self.applied += other.applied
@@ -265,6 +303,7 @@ class ApplyResult:
         self.stale += other.stale
         self.ties |= other.ties
         self.conflicts += other.conflicts
+        self.account_conflicts += other.account_conflicts
 
 
 def apply_events(
@@ -295,13 +334,18 @@ def _meeting_state(event: Event) -> int | None:
 def _apply_one(
     conn: Connection, event: Event, now: str, result: ApplyResult
 ) -> bool:
-    fresh = conn.execute(
-        _INBOX,
-        (event.id, event.provider, event.appointment_id, event.type, event.occurred_at,
-         event.claimed_at),
-    ).rowcount
-    if not fresh:
+    inbox = conn.execute(_INBOX, {
+        "id": event.id, "provider": event.provider, "appointment": event.appointment_id,
+        "type": event.type, "at": event.occurred_at, "claimed_at": event.claimed_at,
+        "account": event.account,
+    }).fetchone()
+    if inbox is None:
         result.duplicates += 1
+        return False
+    if inbox[0] == ACCOUNT_CONFLICT:
+        (owner,) = conn.execute(_OWNER_OF, (event.provider, event.appointment_id)).fetchone()
+        result.account_conflicts.append(
+            AccountConflict(event.provider, event.appointment_id, owner, event.account))
         return False
     result.applied += 1
     state = _meeting_state(event)

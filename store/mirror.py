@@ -536,6 +536,24 @@ class Store:
                 found[row[0]] = dict(zip(SNAPSHOT_FIELDS, row[1:], strict=True))
         return found
 
+    def owners(
+        self, appointment_ids: Sequence[str], *, provider: str = DEFAULT_PROVIDER
+    ) -> dict[str, str]:
+        """The account each appointment belongs to (the one it was first received under,
+        ``store/apply.py``), for those the mirror holds with a known owner: refetches and
+        sweeps ask the owner's API, and write nothing for another account's appointments."""
+        found: dict[str, str] = {}
+        for start in range(0, len(appointment_ids), 500):
+            chunk = appointment_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            cur = self.conn.execute(
+                "SELECT id, account FROM appointments WHERE provider = ? AND owner_known = 1"
+                f" AND id IN ({marks})",
+                (provider, *chunk),
+            )
+            found.update((row[0], row[1]) for row in cur)
+        return found
+
     def snapshot_times(
         self, appointment_ids: Sequence[str], *, provider: str = DEFAULT_PROVIDER
     ) -> dict[str, int]:

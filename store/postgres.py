@@ -418,6 +418,11 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("p002_times_version",  # SQLite's m008
      _TIMES_VERSION.format(integer="BIGINT") + "DROP VIEW live_meetings;" + _VIEWS),
     ("p003_subscribers", _SUBSCRIBERS),
+    # SQLite's m010: the inbox records each event's account; an appointment's owner is known.
+    ("p004_account_ownership", """
+ALTER TABLE events ADD COLUMN account TEXT;
+ALTER TABLE appointments ADD COLUMN owner_known INTEGER NOT NULL DEFAULT 0;
+"""),
 )
 
 

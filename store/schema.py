@@ -485,6 +485,8 @@ def m008_times_version(db: Database) -> None:
     # And live_meetings as the read API serves a deleted appointment's meetings.
     db.executescript(_TIMES_VERSION.format(integer="INTEGER")
                      + f"DROP VIEW live_meetings; {_LIVE_MEETINGS};")
+
+
 _SUBSCRIBER_TABLES = """
         CREATE TABLE subscriber_cursors (
             name TEXT PRIMARY KEY,
@@ -519,3 +521,19 @@ and the changes given up on for it (store/subscribers.py)."""
 @migrations()
 def m009_subscribers(db: Database) -> None:
     db.executescript(_SUBSCRIBER_TABLES)
+
+
+@migrations()
+def m010_account_ownership(db: Database) -> None:
+    # events.account: the account whose secret (or API credentials) the event came through;
+    # NULL for events received before the mirror recorded it.
+    # appointments.owner_known: 1 once an event written at m010 or later set ``account`` (its
+    # owner: the account it was first received under, never overwritten); 0 for rows written
+    # before, whose ``account`` may be wrong (one provider's deliveries all said 'default'):
+    # the next event that lands on such a row names its owner (store/apply.py).
+    db.executescript(
+        """
+        ALTER TABLE events ADD COLUMN account TEXT;
+        ALTER TABLE appointments ADD COLUMN owner_known INTEGER NOT NULL DEFAULT 0;
+        """
+    )

@@ -292,6 +292,8 @@ class Applier:
                 pipe.hincrby(STATS, "clamped", round_.clamped)
             if result.conflicts:
                 pipe.hincrby(STATS, "meeting_conflicts", len(result.conflicts))
+            if result.account_conflicts:
+                pipe.hincrby(STATS, "account_conflicts", len(result.account_conflicts))
             await pipe.execute()
         metrics.applied_round(round_, seconds)
         for conflict in result.conflicts:
@@ -300,6 +302,14 @@ class Applier:
                 named_by=conflict.named_by,
                 rule="a meeting stays with the appointment it was first seen under; the other"
                 " appointment's fields were applied without it",
+            )
+        for foreign in result.account_conflicts:
+            log.warning(
+                "account_conflict", provider=foreign.provider,
+                appointment_id=foreign.appointment_id, owner=foreign.owner,
+                sender=foreign.sender,
+                rule="an appointment belongs to the account it was first received under;"
+                " another account's event for it is not applied",
             )
         if result.ties and self.on_ties is not None:
             await self.on_ties(result.ties)

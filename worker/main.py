@@ -293,6 +293,11 @@ async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
     state = WorkerContext.of(ctx)
     provider, account, appointment_id = (
         (LEGACY_PROVIDER, "default", *job) if len(job) == 1 else job)
+    # An appointment is fetched from the account that owns it, whichever account's hint
+    # asked: another account's answer would not be applied (store/apply.py).
+    owners = await state.store.run(lambda store: store.owners([appointment_id],
+                                                              provider=provider))
+    account = owners.get(appointment_id, account)
     connection = state.connections.get((provider, account))
     if connection is None:
         return f"skipped: no API credentials for {provider} account {account}"

@@ -266,9 +266,17 @@ class Reconciler:
                 self.progress(f"fetch: {n}/{len(ids)} {what}")
 
     async def _repair(self, truth: dict[str, Event], now: datetime, report: RunReport) -> None:
+        provider, account = self.api.provider, self.api.account
+        owners = await self.store.run(lambda s: s.owners(list(truth), provider=provider))
+        foreign = sorted(a for a in truth if owners.get(a, account) != account)
+        if foreign:
+            # Another account's appointments (the same ids listed by this one): theirs to
+            # sweep; written from here they would only be refused (store/apply.py).
+            log.warning("reconcile_account_conflict", provider=provider, account=account,
+                        count=len(foreign), appointments=foreign[:10])
+            truth = {a: e for a, e in truth.items() if a not in set(foreign)}
         report.appointments_seen = len(truth)
         ids = list(truth)
-        provider = self.api.provider
         mirror = await self.store.run(lambda s: s.snapshots(ids, provider=provider))
         repairs: list[Event] = []
         refreshed: list[Event] = []  # rotated, unchanged: written so its snapshot time moves on

@@ -96,17 +96,19 @@ def test_the_purge_clears_each_credential_at_its_own_expiry(
         ("amtg_a", None, None), ("amtg_b", None, "pw-amtg_b")]
 
 
-def test_the_account_is_recorded_and_follows_the_newest_snapshot(
+def test_the_account_is_recorded_and_stays_the_first_one(
     store: Store, db_path: Path
 ) -> None:
+    # An appointment belongs to the account it was first received under (README, "Several
+    # accounts per provider"): a newer snapshot from another account does not move it.
     store.apply([event("evt_1", 10, None, account="acme")])
     assert store.appointment("appt_1", provider="zoomish")["account"] == "acme"  # type: ignore[index]
     store.apply([event("evt_0", 5, None, account="stale")])
     store.apply([event("evt_2", 20, None, account="globex")])
-    assert raw(db_path, "SELECT account FROM appointments") == [("globex",)]
+    assert raw(db_path, "SELECT account FROM appointments") == [("acme",)]
     assert raw(db_path, "SELECT account FROM live_meetings") == []
-    store.apply([event("evt_3", 30, meeting("amtg_a", None, None), account="globex")])
-    assert raw(db_path, "SELECT account FROM live_meetings") == [("globex",)]
+    store.apply([event("evt_3", 30, meeting("amtg_a", None, None), account="acme")])
+    assert raw(db_path, "SELECT account FROM live_meetings") == [("acme",)]
 
 
 def test_appointments_ending_after_filters_by_account_when_given(store: Store) -> None:

@@ -105,6 +105,7 @@ def appointment_event(
         previous_meeting_id=previous_meeting_id,
         # ``meeting: null`` is the provider saying there is none; a missing key says nothing.
         no_meeting="meeting" in obj and obj["meeting"] is None,
+        account=account,  # whose secret (or API token) vouched for it: its appointment's owner
     )
 
 
