@@ -123,7 +123,8 @@ def _pipeline(overview: Overview) -> str:
         _tile("applied", c.get("applied", 0), "applied"),
         _tile("duplicates", c.get("duplicates", 0), "duplicates"),
         _tile("stale", c.get("stale", 0), "stale"),
-        _tile("hints", c.get("hints", 0) + c.get("hints_folded", 0), "hints"),
+        _tile("hints", sum(c.get(f, 0) for f in ("hints", "hints_folded", "hints_collapsed",
+                                                 "hints_dropped")), "hints"),
         _tile("ignored types", ignored, "ignored"),
         _tile("clock ahead", c.get("clamped", 0), "clamped"),
         _tile("dead-lettered", c.get("dead_letters", 0), "dead_lettered",
@@ -150,6 +151,7 @@ def _account(overview: Overview, key: tuple[str, str]) -> str:
                              if o.startswith("rejected") or o == "too_large"),
               "deliveries_refused"),
         _tile("refetches queued", overview.refetches.get(key, 0), "refetches_queued"),
+        *_lane_tiles(overview, key),
         _tile("dead letters to replay", letters, "dead_letters", "bad" if letters else ""),
         _tile("meetings ahead", creds.get("meetings", 0), "meetings_ahead"),
         _tile("host link live", creds.get("live", 0), "host_url_live"),
@@ -167,6 +169,25 @@ def _account(overview: Overview, key: tuple[str, str]) -> str:
             f"<h2>{escape(provider)} · {escape(account)}</h2>"
             f"<div class=\"tiles\">{''.join(tiles)}</div>"
             f"<h3>Last reconcile runs</h3>{table}</section>")
+
+
+def _lane_tiles(overview: Overview, key: tuple[str, str]) -> list[str]:
+    """The account's hints by outcome (every receiver's, counted in Redis) and whether its
+    next sweep was brought forward (hints collapsed past its refetch lane's bound)."""
+    lane = overview.lanes.get(key)
+    if lane is None:
+        return []
+    counts = lane.counts
+    return [
+        _tile("hints accepted", counts.get("accepted", 0), "hints_accepted"),
+        _tile("hints folded", counts.get("folded", 0), "hints_folded"),
+        _tile("hints collapsed", counts.get("collapsed", 0), "hints_collapsed",
+              "warn" if counts.get("collapsed") else ""),
+        _tile("hints dropped", counts.get("dropped", 0), "hints_dropped",
+              "warn" if counts.get("dropped") else ""),
+        _tile("sweep soon", "yes" if lane.verify_soon else "no", "verify_soon",
+              "warn" if lane.verify_soon else ""),
+    ]
 
 
 def status_page(overview: Overview) -> str:

@@ -276,3 +276,34 @@ async def test_a_request_taken_by_a_worker_that_dies_mid_fetch_is_fetched_again(
         print(f"\nfetched again {again} s after a new worker started")
         assert again is not None
         assert await redis.zcard("meetsync:refetch:avon:default:inflight") == 0
+
+
+async def test_hints_are_counted_per_account_on_the_status_page_and_in_metrics(
+    redis_server: RedisServer, redis: aioredis.Redis, db_path: Path | str,
+) -> None:
+    """No worker runs: the lane fills to its bound, the rest collapse; a repeat folds. The
+    scrape and the page show it per configured account, never naming a forged id."""
+    async with flood_stack(redis_server, redis, db_path) as stack:
+        await stack.flood(BOUND + 5)
+        await stack.hint(forged(0))  # waiting already
+        scrape = (await stack.http.get("/metrics")).text
+        for outcome, n in (("accepted", BOUND), ("folded", 1), ("collapsed", 5),
+                           ("dropped", 0)):
+            line = (f'meetsync_hints_total{{account="default",outcome="{outcome}",'
+                    f'provider="avon"}} {float(n)}')
+            assert line in scrape, line
+        assert f'meetsync_refetch_lane_depth{{account="default",provider="avon"}} ' \
+               f'{float(BOUND)}' in scrape
+        assert 'meetsync_refetch_lane_verify_soon{account="default",provider="avon"} 1.0' \
+            in scrape
+        assert "forged" not in scrape
+        page = (await stack.http.get("/status",
+                                     headers={"authorization": "Bearer read-token"})).text
+        card = page.split('data-account="avon/default"', 1)[1].split("</section>", 1)[0]
+        for figure, shown in (("hints_accepted", BOUND), ("hints_folded", 1),
+                              ("hints_collapsed", 5), ("hints_dropped", 0),
+                              ("refetches_queued", BOUND), ("verify_soon", "yes")):
+            assert f'data-figure="{figure}">{shown}<' in card, figure
+        stats = await stack.stats()
+        assert (stats["hints"], stats["hints_folded"], stats["hints_collapsed"]) == (
+            BOUND, 1, 5)
