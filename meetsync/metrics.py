@@ -118,7 +118,8 @@ HOST_URL_READS = Counter(
 
 _OUTCOMES = {200: "handshake", 400: "rejected_envelope", 401: "rejected_signature",
              404: "unknown_provider", 413: "too_large", 503: "unavailable"}
-_ACCEPTED = {"queued": "queued", "fetch queued": "hint", "ignored": "ignored"}
+_ACCEPTED = {"queued": "queued", "fetch queued": "hint", "verify soon": "hint",
+             "dropped: no API credentials": "hint", "ignored": "ignored"}
 
 
 def delivery(provider: str | None, account: str | None, status: int, body: bytes) -> None:

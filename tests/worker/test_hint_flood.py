@@ -297,6 +297,12 @@ async def test_hints_are_counted_per_account_on_the_status_page_and_in_metrics(
         assert 'meetsync_refetch_lane_verify_soon{account="default",provider="avon"} 1.0' \
             in scrape
         assert "forged" not in scrape
+        # every one of them answered 202 and counted as a hint delivery
+        assert 'meetsync_webhook_deliveries_total{account="default",code="202",outcome="hint",' \
+            'provider="avon"}' in scrape
+        assert not [line for line in scrape.splitlines()
+                    if line.startswith("meetsync_webhook_deliveries_total")
+                    and 'outcome="accepted"' in line]
         page = (await stack.http.get("/status",
                                      headers={"authorization": "Bearer read-token"})).text
         card = page.split('data-account="avon/default"', 1)[1].split("</section>", 1)[0]
