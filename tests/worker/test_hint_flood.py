@@ -313,3 +313,22 @@ async def test_hints_are_counted_per_account_on_the_status_page_and_in_metrics(
         stats = await stack.stats()
         assert (stats["hints"], stats["hints_folded"], stats["hints_collapsed"]) == (
             BOUND, 1, 5)
+
+
+async def test_a_hint_for_an_account_without_api_credentials_is_dropped_and_counted(
+    redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path,
+) -> None:
+    """Nothing could fetch it: no lane, no job, counted as dropped (and said so)."""
+    settings = Settings.from_env({
+        "MEETSYNC_DB": str(tmp_path / "mirror.db"), "REDIS_URL": redis_server.url,
+        "MEETSYNC_READ_TOKEN": "read-token", "AVON_API_URL": "http://127.0.0.1:9"})
+    transport = httpx.ASGITransport(app=create_app(settings, redis=redis))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        for n in range(3):
+            response = await http.post("/webhooks/avon", content=forged(n))
+            assert response.status_code == 202
+            assert response.json() == {"status": "dropped: no API credentials"}
+    assert await redis.hget(STATS, "hints_dropped") == b"3"
+    assert await redis.hgetall("meetsync:refetch:avon:default:counts") == {b"dropped": b"3"}
+    assert sorted(await redis.keys("*")) == [b"meetsync:refetch:avon:default:counts",
+                                             b"meetsync:stats"]
