@@ -64,3 +64,29 @@ async def test_a_refetched_snapshot_that_fails_on_its_own_is_dead_lettered_not_a
         assert stats["dead_letters"] == 1 and stats["snapshots_failed"] >= 1
         failed = [e for e in logs if e["event"] == "snapshot_failed"]  # logged as failed
         assert failed and failed[0]["event_id"] == event_id
+
+
+async def test_a_reconcile_repair_that_fails_on_its_own_is_dead_lettered(
+    redis_server: RedisServer, redis: aioredis.Redis, db_path: Path | str,
+) -> None:
+    """The reconcile cron's repairs take the same path: the sweep finds the appointment, the
+    mirror refuses it, the applier retries then dead-letters it."""
+    async with flood_stack(redis_server, redis, db_path) as stack:
+        booked = stack.savvycal.book(start_at=stack.savvycal.start + timedelta(days=1))
+        poison = booked.appointment_id  # upcoming: the sweep lists it
+        open_store(stack.settings.db_path).close()
+        reject_appointment(stack.settings.db_path, poison)
+        async with running_worker(stack):
+            async def dead_lettered() -> bool:
+                return bool(query(stack.settings.db_path,
+                                  "SELECT event_id FROM dead_letters WHERE appointment_id = ?",
+                                  (poison,)))
+
+            assert await until(dead_lettered, 40) is not None
+        letters = query(stack.settings.db_path,
+                        "SELECT event_id, reason FROM dead_letters WHERE appointment_id = ?",
+                        (poison,))
+        # one per sweep that found it (a sweep every 5 s here)
+        assert letters and all(event_id.startswith("reconcile:")
+                               and "rejected by the test" in reason
+                               for event_id, reason in letters)
