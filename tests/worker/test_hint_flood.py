@@ -170,6 +170,9 @@ async def running_worker(stack: Flood, **ctx: Any) -> AsyncIterator[dict[str, An
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+        # arq's close() re-raises the cancellation of a cron it stopped mid-run: let them end
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        worker.tasks.clear()
         with warnings.catch_warnings():  # arq closes its pool with redis-py's close()
             warnings.simplefilter("ignore", DeprecationWarning)
             await worker.close()
