@@ -286,9 +286,10 @@ async def refresh_credentials(
 
         due = await state.store.run(due_of)
         added = 0
+        bound = state.bound(provider, account)
         for appointment_id in due:
             added += await request_refetch(state.redis, provider, account, appointment_id,
-                                           bound=state.bound(provider, account))
+                                           bound=bound)
         queued[f"{provider}/{account}"] = added
         if due:
             log.info("credentials_refresh_queued", provider=provider, account=account,
