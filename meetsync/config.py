@@ -66,6 +66,8 @@ CORE_KEYS: tuple[Key, ...] = (
     Key("refresh_margin_seconds", "MEETSYNC_REFRESH_MARGIN_SECONDS", "int", default=900),
     Key("refresh_wait_seconds", "MEETSYNC_REFRESH_WAIT_SECONDS", "int", default=5, minimum=0,
         maximum=30),
+    Key("refetch_horizon_seconds", "MEETSYNC_REFETCH_HORIZON_SECONDS", "int", default=300,
+        minimum=10, maximum=86_400),
     Key("port", "PORT", "int", default=8000, maximum=65535),
     Key("metrics_token", "MEETSYNC_METRICS_TOKEN", secret=True),
     Key("worker_metrics_port", "MEETSYNC_WORKER_METRICS_PORT", "int", maximum=65535),

@@ -39,6 +39,7 @@ from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator import Chaos, ProviderSim, deliver, played_until, serve_in_background
 from meetsync.store import Store, open_store
+from meetsync.worker import lanes
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.queue import STATS, backlog, refetch_job_id
 from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
@@ -106,8 +107,9 @@ async def wait_until_applied(
 async def wait_until_idle(
     redis: aioredis.Redis, patience: float, partitions: int = 1
 ) -> None:
-    """The event stream drained and no refetch job (``refetch_appointment``) waiting, deferred
-    for a retry or running: what hints asked for is in the mirror. (Cron jobs are not waited
+    """The event stream drained, the refetch lanes empty and no refetch job of an older release
+    (``refetch_appointment``) waiting, deferred for a retry or running: what hints asked for is
+    in the mirror. (Cron jobs are not waited
     for: arq keeps a cron job's in-progress key for a minute after it ran.)"""
     deadline = time.monotonic() + patience
     prefix = refetch_job_id("", "", "").split(":")[0].encode() + b":"  # b"refetch:"
@@ -117,7 +119,8 @@ async def wait_until_idle(
         queued = [job for job in await redis.zrange(default_queue_name, 0, -1)
                   if job.startswith(prefix)]
         running = [key async for key in redis.scan_iter(match=pattern, count=1000)]
-        if not queued and not running and (await backlog(redis, partitions)).queued == 0:
+        if (not queued and not running and await lanes.outstanding(redis) == 0
+                and (await backlog(redis, partitions)).queued == 0):
             return
         if time.monotonic() > deadline:
             raise TimeoutError("the worker did not finish its refetch jobs in time")

@@ -147,7 +147,8 @@ HOST_URL_READS = Counter(
 
 _OUTCOMES = {200: "handshake", 400: "rejected_envelope", 401: "rejected_signature",
              404: "unknown_provider", 413: "too_large", 503: "unavailable"}
-_ACCEPTED = {"queued": "queued", "fetch queued": "hint", "ignored": "ignored"}
+_ACCEPTED = {"queued": "queued", "fetch queued": "hint", "verify soon": "hint",
+             "dropped: no API credentials": "hint", "ignored": "ignored"}
 
 
 # --- subscribers (worker/subscribers.py): labelled by configured subscriber name only --------
@@ -335,6 +336,8 @@ class Snapshot:
     queue_pending: int | None = None
     jobs_queued: int | None = None
     dead_letters_awaiting: Mapping[tuple[str, str], int] | None = None
+    # Each configured account's refetch lane (worker/lanes.py's LaneFigures), from Redis.
+    lanes: Mapping[tuple[str, str], Any] | None = None
     up: dict[str, bool] = field(default_factory=dict)
 
     def families(self) -> list[Metric]:
@@ -360,6 +363,8 @@ class Snapshot:
             for (provider, account), n in sorted(self.dead_letters_awaiting.items()):
                 letters.add_metric([provider, account], n)
             found.append(letters)
+        if self.lanes is not None:
+            found += _lane_families(self.lanes)
         up = GaugeMetricFamily("meetsync_scrape_source_up",
                                "Whether the scrape could read a source (redis, mirror).",
                                labels=["source"])
@@ -367,6 +372,31 @@ class Snapshot:
             up.add_metric([source], 1 if ok else 0)
         found.append(up)
         return found
+
+
+def _lane_families(lanes: Mapping[tuple[str, str], Any]) -> list[Metric]:
+    """Hints by outcome (counted in Redis by every receiver) and each lane's depth."""
+    labels = ["provider", "account"]
+    hints = CounterMetricFamily(
+        "meetsync_hints",
+        "Hints (fetch requests from unsigned or partial deliveries) by outcome: accepted "
+        "(queued in the account's refetch lane), folded (one waits already), collapsed (the "
+        "lane was full: the account's next sweep runs at the next cron tick) and dropped (the "
+        "account has no API credentials).", labels=[*labels, "outcome"])
+    depth = GaugeMetricFamily(
+        "meetsync_refetch_lane_depth",
+        "Refetch requests waiting or in flight in the account's lane (bounded: its budget "
+        "times MEETSYNC_REFETCH_HORIZON_SECONDS).", labels=labels)
+    verify = GaugeMetricFamily(
+        "meetsync_refetch_lane_verify_soon",
+        "1 when hints collapsed and the account's next sweep is due at the next cron tick.",
+        labels=labels)
+    for (provider, account), lane in sorted(lanes.items()):
+        for outcome, n in sorted(lane.counts.items()):
+            hints.add_metric([provider, account, outcome], n)
+        depth.add_metric([provider, account], lane.waiting + lane.in_flight)
+        verify.add_metric([provider, account], 1 if lane.verify_soon else 0)
+    return [hints, depth, verify]
 
 
 class _Fixed(Collector):

@@ -121,6 +121,8 @@ class Settings:
     refresh_window_seconds: int = 86_400
     refresh_margin_seconds: int = 900
     refresh_wait_seconds: int = 5
+    # A refetch lane holds at most what its account's budget serves within this (worker/lanes.py).
+    refetch_horizon_seconds: int = 300
     port: int = 8000
     # GET /metrics asks for this bearer token when set (open otherwise, as scrapes usually are);
     # a worker serves its metrics on worker_metrics_port when set (off otherwise).

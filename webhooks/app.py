@@ -20,6 +20,7 @@ from meetsync.webhooks.openapi import openapi_document, openapi_route
 from meetsync.webhooks.operator import counted, operator_routes
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.webhooks.receiver import Receiver
+from meetsync.worker.lanes import lane_bounds
 from meetsync.worker.queue import QueueClient, queue_client
 
 # Fail fast: a slow Redis must turn into a 503 the sender retries, not a hung delivery.
@@ -53,9 +54,14 @@ def create_app(
                 await stream.aclose()
 
     hooks = webhook_providers(settings)
+    async def known(provider: str, appointment_id: str) -> bool:
+        return bool(await mirror.read(
+            lambda store: store.appointment(appointment_id, provider=provider) is not None))
+
     receiver = Receiver(
         hooks, client, queue=stream, partitions=settings.queue_partitions,
-        clock_skew_seconds=settings.clock_skew_seconds,
+        clock_skew_seconds=settings.clock_skew_seconds, lane_bounds=lane_bounds(settings),
+        known=known,
     )
     readiness = Readiness(client, settings.db_path, queue=stream)
     receive = counted(receiver.endpoint, frozenset(hooks),

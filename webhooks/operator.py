@@ -39,6 +39,7 @@ from meetsync.store import status as figures
 from meetsync.store.subscribers import cursors as subscriber_cursors
 from meetsync.webhooks.params import bounded_int
 from meetsync.webhooks.status_page import login_page, status_page
+from meetsync.worker import lanes
 from meetsync.worker.queue import STATS, QueueClient, backlog, reconcile_runs_key
 
 log = structlog.get_logger(__name__)
@@ -59,6 +60,7 @@ class Overview:
     queue: dict[str, Any] | None = None
     counters: dict[str, int] = field(default_factory=dict)
     refetches: dict[Key, int] = field(default_factory=dict)
+    lanes: dict[Key, lanes.LaneFigures] = field(default_factory=dict)
     run_ids: dict[Key, list[int]] = field(default_factory=dict)
     mirror: dict[str, Any] | None = None
     deliveries: dict[Key, dict[str, int]] = field(default_factory=dict)
@@ -114,6 +116,7 @@ def operator_routes(
     read_token = settings.read_token or ""
     metrics_token = settings.metrics_token or ""
     db_path = settings.db_path
+    configured = [a.key for a in settings.accounts if a.provider in providers()]
 
     async def metrics_endpoint(request: Request) -> Response:
         if metrics_token and not _bearer(request, metrics_token):
@@ -127,6 +130,10 @@ def operator_routes(
             snapshot.queue_oldest_age_seconds = queue["oldest_age_seconds"]
             snapshot.queue_pending = queue["pending"]
             snapshot.jobs_queued = queue["jobs"]
+            try:  # labels from configuration only: the accounts configured
+                snapshot.lanes = await lanes.figures(redis, configured)
+            except (RedisError, OSError) as exc:
+                log.warning("status_redis_unavailable", error_type=type(exc).__name__)
         letters = await _read_mirror(db_path, figures.dead_letters_awaiting)
         snapshot.up["mirror"] = letters is not None
         snapshot.dead_letters_awaiting = letters
@@ -306,6 +313,11 @@ async def _redis_figures(
     for provider, account in accounts:
         ids = await redis.lrange(reconcile_runs_key(provider, account), 0, RUNS_SHOWN - 1)  # type: ignore[misc]
         overview.run_ids[(provider, account)] = [int(i) for i in ids]
+    # Each account's refetch lane (waiting and in flight), and refetch jobs an older release
+    # left in arq's queue.
+    overview.lanes = await lanes.figures(redis, accounts)
+    for key, lane in overview.lanes.items():
+        overview.refetches[key] = lane.waiting + lane.in_flight
     async for member, _score in redis.zscan_iter(default_queue_name, match="refetch:*"):
         parts: list[str] = bytes(member).decode().split(":", 3)
         if len(parts) < 4:

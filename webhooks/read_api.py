@@ -30,6 +30,7 @@ from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store, views
 from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
 from meetsync.store.postgres import is_postgres
 from meetsync.webhooks.params import storable
+from meetsync.worker import lanes
 from meetsync.worker.queue import request_refetch
 
 log = structlog.get_logger(__name__)
@@ -122,6 +123,7 @@ def read_routes(
     token = (settings.read_token or "").encode()
     refreshable = frozenset(name for name, p in providers().items() if p.refreshable)
     wait = settings.refresh_wait_seconds
+    bounds = lanes.lane_bounds(settings)
 
     def authorized(request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -188,7 +190,9 @@ def read_routes(
         if redis is None or appointment is None:
             return None
         try:
-            await request_refetch(redis, provider, appointment["account"], appointment_id)
+            await request_refetch(redis, provider, appointment["account"], appointment_id,
+                                  bound=bounds.get((provider, appointment["account"]),
+                                                   lanes.DEFAULT_BOUND))
         except (RedisError, OSError) as exc:
             log.warning("refresh_unavailable", provider=provider, error_type=type(exc).__name__)
             return None

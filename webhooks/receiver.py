@@ -4,8 +4,10 @@ Statuses (CONTRACT.md): 202 queued, duplicate or ignored type; 200 with the prov
 an endpoint handshake; 400 not an envelope; 401 not signed by a configured secret; 404 unknown
 provider; 413 body over 1 MiB; 503 with ``Retry-After`` when Redis cannot take the event.
 
-A delivery the provider parses to a ``Hint`` queues a fetch of that appointment (once, however
-many hints arrive while it waits) instead of an event: what a hint says is never written.
+A delivery the provider parses to a ``Hint`` queues a fetch of that appointment in its account's
+refetch lane (once, however many hints arrive while it waits; past the lane's bound it collapses
+into the account's "verify soon" mark: ``worker/lanes.py``) instead of an event: what a hint
+says is never written. An id the mirror holds goes before one it has never seen.
 
 No input yields a 500: an unexpected error is logged by type and answered 503, so the sender
 retries once the bug is fixed.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 import structlog
@@ -29,13 +31,19 @@ from meetsync.events import Event, from_micros, received
 from meetsync.providers import EnvelopeError, Hint, Reply, SignatureError, WebhookProvider
 from meetsync.storable import unstorable
 from meetsync.webhooks.params import bounded_int
+from meetsync.worker import lanes
 from meetsync.worker.counters import IGNORED_TYPES
-from meetsync.worker.queue import FIELD, QueueClient, count, request_refetch, stream_of
+from meetsync.worker.queue import FIELD, QueueClient, count, stream_of
 
 MAX_BODY_BYTES = 1_048_576
 RETRY_AFTER_SECONDS = "5"
 
 log = structlog.get_logger(__name__)
+
+HINT_ANSWERS: Mapping[lanes.Outcome, str] = {
+    "accepted": "fetch queued", "folded": "fetch queued", "collapsed": "verify soon",
+    "dropped": "dropped: no API credentials",
+}
 
 
 def json_response(
@@ -123,8 +131,14 @@ class Receiver:
         partitions: int = 1,
         clock_skew_seconds: float = 300,
         clock: Callable[[], float] = time.time,
+        lane_bounds: Mapping[tuple[str, str], int] | None = None,
+        known: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
         self._providers = dict(providers)
+        # Accounts whose hints can be fetched, with their lanes' bounds (None: every account,
+        # the default bound); ``known(provider, id)``: whether the mirror holds the id.
+        self._lane_bounds = None if lane_bounds is None else dict(lane_bounds)
+        self._known = known
         self._redis = redis
         self._stats = redis if queue is None else queue
         self._queue = GroupCommit(self._stats, partitions)
@@ -179,6 +193,7 @@ class Receiver:
             return json_response(400, {"error": f"{refused}: text with a NUL character or a"
                                                 " lone surrogate cannot be stored"})
 
+        hinted: lanes.Outcome = "accepted"
         try:
             if isinstance(parsed, Event):
                 parsed = received(parsed, int(self._clock() * 1_000_000), self._tolerance)
@@ -186,9 +201,7 @@ class Receiver:
                     await self._clock_ahead(parsed)
                 await self._queue.publish(parsed)
             elif isinstance(parsed, Hint):
-                queued = await request_refetch(
-                    self._redis, name, parsed.account, parsed.appointment_id)
-                await count(self._stats, "hints" if queued else "hints_folded")
+                hinted = await self._hint(name, parsed)
             else:
                 # One field for every type: a field per name would let any sender grow the
                 # hash without bound (its name goes to the log, cut to the log's bound).
@@ -205,9 +218,36 @@ class Receiver:
         if isinstance(parsed, Hint):
             log.debug("webhook_hint", provider=name, type=parsed.type,
                       appointment_id=parsed.appointment_id)
-            return json_response(202, {"status": "fetch queued"})
+            return json_response(202, {"status": HINT_ANSWERS[hinted]})
         log.info("webhook_ignored", provider=name, type=parsed)
         return json_response(202, {"status": "ignored"})
+
+    async def _hint(self, name: str, hint: Hint) -> lanes.Outcome:
+        """Queue the fetch a hint asks for in its account's lane, counted by outcome."""
+        key = (name, hint.account)
+        bound = (lanes.DEFAULT_BOUND if self._lane_bounds is None
+                 else self._lane_bounds.get(key))
+        outcome: lanes.Outcome
+        if bound is None:  # the account has no API credentials: nothing could fetch it
+            outcome = "dropped"
+            await lanes.dropped(self._redis, name, hint.account)
+        else:
+            known = await self._holds(name, hint.appointment_id)
+            outcome = await lanes.request(self._redis, name, hint.account, hint.appointment_id,
+                                          bound=bound, known=known, hint=True)
+        await count(self._stats, lanes.STAT_FIELDS[outcome])
+        return outcome
+
+    async def _holds(self, name: str, appointment_id: str) -> bool:
+        """Whether the mirror holds the id; unknown when it cannot say (a hint then waits
+        behind those for known ids, as a forged one does)."""
+        if self._known is None:
+            return False
+        try:
+            return await self._known(name, appointment_id)
+        except Exception as exc:
+            log.warning("hint_mirror_unavailable", provider=name, error_type=type(exc).__name__)
+            return False
 
     async def _clock_ahead(self, event: Event) -> None:
         """An event dated beyond receipt + tolerance: logged and counted, ordered at receipt."""

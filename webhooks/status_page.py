@@ -124,7 +124,8 @@ def _pipeline(overview: Overview) -> str:
         _tile("applied", c.get("applied", 0), "applied"),
         _tile("duplicates", c.get("duplicates", 0), "duplicates"),
         _tile("stale", c.get("stale", 0), "stale"),
-        _tile("hints", c.get("hints", 0) + c.get("hints_folded", 0), "hints"),
+        _tile("hints", sum(c.get(f, 0) for f in ("hints", "hints_folded", "hints_collapsed",
+                                                 "hints_dropped")), "hints"),
         _tile("ignored types", c.get(IGNORED_TYPES, 0), "ignored"),
         _tile("clock ahead", c.get("clamped", 0), "clamped"),
         _tile("dead-lettered", c.get("dead_letters", 0), "dead_lettered",
@@ -153,6 +154,7 @@ def _account(overview: Overview, key: tuple[str, str]) -> str:
                              if o.startswith("rejected") or o == "too_large"),
               "deliveries_refused"),
         _tile("refetches queued", overview.refetches.get(key, 0), "refetches_queued"),
+        *_lane_tiles(overview, key),
         _tile("dead letters to replay", letters, "dead_letters", "bad" if letters else ""),
         _tile("meetings ahead", creds.get("meetings", 0), "meetings_ahead"),
         _tile("host link live", creds.get("live", 0), "host_url_live"),
@@ -204,6 +206,8 @@ def _refusals(overview: Overview) -> str:
     ) + ("<p><small>Deliveries whose signature no configured secret verified, since this "
          "process started: check the provider's secret against the account's.</small></p>"
          "</section>")
+
+
 def _subscribers(overview: Overview) -> str:
     """Each configured subscriber's deliveries (README: "Subscribers")."""
     from meetsync.metrics import lag_seconds
@@ -237,6 +241,25 @@ def _subscribers(overview: Overview) -> str:
          "lag (age)", "state"], rows)
         + "<p><small><code>meetsync subscribers list</code>, <code>meetsync subscribers test"
         " NAME</code></small></p></section>")
+
+
+def _lane_tiles(overview: Overview, key: tuple[str, str]) -> list[str]:
+    """The account's hints by outcome (every receiver's, counted in Redis) and whether its
+    next sweep was brought forward (hints collapsed past its refetch lane's bound)."""
+    lane = overview.lanes.get(key)
+    if lane is None:
+        return []
+    counts = lane.counts
+    return [
+        _tile("hints accepted", counts.get("accepted", 0), "hints_accepted"),
+        _tile("hints folded", counts.get("folded", 0), "hints_folded"),
+        _tile("hints collapsed", counts.get("collapsed", 0), "hints_collapsed",
+              "warn" if counts.get("collapsed") else ""),
+        _tile("hints dropped", counts.get("dropped", 0), "hints_dropped",
+              "warn" if counts.get("dropped") else ""),
+        _tile("sweep soon", "yes" if lane.verify_soon else "no", "verify_soon",
+              "warn" if lane.verify_soon else ""),
+    ]
 
 
 def status_page(overview: Overview) -> str:

@@ -1,8 +1,12 @@
-"""The arq worker: the applier draining the event stream, plus jobs and crons.
+"""The arq worker: the applier draining the event stream, the refetch lanes, and the crons.
 
-arq runs the scheduled and on-demand work (credential purge, refetches, the reconciler); the
-applier runs beside it in the same process as a long-lived task, because draining a stream in
-batches is what makes SQLite fast (one commit per batch, not per event).
+arq runs the scheduled work (credential purge, start-URL refresh, inbox prune, the reconciler);
+the applier runs beside it in the same process as a long-lived task, because draining a stream
+in batches is what makes SQLite fast (one commit per batch, not per event). Refetches are not
+arq jobs: each configured account with API credentials has its own lane (``worker/lanes.py``)
+served by a task of its own at its budget's pace, so a flood of hints for one account holds
+no arq slot, and neither other accounts' refetches nor the crons wait behind it. The arq
+function ``refetch_appointment`` stays registered so jobs queued by an older release drain.
 
 arq's Redis (``REDIS_URL``) must be a single server (or a primary with replicas), not a cluster:
 arq queues and claims jobs in transactions over several keys that a cluster would refuse
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,10 +32,12 @@ from meetsync.providers import LEGACY_PROVIDER, EnvelopeError, Provider, Provide
 from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
 from meetsync.settings import Account, Settings
 from meetsync.store import Store, open_store, postgres
+from meetsync.worker import lanes
 from meetsync.worker.applier import Applier, StoreThread, consumer_name
 from meetsync.worker.queue import REFETCH_JOB, queue_client, remember_run, request_refetch
 from meetsync.worker.reconciler import Reconciler
 from meetsync.worker.subscribers import Deliveries
+from meetsync.worker.writes import SnapshotWriter
 
 log = structlog.get_logger(__name__)
 
@@ -79,11 +85,24 @@ class WorkerContext:
     # pushes the change log to the configured subscribers (None: none configured)
     deliveries: Deliveries | None = None
     deliveries_store: StoreThread | None = None
+    # Fetched snapshots' write path (worker/writes.py); None: the store alone, no stream.
+    writer: SnapshotWriter | None = None
+    lanes: list[lanes.Lane] = field(default_factory=list)
+    lane_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def of(cls, ctx: dict[str, Any]) -> WorkerContext:
         state: WorkerContext = ctx["meetsync"]
         return state
+
+    def snapshots(self) -> SnapshotWriter:
+        if self.writer is None:
+            self.writer = SnapshotWriter(self.store)
+        return self.writer
+
+    def bound(self, provider: str, account: str) -> int:
+        """The bound of the account's refetch lane (``worker/lanes.py``)."""
+        return lanes.lane_bounds(self.settings).get((provider, account), lanes.DEFAULT_BOUND)
 
 
 def connect(settings: Settings, *, quiet: bool = False) -> dict[AccountKey, Connection]:
@@ -107,6 +126,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     redis: ArqRedis = ctx["redis"]
     store = StoreThread(lambda: open_store(settings.db_path))
     connections = connect(settings)
+    bounds = lanes.lane_bounds(settings)
 
     async def refetch_ties(ties: set[tuple[str, str]]) -> None:
         # Only accounts with an API client can be refetched; the rest wait for a newer event.
@@ -117,7 +137,8 @@ async def startup(ctx: dict[str, Any]) -> None:
             row = held[(provider, appointment_id)]
             account = str(row.get("account") or "default") if row else "default"
             if (provider, account) in connections:
-                await request_refetch(redis, provider, account, appointment_id)
+                await request_refetch(redis, provider, account, appointment_id,
+                                      bound=bounds.get((provider, account), lanes.DEFAULT_BOUND))
             else:
                 unresolved.setdefault((provider, account), []).append(appointment_id)
         for (provider, account), appointment_ids in unresolved.items():
@@ -139,7 +160,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")
-    ctx["meetsync"] = state = WorkerContext(settings, redis, store, applier, task, connections)
+    state = WorkerContext(settings, redis, store, applier, task, connections,
+                          writer=SnapshotWriter(store, queue,
+                                                partitions=settings.queue_partitions))
+    ctx["meetsync"] = state
     if settings.subscribers:
         # A connection of their own: the applier's batches never queue behind them, nor
         # they behind a batch.
@@ -147,8 +171,35 @@ async def startup(ctx: dict[str, Any]) -> None:
         state.deliveries = Deliveries(
             settings, redis, state.deliveries_store,
             refreshable=frozenset(n for n, p in providers().items() if p.refreshable))
+    lease = float(ctx.get("lane_lease_seconds", lanes.LEASE_SECONDS))
+    for (provider, account), connection in sorted(connections.items()):
+        lane = lanes.Lane(redis, provider, account, _lane_fetch(state, provider, account),
+                          ready=_ready(connection.budget), lease_seconds=lease)
+        state.lanes.append(lane)
+        state.lane_tasks.append(asyncio.create_task(
+            lane.run(), name=f"meetsync-lane:{provider}:{account}"))
     log.info("worker_started", db=postgres.shown(settings.db_path),
              accounts=[f"{p}/{a}" for p, a in sorted(connections)])
+
+
+def _ready(budget: RequestBudget) -> Callable[[], float]:
+    """Seconds until ``budget`` can grant a request (0: now), roughly: a lane takes its next
+    request only then, so what it leases is fetched at once."""
+    return lambda: 0.0 if budget.available() > 0 else budget.window / budget.per_minute
+
+
+def _lane_fetch(
+    state: WorkerContext, provider: str, account: str
+) -> Callable[[str], Awaitable[str]]:
+    async def fetch(appointment_id: str) -> str:
+        # The stamp makes each fetch a new event, or the inbox drops it as a duplicate.
+        event_id = f"refetch:{provider}:{account}:{appointment_id}:{to_micros(state.clock())}"
+        try:
+            return await refetch_one(state, provider, account, appointment_id, event_id)
+        except RetryableApiError as exc:
+            raise lanes.RetryLater(exc.retry_after or 5) from exc
+
+    return fetch
 
 
 def _missing_api(settings: Settings, provider: str, account: str) -> str:
@@ -164,6 +215,14 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     state = ctx.pop("meetsync", None)
     if state is None:
         return
+    for lane in state.lanes:
+        lane.stop()
+    if state.lane_tasks:
+        _, late = await asyncio.wait(state.lane_tasks, timeout=5)
+        for task in late:  # mid-fetch: its lease puts the request back for another worker
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
     state.applier.stop()
     if state.deliveries is not None:
         await state.deliveries.stop()
@@ -242,8 +301,10 @@ async def refresh_credentials(
 
         due = await state.store.run(due_of)
         added = 0
+        bound = state.bound(provider, account)
         for appointment_id in due:
-            added += await request_refetch(state.redis, provider, account, appointment_id)
+            added += await request_refetch(state.redis, provider, account, appointment_id,
+                                           bound=bound)
         queued[f"{provider}/{account}"] = added
         if due:
             log.info("credentials_refresh_queued", provider=provider, account=account,
@@ -285,7 +346,7 @@ async def refetch(
 
 
 async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
-    """Load one appointment from its account's API and write it through the guarded path.
+    """An arq job queued by a release before lanes: run it as a lane would.
 
     ``job`` is ``(provider, account, appointment id)``; a job queued by a release before
     several providers is ``(appointment id,)``, the one account of the first provider.
@@ -293,23 +354,35 @@ async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
     state = WorkerContext.of(ctx)
     provider, account, appointment_id = (
         (LEGACY_PROVIDER, "default", *job) if len(job) == 1 else job)
-    # An appointment is fetched from the account that owns it, whichever account's hint
-    # asked: another account's answer would not be applied (store/apply.py).
+    # The job id names the appointment and is reused by every later refetch of it (one waits
+    # at a time): the stamp makes each fetch a new event, or the inbox drops it as a duplicate.
+    event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}:{to_micros(state.clock())}"
+    try:
+        return await refetch_one(state, provider, account, appointment_id, event_id)
+    except RetryableApiError as exc:
+        raise Retry(defer=exc.retry_after or 5 * ctx["job_try"]) from exc
+
+
+async def refetch_one(
+    state: WorkerContext, provider: str, account: str, appointment_id: str, event_id: str
+) -> str:
+    """Load one appointment from its account's API and write it through the one write path
+    for fetched snapshots (``SnapshotWriter``): ``applied``, ``unknown``, ``failed...`` (the
+    API refused, or the snapshot failed on its own and went to the applier), or ``skipped``.
+    Raises ``RetryableApiError`` when the provider asks us to wait.
+
+    An appointment is fetched from the account that owns it, whichever account's request
+    asked: another account's answer would not be applied (store/apply.py)."""
     owners = await state.store.run(lambda store: store.owners([appointment_id],
                                                               provider=provider))
     account = owners.get(appointment_id, account)
     connection = state.connections.get((provider, account))
     if connection is None:
         return f"skipped: no API credentials for {provider} account {account}"
-    # The job id names the appointment and is reused by every later refetch of it (one waits
-    # at a time): the stamp makes each fetch a new event, or the inbox drops it as a duplicate.
-    event_id = f"refetch:{ctx['job_id']}:{ctx['job_try']}:{to_micros(state.clock())}"
     held = await state.store.run(lambda store: store.appointment(appointment_id,
                                                                 provider=provider))
     try:
         event = await refetch(connection.api, appointment_id, event_id, clock=state.clock)
-    except RetryableApiError as exc:
-        raise Retry(defer=exc.retry_after or 5 * ctx["job_try"]) from exc
     except (PermanentApiError, EnvelopeError) as exc:
         log.error("refetch_failed", provider=provider, account=account,
                   appointment_id=appointment_id, error=str(exc))
@@ -318,8 +391,22 @@ async def refetch_appointment(ctx: dict[str, Any], *job: str) -> str:
         # Unknown to the mirror and to the provider: nothing to write. (A forged hint for a
         # made-up id costs one fetch, and leaves no row behind.)
         return "unknown"
-    await state.store.run(lambda store: store.apply([event]))
+    _, failures = await state.snapshots().write([event])
+    if failures:
+        return "failed: handed to the applier"
     return "applied"
+
+
+async def drain_lanes(state: WorkerContext) -> list[tuple[str, str, str]]:
+    """Fetch every request waiting in every lane once, now, in each lane's order (burst mode
+    for tests, the bench and tools): ``(provider, appointment id, outcome)`` each."""
+    ran: list[tuple[str, str, str]] = []
+    for provider, account in sorted(state.connections):
+        fetch = _lane_fetch(state, provider, account)
+        while (appointment_id := await lanes.take(state.redis, provider, account)) is not None:
+            ran.append((provider, appointment_id, await fetch(appointment_id)))
+            await lanes.done(state.redis, provider, account, appointment_id)
+    return ran
 
 
 def sweep_intervals(settings: Settings) -> dict[AccountKey, int]:
@@ -339,28 +426,41 @@ def _tick(settings: Settings) -> int:
 
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
-    """A reconcile run for each account with API credentials whose interval has passed, one
-    account after another (the cron fires at the shortest interval); across workers, each
-    account is swept once per interval (``claim``)."""
+    """A reconcile run for each account with API credentials whose interval has passed, or
+    whose refetch lane asked for one ("verify soon": hints collapsed past its bound); the
+    accounts side by side, each on its own budget, so one slow account (its budget spent on a
+    flood of refetches) delays no other's sweep. The cron fires at the shortest interval;
+    across workers, each account is swept once per interval (``claim``)."""
     state = WorkerContext.of(ctx)
     if not state.connections:
         return {"outcome": "skipped"}
     intervals = sweep_intervals(state.settings)
     slack = _tick(state.settings) / 10  # cron firings jitter; a sweep is never due twice a tick
-    summaries: dict[str, Any] = {}
-    for (provider, account), connection in sorted(state.connections.items()):
-        interval = intervals.get((provider, account), state.settings.reconcile_interval_seconds)
-        if not await claim(state.redis, reconcile_task(provider, account), interval - slack):
-            continue
+
+    async def sweep(key: AccountKey, connection: Connection) -> dict[str, Any] | None:
+        provider, account = key
+        interval = intervals.get(key, state.settings.reconcile_interval_seconds)
+        task = reconcile_task(provider, account)
+        if await lanes.take_verify_mark(state.redis, provider, account):
+            # Asked for now: this worker sweeps, and the interval starts again from here.
+            await state.redis.set(cron_key(task), consumer_name(),
+                                  px=max(1, int((interval - slack) * 1000)))
+            log.info("reconcile_verify_soon", provider=provider, account=account)
+        elif not await claim(state.redis, task, interval - slack):
+            return None
         client = connection.client()
         try:
-            report = await Reconciler(
-                client, state.store, horizon=connection.provider.horizon).run()
+            report = await Reconciler(client, state.store, horizon=connection.provider.horizon,
+                                      writer=state.snapshots()).run()
         finally:
             await client.aclose()
         await remember_run(state.redis, provider, account, report.run_id)
-        summaries[f"{provider}/{account}"] = report.summary()
-    return summaries
+        return report.summary()
+
+    accounts = sorted(state.connections.items())
+    done = await asyncio.gather(*(sweep(key, connection) for key, connection in accounts))
+    return {f"{p}/{a}": summary
+            for ((p, a), _), summary in zip(accounts, done, strict=True) if summary is not None}
 
 
 def _every(seconds: int) -> dict[str, Any]:
@@ -394,7 +494,8 @@ async def run(settings: Settings) -> None:
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
-    """arq settings; poll fast and read many jobs per poll (a default worker tops at ~200/s)."""
+    """arq settings; poll fast and read many jobs per poll (a default worker tops at ~200/s).
+    Only the crons and refetch jobs of an older release run in arq's slots (lanes: above)."""
     return {
         "functions": [func(refetch_appointment, name=REFETCH_JOB, keep_result=0)],
         "cron_jobs": [

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from meetsync.events import Event
+from meetsync.worker import lanes
 
 EVENT_STREAM = "meetsync:events"
 GROUP = "appliers"
@@ -118,26 +118,25 @@ async def count(redis: QueueClient, name: str, amount: int = 1) -> None:
     await redis.hincrby(STATS, name, amount)  # type: ignore[misc]
 
 
-REFETCH_JOB = "refetch_appointment"
+REFETCH_JOB = "refetch_appointment"  # the arq job of releases before lanes: still drained
 
 
 def refetch_job_id(provider: str, account: str, appointment_id: str) -> str:
-    """One queued refetch per appointment: asking again while one waits adds nothing."""
+    """The arq job id of a refetch queued by a release before lanes (one per appointment)."""
     return f"refetch:{provider}:{account}:{appointment_id}"
 
 
 async def request_refetch(
-    redis: Redis, provider: str, account: str, appointment_id: str
+    redis: Redis, provider: str, account: str, appointment_id: str, *,
+    bound: int = lanes.DEFAULT_BOUND, known: bool = True,
 ) -> bool:
-    """Queue a fetch of one appointment from its provider's API (an arq job); False when one
-    is already waiting. A request made while that fetch runs is folded into it: the fetch is
-    stamped before it asks, and the next sweep repairs what it could not see."""
-    arq = redis if isinstance(redis, ArqRedis) else ArqRedis(connection_pool=redis.connection_pool)
-    job = await arq.enqueue_job(
-        REFETCH_JOB, provider, account, appointment_id,
-        _job_id=refetch_job_id(provider, account, appointment_id),
-    )
-    return job is not None
+    """Queue a fetch of one appointment in its account's refetch lane (``worker/lanes.py``);
+    False when it adds nothing: one waits or runs already (a request made while that fetch runs
+    is folded into it: the fetch is stamped before it asks, and the next sweep repairs what it
+    could not see), or the lane is full and the request collapsed into its "verify soon" mark.
+    Callers in the worker and the read API name ids the mirror holds (``known``)."""
+    return await lanes.request(redis, provider, account, appointment_id, bound=bound,
+                               known=known) == "accepted"
 
 
 RUNS_KEPT = 20  # reconcile run ids remembered per account (the status page shows the last few)

@@ -13,7 +13,8 @@ one account of one provider (its ``ProviderApi``):
    them);
 3. compares each with the mirror and writes every drifted one through the same guarded path
    webhooks use, as a snapshot stamped when its request was sent (the response may reflect
-   any moment after that): a webhook for a change made meanwhile still wins;
+   any moment after that): a webhook for a change made meanwhile still wins; a repair that
+   fails on its own goes to the applier's retries and dead letters (``worker/writes.py``);
 4. records the run (window, pages, API calls, drift per field, repaired, errors, outcome).
 
 A run cut short by rate limits or errors is recorded as ``partial`` (some work done) or
@@ -37,9 +38,9 @@ from meetsync import metrics
 from meetsync.events import Event, gone, iso_utc, to_micros
 from meetsync.providers import EnvelopeError, ProviderApi, Window
 from meetsync.providers.http import ApiError
-from meetsync.store import Failure, Store
 from meetsync.store.mirror import SNAPSHOT_FIELDS
 from meetsync.worker.applier import StoreThread
+from meetsync.worker.writes import SnapshotWriter
 
 log = structlog.get_logger(__name__)
 
@@ -125,9 +126,12 @@ class Reconciler:
         page_size: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Callable[[str], None] | None = None,
+        writer: SnapshotWriter | None = None,
     ) -> None:
         self.api = api
         self.store = store
+        # Repairs go through the one write path: failures to the applier (worker/writes.py).
+        self.writer = writer or SnapshotWriter(store)
         self.scope = scope
         self.window = window or Window()
         self.horizon = horizon
@@ -300,7 +304,7 @@ class Reconciler:
         report.drifted = len(repairs)
         if not repairs and not refreshed:
             return
-        failures = await self.store.run(lambda s: _apply_all(s, repairs + refreshed))
+        _, failures = await self.writer.write(repairs + refreshed)
         for failure in failures:
             report.errors.append(f"could not write {failure.event.appointment_id}: "
                                  f"{failure.reason}")
@@ -342,10 +346,3 @@ def _without_dead_credentials(event: Event, now: str) -> Event:
     if (host_url, password) == (m.host_url, m.password):
         return event
     return replace(event, meeting=replace(m, host_url=host_url, password=password))
-
-
-def _apply_all(store: Store, events: list[Event]) -> list[Failure]:
-    failures: list[Failure] = []
-    for start in range(0, len(events), 1000):
-        failures += store.apply(events[start : start + 1000])[1]
-    return failures

@@ -7,11 +7,11 @@ One ``ManualClock`` is the day: the Zoom simulator (start URLs die ``TTL`` after
 tokens after an hour), the store (what a read may serve) and the worker (refetch stamps, the
 refresh cron) all read it. ``N`` meetings are created (webhooks verified and parsed by the Zoom
 package, applied to the real SQLite store) with starts spread over the next 48 h. Every
-simulated minute the real ``refresh_credentials`` cron runs against real Redis and every queued
-refetch job runs (``refetch_appointment``, the arq job's function: a real HTTP ``GET`` to the
-simulator). Every simulated 5 minutes every meeting not yet over is read through the read path
-(``current_meeting(..., refreshable=True)`` at the simulated now) and each served start URL is
-checked with ``sim.start_url_valid``.
+simulated minute the real ``refresh_credentials`` cron runs against real Redis and every
+refetch waiting in the account's lane runs (``drain_lanes``, the lanes' fetch: a real HTTP
+``GET`` to the simulator). Every simulated 5 minutes every meeting not yet over is read
+through the read path (``current_meeting(..., refreshable=True)`` at the simulated now) and
+each served start URL is checked with ``sim.start_url_valid``.
 
 Then ``meeting.updated`` (a partial payload): the simulator's standard workload is played into a
 second mirror; each update is a hint that queues a refetch (one full ``GET``), run as a worker
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.constants import default_queue_name, job_key_prefix
 
 from bench.common import Figure, Options, StageResult
 from meetsync.events import Event
@@ -51,7 +50,7 @@ from meetsync.worker.applier import StoreThread
 from meetsync.worker.main import (
     Connection,
     WorkerContext,
-    refetch_appointment,
+    drain_lanes,
     refresh_credentials,
 )
 from meetsync.worker.queue import request_refetch
@@ -150,16 +149,11 @@ class Harness:
         return hints
 
     async def run_jobs(self) -> int:
-        """Every queued refetch job once, as arq's worker would, then off the queue."""
+        """Every waiting refetch once, as the worker's lanes would, then off the lane."""
         ran = 0
-        for job in await self.arq.queued_jobs():
-            assert job.job_id is not None
-            ctx = {**self.ctx, "job_id": job.job_id, "job_try": 1}
-            outcome = await refetch_appointment(ctx, *job.args)
+        for _, appointment_id, outcome in await drain_lanes(WorkerContext.of(self.ctx)):
             if outcome != "applied":
-                raise RuntimeError(f"refetch {job.job_id}: {outcome}")
-            await self.arq.delete(job_key_prefix + job.job_id)
-            await self.arq.zrem(default_queue_name, job.job_id)
+                raise RuntimeError(f"refetch {appointment_id}: {outcome}")
             ran += 1
         return ran
 

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import httpx
 import redis.asyncio as aioredis
-from arq.constants import job_key_prefix
 from starlette.applications import Starlette
 
 from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc
 from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
-from meetsync.worker.queue import refetch_job_id
+from meetsync.worker.lanes import LaneKeys
 
 TOKEN = "read-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -188,12 +187,12 @@ async def test_fresh_refetches_a_dead_linked_host_url_from_its_provider(
     write(path, booking("evt_1", 1), hosted("evt_1", 1, "zoom", "https://zoom/s/old"))
     clock = Clock()
     clock.now = T0 + HOUR
-    job = job_key_prefix + refetch_job_id("zoom", "default", HOSTED)
+    lane = LaneKeys.of("zoom", "default").waiting
 
     async def worker() -> None:
         """What the worker's refetch does: the provider's newer snapshot, a new start URL."""
         for _ in range(100):
-            if await redis.exists(job):
+            if await redis.zscore(lane, HOSTED) is not None:
                 break
             await asyncio.sleep(0.05)
         else:
@@ -210,7 +209,7 @@ async def test_fresh_refetches_a_dead_linked_host_url_from_its_provider(
 
         pending = await get()
         assert (pending["host_url"], pending["host_url_refresh_pending"]) == (None, True)
-        assert not await redis.exists(job)
+        assert await redis.zscore(lane, HOSTED) is None
         refetch: asyncio.Task[None] = asyncio.create_task(worker())
         fresh = await get(fresh="true")
         await refetch

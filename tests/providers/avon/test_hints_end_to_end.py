@@ -1,5 +1,5 @@
-"""Avon end to end: unsigned hints POSTed to the real receiver app queue refetch jobs in arq
-(real Redis); the worker's ``refetch_appointment`` runs them against the simulated Avon API
+"""Avon end to end: unsigned hints POSTed to the real receiver app queue refetches in the
+account's lane (real Redis); the worker's lane fetch runs them against the simulated Avon API
 over real HTTP and writes what the API says into a real SQLite mirror; a reconcile repairs
 what lost hints left. A forged hint for a made-up appointment writes nothing."""
 
@@ -16,7 +16,6 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
-from arq.constants import default_queue_name, job_key_prefix
 
 from meetsync.events import to_micros
 from meetsync.providers.avon import PROVIDER
@@ -27,7 +26,8 @@ from meetsync.simulator import Chaos, deliver, serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.main import WorkerContext, connect, refetch_appointment
+from meetsync.worker.lanes import LaneKeys
+from meetsync.worker.main import WorkerContext, connect, drain_lanes
 from meetsync.worker.queue import STATS
 from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
 from tests.providers.avon.conftest import ACCOUNT
@@ -47,15 +47,8 @@ class Stack:
         return WorkerContext.of(self.ctx)
 
     async def run_jobs(self) -> list[str]:
-        """Run every queued refetch job once, as arq would, and clear it from the queue."""
-        outcomes = []
-        for job in await self.arq.queued_jobs():
-            assert job.job_id is not None
-            ctx = {**self.ctx, "job_id": job.job_id, "job_try": 1}
-            outcomes.append(await refetch_appointment(ctx, *job.args))
-            await self.arq.delete(job_key_prefix + job.job_id)
-            await self.arq.zrem(default_queue_name, job.job_id)
-        return outcomes
+        """Fetch every waiting refetch once, as the worker's lanes would, and clear it."""
+        return [outcome for _, _, outcome in await drain_lanes(self.state)]
 
     def truth(self) -> dict[str, dict[str, Any]]:
         return {a: snapshot_of(appointment_event(
@@ -114,14 +107,16 @@ async def test_hints_through_the_receiver_and_arq_bring_the_mirror_to_avon(
         assert report.accepted == report.sent and report.rejected == {}
         stats = {k.decode(): int(v) for k, v in (await redis.hgetall(STATS)).items()}
         assert stats["hints"] + stats.get("hints_folded", 0) == report.sent
-        queued = await stack.arq.queued_jobs()
-        assert len(queued) == stats["hints"]  # one job per appointment however many hints
-        assert {job.args[0] for job in queued} == {"avon"}
-        outcomes = await stack.run_jobs()
-        assert outcomes and set(outcomes) == {"applied"}
+        lane = LaneKeys.of("avon", ACCOUNT)
+        queued = [m.decode() for m in await redis.zrange(lane.waiting, 0, -1)]
+        assert len(queued) == stats["hints"]  # one request per appointment however many hints
+        assert await redis.keys("arq:*") == []  # and no arq job
+        ran = await drain_lanes(stack.state)
+        assert ran and {(provider, outcome) for provider, _, outcome in ran} == {
+            ("avon", "applied")}
         # Every appointment some hint named is now what Avon's API says; those whose hints
         # were all lost are missing, until the reconcile.
-        hinted = {job.args[2] for job in queued}
+        hinted = set(queued)
         missing = stack.mismatches()
         assert set(missing) == set(sim.appointments) - hinted
         assert all(fields == ["missing"] for fields in missing.values())

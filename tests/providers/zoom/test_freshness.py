@@ -24,7 +24,6 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
-from arq.constants import default_queue_name, job_key_prefix
 from arq.worker import create_worker
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -43,10 +42,11 @@ from meetsync.simulator.clock import ManualClock
 from meetsync.store import Store, open_store
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.worker.applier import StoreThread
+from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import (
     WorkerContext,
     connect,
-    refetch_appointment,
+    drain_lanes,
     refresh_credentials,
     worker_settings,
 )
@@ -117,15 +117,11 @@ class Stack:
         return list(self.asked)
 
     async def run_jobs(self) -> list[str]:
-        """Run every queued refetch job once, as arq would, and clear it from the queue."""
+        """Fetch every waiting refetch once, as the worker's lanes would, and clear it."""
         ran = []
-        for job in await self.arq.queued_jobs():
-            assert job.job_id is not None
-            ctx = {**self.ctx, "job_id": job.job_id, "job_try": 1}
-            assert await refetch_appointment(ctx, *job.args) == "applied"
-            await self.arq.delete(job_key_prefix + job.job_id)
-            await self.arq.zrem(default_queue_name, job.job_id)
-            ran.append(job.args[-1])
+        for _, appointment_id, outcome in await drain_lanes(self.state):
+            assert outcome == "applied"
+            ran.append(appointment_id)
         return ran
 
     async def advance(self, seconds: float) -> None:
@@ -174,9 +170,10 @@ async def zoom_stack(
                 stack = Stack(sim, clock, t0, settings, {"meetsync": state}, arq, http)
                 real = request_refetch
 
-                async def spy(redis: Any, provider: str, account: str, key: str) -> bool:
+                async def spy(redis: Any, provider: str, account: str, key: str,
+                              **options: Any) -> bool:
                     stack.asked.append(key)  # the order the refresh cron asks in
-                    return await real(redis, provider, account, key)
+                    return await real(redis, provider, account, key, **options)
 
                 with pytest.MonkeyPatch.context() as patch:
                     patch.setattr(worker_main, "request_refetch", spy)
@@ -227,6 +224,7 @@ async def test_refresh_queues_upcoming_meetings_soonest_first_and_again_before_t
 
         assert await stack.refresh() == []  # all fresh: nothing to do
         assert await stack.arq.queued_jobs() == []
+        assert await stack.arq.zcard(LaneKeys.of("zoom", "default").waiting) == 0
         await stack.advance(TTL - MARGIN)  # dies exactly at now + margin: not yet
         assert await stack.refresh() == []
         await stack.advance(1)
@@ -329,7 +327,7 @@ async def test_fresh_true_waits_for_a_real_arq_worker_and_is_bounded_without_one
             served, took = await read(key(second), fresh="true")
             assert served["host_url"] is None and served["host_url_refresh_pending"] is True
             assert wait - 0.2 <= took < wait + 1.5
-            assert await redis.exists(f"{job_key_prefix}refetch:zoom:default:{key(second)}")
+            assert await redis.zscore(LaneKeys.of("zoom", "default").waiting, key(second))
             assert sim.calls["GET /v2/meetings/{meetingId}"] == 1
         mirror.close()
 
