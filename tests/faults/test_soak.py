@@ -67,4 +67,6 @@ def test_ci_soak_on_many_hosts_with_postgresql(tmp_path: Path) -> None:
     # The receivers never touch the mirror on the ingest path: its restart costs no delivery.
     chunk = report["faults"]["postgres_restarted_at_chunk"]
     assert report["webhooks"]["retried_per_chunk"][chunk] == 0
-    assert report["log_warnings"].get("store_busy", 0) > 0, "no worker met the restart"
+    # Met as a lost connection (store_unavailable) or a lock past its timeout (store_busy).
+    met = sum(report["log_warnings"].get(name, 0) for name in ("store_busy", "store_unavailable"))
+    assert met > 0, "no worker met the restart"

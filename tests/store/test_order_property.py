@@ -139,26 +139,34 @@ def deliver(path: Path | str, deliveries: list[Event], cuts: list[int]) -> None:
     store.close()
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(data=st.data(), history=histories())
-def test_any_order_with_duplicates_converges_to_in_order_state(
-    data: st.DataObject, history: list[Event], new_mirror: Callable[[], Path | str]
-) -> None:
-    history = list({e.id: e for e in history}.values())
-    shuffled = data.draw(st.permutations(history))
-    dupes = data.draw(st.lists(st.sampled_from(history), max_size=len(history)))
-    deliveries = data.draw(st.permutations(shuffled + dupes))
-    cuts = data.draw(st.lists(st.integers(0, len(deliveries)), max_size=4))
+# The rules are the same SQL on both backends: SQLite explores widely, PostgreSQL (ten times
+# slower per example here) checks a sample of the same histories well within the timeout.
+EXAMPLES = {"sqlite": 150, "postgresql": 50}
 
-    in_order, chaos = new_mirror(), new_mirror()
-    for e in sorted(history, key=lambda e: (e.occurred_at, e.id)):
-        deliver(in_order, [e], [])
-    deliver(chaos, deliveries, cuts)
-    assert state(chaos) == state(in_order)
-    check_chains(chaos, history)
-    deliver(chaos, reconciled(history), [])
-    check_against_truth(chaos, history)
+
+def test_any_order_with_duplicates_converges_to_in_order_state(
+    backend: str, new_mirror: Callable[[], Path | str]
+) -> None:
+    @settings(max_examples=EXAMPLES[backend], deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data(), history=histories())
+    def check(data: st.DataObject, history: list[Event]) -> None:
+        history = list({e.id: e for e in history}.values())
+        shuffled = data.draw(st.permutations(history))
+        dupes = data.draw(st.lists(st.sampled_from(history), max_size=len(history)))
+        deliveries = data.draw(st.permutations(shuffled + dupes))
+        cuts = data.draw(st.lists(st.integers(0, len(deliveries)), max_size=4))
+
+        in_order, chaos = new_mirror(), new_mirror()
+        for e in sorted(history, key=lambda e: (e.occurred_at, e.id)):
+            deliver(in_order, [e], [])
+        deliver(chaos, deliveries, cuts)
+        assert state(chaos) == state(in_order)
+        check_chains(chaos, history)
+        deliver(chaos, reconciled(history), [])
+        check_against_truth(chaos, history)
+
+    check()
 
 
 def check_chains(path: Path | str, history: list[Event]) -> None:
