@@ -167,7 +167,8 @@ def test_user_ids_in_the_file(tmp_path: Path) -> None:
     config = tmp_path / "meetsync.toml"
     config.write_text('[providers.zoom.accounts.eu]\naccount_id = "a"\nclient_id = "c"\n'
                       'client_secret = "s"\nuser_ids = ["u1", "host@example.com"]\n'
-                      'user_id = "u1"\n\n[providers.zoom.accounts.us]\nwebhook_secret_token = "t"\n')
+                      'user_id = "u1"\n\n[providers.zoom.accounts.us]\n'
+                      'webhook_secret_token = "t"\n')
     settings = Settings.from_env({"MEETSYNC_CONFIG": str(config)})
     eu, us = settings.account("zoom", "eu"), settings.account("zoom", "us")
     assert eu is not None and us is not None
