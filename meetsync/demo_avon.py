@@ -5,9 +5,9 @@ with Avon's truth.
 Avon differs from SavvyCal and Zoom where the demo looks:
 
 - Its webhooks are unsigned, so every one is only a *hint* (``POST /webhooks/avon``): the
-  receiver queues a refetch job (``refetch_appointment``) and the worker reads the appointment
-  from Avon's authenticated API; nothing a delivery says is written. The demo waits for the
-  event stream *and* those jobs before it measures.
+  receiver queues a fetch in the account's refetch lane (``worker/lanes.py``) and the worker
+  reads the appointment from Avon's authenticated API; nothing a delivery says is written. The
+  demo waits for the event stream *and* the lanes before it measures.
 - A hint makes the worker read the appointment as it is *now*: a lost hint matters only when
   no later one for the same appointment arrives. So once the worker is idle the demo makes a
   few more changes at Avon whose hints are all lost (``--drop`` of the appointments: a
