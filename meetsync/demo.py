@@ -134,6 +134,17 @@ def spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
     )
 
 
+def stop(*procs: subprocess.Popen[bytes]) -> None:
+    """Terminate the stack's processes together, killing any that has not exited in 10 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 async def wait_ready(url: str, proc: subprocess.Popen[bytes], patience: float = 30) -> None:
     deadline = time.monotonic() + patience
     async with httpx.AsyncClient() as client:
@@ -258,13 +269,7 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
             return 0 if all(code == 0 for code in outcomes) else 1
         finally:
             await redis.aclose()
-            for proc in (web, work):
-                proc.terminate()
-            for proc in (web, work):
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(web, work)
 
 
 def _added(total: dict[str, int], before: dict[str, int]) -> dict[str, int]:

@@ -30,7 +30,6 @@ import contextlib
 import os
 import secrets
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from meetsync import demo_avon
-from meetsync.demo import spawn, wait_ready, wait_until_applied
+from meetsync.demo import spawn, stop, wait_ready, wait_until_applied
 from meetsync.providers.avon.simulator import AvonSim
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.simulator import ProviderSim
@@ -247,13 +246,7 @@ async def run(options: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 say(f"cross-account: {report['cross_account']}")
         finally:
             await redis.aclose()
-            for proc in (web, work):
-                proc.terminate()
-            for proc in (web, work):
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(web, work)
     flood_after = report["after_flood"]
     cross = report["cross_account"]
     report["checks"] = {

@@ -8,21 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from meetsync.config import load_settings, masked
+from meetsync.config import masked
 from meetsync.providers.keys import PROVIDER_KEYS
-from meetsync.settings import Settings, SettingsError, Subscriber
+from meetsync.settings import SettingsError, Subscriber
 from meetsync.worker.subscribers import without_credentials
+from tests.settings.test_config_file import load
 
 A = "whsec_c3Vic2NyaWJlci1zZWNyZXQtMDEyMzQ1Njc4OWFiY2RlZg=="
 B = "whsec_bmV4dC1zdWJzY3JpYmVyLXNlY3JldC0wMTIzNDU2Nzg5YWI="
 TOKEN = "url-token-planted-0xdeadbeef"
-
-
-def load(tmp_path: Path, text: str, **env: str) -> Settings:
-    path = tmp_path / "meetsync.toml"
-    path.write_text(text)
-    return load_settings({"MEETSYNC_CONFIG": str(path), "MEETSYNC_CALLER_DIR": str(tmp_path),
-                          **env}, PROVIDER_KEYS)
 
 
 def problems(tmp_path: Path, text: str, **env: str) -> list[str]:
