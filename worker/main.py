@@ -486,7 +486,10 @@ async def run(settings: Settings) -> None:
     finally:
         try:
             await worker.close()
-        except Exception as exc:  # Redis gone: close() can't clear its health key
+        except (Exception, asyncio.CancelledError) as exc:
+            # Redis gone: close() can't clear its health key. Or a job the signal cancelled
+            # between two of arq's own steps: close() gathers it and re-raises its
+            # CancelledError before our shutdown ran.
             log.warning("worker_close_incomplete", error_type=type(exc).__name__)
             await shutdown(worker.ctx)
         finally:

@@ -154,7 +154,8 @@ def test_the_worker_process_serves_every_partition_on_the_cluster(
         try:
             wait_applied(db, len(events))
             worker.send_signal(signal.SIGTERM)
-            assert worker.wait(timeout=20) == 0
+            code = worker.wait(timeout=20)
+            assert code == 0, (tmp_path / "worker.log").read_text()[-4000:]
         finally:
             if worker.poll() is None:
                 worker.kill()
