@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from meetsync.redact import masked_url
 from meetsync.settings import ENTITIES, Account, Settings, SettingsError, Subscriber
 
 Kind = Literal["text", "url", "secrets", "int", "path", "db", "list"]
@@ -493,10 +494,8 @@ def _shown(key: Key, value: object) -> object:
         return "***" if count == 1 else f"*** ({count} secrets)"
     if key.kind == "list" and isinstance(value, tuple):
         return list(value)  # shown as the file writes it
-    if key.kind in ("url", "path", "db") and isinstance(value, str) and "://" in value:
-        parts = urlsplit(value)  # a postgresql:// MEETSYNC_DB may hold a password too
-        if parts.password:
-            return value.replace(f":{parts.password}@", ":***@", 1)
+    if key.kind in ("url", "path", "db") and isinstance(value, str):
+        return masked_url(value)  # a postgresql:// MEETSYNC_DB may hold a password too
     return value
 
 

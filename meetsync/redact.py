@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
@@ -94,3 +95,33 @@ def redact_payload(raw: bytes) -> Any:
         return redact(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return {"unparseable": True, "bytes": len(raw)}
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords ``url`` carries: in its user part (``user:PASSWORD@``) and as
+    ``password=`` parameters (libpq reads one from a PostgreSQL URL's query)."""
+    if "://" not in url:
+        return []
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    return found + [value for name, value in parse_qsl(parts.query) if name == "password" and value]
+
+
+def has_password(url: str) -> bool:
+    """``url`` carries a password (see ``url_passwords``)."""
+    return bool(url_passwords(url))
+
+
+def masked_url(url: str) -> str:
+    """``url`` as output may show it: each password it carries (see ``has_password``) is
+    ``***``, everything else as written."""
+    if not has_password(url):
+        return url
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "password" for name, _ in query):
+        shown = [(name, "***" if name == "password" else value) for name, value in query]
+        parts = parts._replace(query=urlencode(shown, safe="*"))
+    return urlunsplit(parts)

@@ -30,10 +30,10 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 
+from meetsync.redact import masked_url, url_passwords
 from meetsync.store.errors import StoreBusy, StoreUnavailable
 from meetsync.store.schema import _LIVE_MEETINGS, _SUBSCRIBER_TABLES, _TIMES_VERSION, NOW_SQL
 
@@ -53,11 +53,8 @@ def is_postgres(db: str) -> bool:
 
 
 def shown(db: str) -> str:
-    """``MEETSYNC_DB`` as logs may show it: a URL's password masked."""
-    parts = urlsplit(db)
-    if parts.password:
-        return db.replace(f":{parts.password}@", ":***@", 1)
-    return db
+    """``MEETSYNC_DB`` as logs may show it: its password masked."""
+    return masked_url(db)
 
 
 _VALUE = r"(?:'[^']*'|\?|[\w.:]+)"
@@ -151,8 +148,7 @@ class PgConnection:
         except psycopg.Error as exc:  # unreachable, refused, or a URL libpq cannot parse
             # libpq may quote the URL's parts back (a bad percent-escape in the password)
             reason = _first_line(exc)
-            password = urlsplit(self.url).password
-            if password:
+            for password in url_passwords(self.url):
                 reason = reason.replace(password, "***")
             raise StoreUnavailable(f"PostgreSQL unreachable: {reason}") from exc
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from meetsync.cli._common import Unavailable, registry
 from meetsync.config import Key
+from meetsync.redact import has_password
 from meetsync.settings import Account, Settings, SettingsError
 
 
@@ -92,9 +93,7 @@ class DevState:
 def stored_db(db: str) -> dict[str, Any]:
     """What ``dev.json`` keeps of the mirror: its path or URL, unless that holds a password
     (then only the fact that it comes from the environment's ``MEETSYNC_DB``)."""
-    from urllib.parse import urlsplit
-
-    if "://" in db and urlsplit(db).password:
+    if has_password(db):
         return {"db_path": None, "db_from_env": True}
     return {"db_path": db}
 
