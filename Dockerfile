@@ -1,5 +1,5 @@
-# meetsync's image: small, non-root, `meetsync` as its entry point (README, "Running on
-# several hosts"; compose.yaml uses it).
+# meetsync's image: small, non-root, `meetsync` as its entry point (docs/deploying.md, "Running
+# on several hosts"; compose.yaml uses it).
 #
 #   docker build -t meetsync .                    # on python:3.12-slim; wheels built here
 #   docker run --rm meetsync --version

@@ -9,6 +9,20 @@ cd "$(dirname "$0")"
 
 say() { echo "run.sh: $*" >&2; }
 
+# An empty or unknown command gets the usage before anything is installed. The list is the
+# CLI's commands (tests/packaging/test_run_sh.py keeps them equal); -* are meetsync's options.
+cmd="${1:-}"
+case "$cmd" in
+  test|lint|serve|worker|dev|demo|show|changes|stats|reconcile|backfill|dead-letters|backup|migrate|config|endpoints|subscribers|-*)
+    shift
+    ;;
+  *)
+    echo "usage: ./run.sh demo|test|lint|dev|<any meetsync command> [args...]" \
+         "(./run.sh --help lists the commands)" >&2
+    exit 2
+    ;;
+esac
+
 python="${MEETSYNC_PYTHON:-python3}"
 if ! command -v "$python" >/dev/null 2>&1; then
   say "no '$python' found: install Python 3.11, 3.12 or 3.13, or set MEETSYNC_PYTHON=python3.X (or its path)"
@@ -49,8 +63,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installed in ${SECONDS} s"
 fi
 
-cmd="${1:-}"
-[ $# -gt 0 ] && shift
 case "$cmd" in
   test)
     exec "$venv/bin/pytest" "$@"
@@ -58,10 +70,6 @@ case "$cmd" in
   lint)
     "$venv/bin/ruff" check .
     exec "$venv/bin/mypy"
-    ;;
-  "")
-    echo "usage: ./run.sh demo|dev|test|lint|<any meetsync subcommand> [args...]" >&2
-    exit 2
     ;;
   *)
     exec "$venv/bin/meetsync" "$cmd" "$@"

@@ -6,7 +6,7 @@ a user see them.
 
 Starts its own Redis, the SavvyCal and Avon simulators' APIs and the Procfile's two processes
 (``meetsync serve``, ``meetsync worker``) on a SQLite mirror, with two SavvyCal accounts, ``acme``
-and ``beta``, each its own secret (README: Several accounts per provider). Then:
+and ``beta``, each its own secret (docs/configuration.md: several accounts per provider). Then:
 
 1. **Flood.** ``--flood`` unsigned Avon deliveries, each naming a distinct made-up appointment
    id, as fast as the receiver answers. Right after: a genuine change at Avon (a reschedule) and

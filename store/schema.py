@@ -1,6 +1,6 @@
 """The mirror's schema, as sqlite-utils migrations (applied in order, each once).
 
-Tables downstream apps may read (documented in the README):
+Tables downstream apps may read (documented in docs/mirror.md):
 
 - ``appointments``  one row per appointment; ``meeting_id`` is its current meeting.
 - ``meetings``      one row per meeting id ever seen; ``replaced_by`` is NULL while current.

@@ -209,7 +209,7 @@ def _refusals(overview: Overview) -> str:
 
 
 def _subscribers(overview: Overview) -> str:
-    """Each configured subscriber's deliveries (README: "Subscribers")."""
+    """Each configured subscriber's deliveries (docs/mirror.md, "Subscribers")."""
     from meetsync.metrics import lag_seconds
 
     rows = []

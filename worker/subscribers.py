@@ -1,4 +1,4 @@
-"""Signed deliveries of the change log to subscribers (README: "Subscribers").
+"""Signed deliveries of the change log to subscribers (docs/mirror.md, "Subscribers").
 
 Each configured subscriber gets one task in every worker; the task that holds the
 subscriber's Redis lease (``SET NX PX``, refreshed while it sends, lapsing when its worker

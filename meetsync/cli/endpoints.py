@@ -1,7 +1,7 @@
 """``meetsync endpoints``: which URL to register with each provider, and how; ``meetsync
 endpoints test``: a signed, marked delivery to that URL, followed until the mirror holds it.
 
-The test delivery's appointment is each provider's ``SELFTEST_APPOINTMENT_ID`` (README,
+The test delivery's appointment is each provider's ``SELFTEST_APPOINTMENT_ID`` (docs/providers.md,
 "Registering endpoints"): downstream readers recognise it and ignore it.
 """
 

@@ -17,7 +17,7 @@ from meetsync.store import subscribers as cursors
 
 @click.group("subscribers")
 def subscribers() -> None:
-    """Subscribers: the signed deliveries of the change log (README: "Subscribers")."""
+    """Subscribers: the signed deliveries of the change log (docs/mirror.md, "Subscribers")."""
 
 
 def _configured(settings: Settings, name: str) -> Subscriber:

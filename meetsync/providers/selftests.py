@@ -1,5 +1,5 @@
 """Each provider's self-test appointment id (``meetsync endpoints test``'s marked delivery):
-what the status page leaves out of its counts (README, "Registering endpoints")."""
+what the status page leaves out of its counts (docs/providers.md, "Registering endpoints")."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Two accounts of one provider, end to end: signed deliveries over real HTTP to the receiver
 (uvicorn on a socket), the real Redis stream, the applier draining into the mirror (SQLite and
-PostgreSQL). Each event records the account whose secret verified it; an appointment belongs
-to the account it was first received under, and another account's delivery for it (to the
-bare path or to its own) is counted as an account conflict and changes nothing (README,
-"Several accounts per provider")."""
+PostgreSQL). Each event records the account whose secret verified it; an appointment belongs to
+the account it was first received under, and another account's delivery for it (to the bare path
+or to its own) is counted as an account conflict and changes nothing (docs/configuration.md,
+"Precedence and rules")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`meetsync demo` (the README's main command) converges and exits 0, with real processes."""
+"""`meetsync demo` (the README's first command) converges and exits 0, with real processes."""
 
 from __future__ import annotations
 

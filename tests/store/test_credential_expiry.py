@@ -99,8 +99,8 @@ def test_the_purge_clears_each_credential_at_its_own_expiry(
 def test_the_account_is_recorded_and_stays_the_first_one(
     store: Store, db_path: Path
 ) -> None:
-    # An appointment belongs to the account it was first received under (README, "Several
-    # accounts per provider"): a newer snapshot from another account does not move it.
+    # An appointment belongs to the account it was first received under (docs/configuration.md,
+    # "Precedence and rules"): a newer snapshot from another account does not move it.
     store.apply([event("evt_1", 10, None, account="acme")])
     assert store.appointment("appt_1", provider="zoomish")["account"] == "acme"  # type: ignore[index]
     store.apply([event("evt_0", 5, None, account="stale")])

@@ -124,20 +124,20 @@ def test_credentials_are_stripped_everywhere_in_the_data() -> None:
                         "participants": [{"id": "p", "password": None}]}
 
 
-def test_the_readmes_receiver_verifies_what_the_worker_signs() -> None:
-    """The README's receiver example, run as written against a signed delivery."""
+def test_the_documented_receiver_verifies_what_the_worker_signs() -> None:
+    """The receiver example of docs/mirror.md, run as written against a signed delivery."""
     from datetime import UTC, datetime
 
     from meetsync.worker.subscribers import signed_headers
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme[readme.index("### Subscribers"):]
+    doc = (Path(__file__).parents[2] / "docs" / "mirror.md").read_text()
+    section = doc[doc.index("## Subscribers"):]
     code = section[section.index("```python\n") + 10:]
     code = code[:code.index("```")].replace('"whsec_..."', repr(B))
     seen: list[object] = []
     scope: dict[str, object] = {"already_seen": lambda _id: False,
                                 "apply": lambda *args: seen.append(args)}
-    exec(code, scope)  # noqa: S102 - our own README
+    exec(code, scope)  # noqa: S102 - our own documentation
     receive = scope["receive"]
     body = b'{"id": "msg_crm_7", "type": "meeting.changed", "seq": 7, "data": null}'
     headers = signed_headers((A, B), "msg_crm_7", body, datetime.now(UTC))

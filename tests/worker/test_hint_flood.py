@@ -2,9 +2,9 @@
 (in-process ASGI), a real arq worker (``worker_settings``) on a real Redis, the Avon and
 SavvyCal simulators over real HTTP, a real mirror (SQLite and PostgreSQL).
 
-Isolation (README: Connecting Avon Health): the flood costs Avon's lane at most its bound, in
-Redis and in fetches; another account's refetch and the crons run on time; a genuine hint for
-an appointment the mirror holds is fetched before the forged ids waiting ahead of it.
+Isolation (docs/providers.md: Connecting Avon Health): the flood costs Avon's lane at most its
+bound, in Redis and in fetches; another account's refetch and the crons run on time; a genuine
+hint for an appointment the mirror holds is fetched before the forged ids waiting ahead of it.
 
 ``MEETSYNC_FLOOD`` (default 1000) and ``MEETSYNC_FLOOD_HORIZON`` (default 10 s) size the attack;
 each test prints what an attacker would see (``pytest -s``).

@@ -1,6 +1,6 @@
 """SavvyCal's settings, as data: one account's keys, their variables and defaults.
 
-The variables are those of the single-account deployment (the README's Configuration table);
+The variables are those of the single-account deployment (docs/configuration.md's table);
 ``MEETSYNC_CONFIG`` may hold further accounts under ``[providers.savvycal.accounts.NAME]``.
 """
 
