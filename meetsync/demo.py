@@ -35,9 +35,10 @@ from meetsync.events import iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.envelope import CREDENTIAL_LIFETIME
+from meetsync.providers.savvycal.simulator import SavvyCalSim, played_until, signer
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings, savvycal_settings
-from meetsync.simulator import Chaos, ProviderSim, deliver, played_until, serve_in_background
+from meetsync.simulator import Chaos, deliver, serve_in_background
 from meetsync.store import Store, open_store
 from meetsync.worker import lanes
 from meetsync.worker.applier import StoreThread
@@ -71,7 +72,7 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def compare(sim: ProviderSim, store: Store) -> tuple[int, Counter[str], int]:
+def compare(sim: SavvyCalSim, store: Store) -> tuple[int, Counter[str], int]:
     """(appointments matching, mismatches per field, appointments compared) in the window."""
     now = sim.now
     cutoff = iso_utc(now - CREDENTIAL_LIFETIME)
@@ -164,7 +165,7 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
                    progress: Callable[[str], None] = say) -> int:
     started = time.monotonic()
     savvycal = "savvycal" in options.providers
-    sim: ProviderSim | None = None
+    sim: SavvyCalSim | None = None
     deliveries: list[Any] = []
     if savvycal:
         say(f"playing a workload: {options.appointments} appointments (seed {options.seed})")
@@ -290,7 +291,7 @@ async def _deliver(deliveries: list[Any], url: str, options: DemoOptions, native
     for n, start in enumerate(range(0, len(deliveries), chunk)):
         part = await deliver(
             deliveries[start : start + chunk], f"{url}/webhooks/savvycal",
-            scheme=options.scheme, secret=secret, chaos=chaos,  # type: ignore[arg-type]
+            signer=signer(options.scheme, secret), chaos=chaos,  # type: ignore[arg-type]
             seed=options.seed * 1000 + n,
         )
         totals.update(sent=part.sent, dropped=part.dropped, duplicated=part.duplicated,
@@ -303,7 +304,7 @@ async def _deliver(deliveries: list[Any], url: str, options: DemoOptions, native
 
 
 async def _reconcile_and_report(
-    sim: ProviderSim, settings: Settings, delivered: dict[str, int], stats: dict[str, int],
+    sim: SavvyCalSim, settings: Settings, delivered: dict[str, int], stats: dict[str, int],
     started: float, progress: Callable[[str], None],
 ) -> int:
     # Time passed at the provider too: the comparison, the reconciler and the mirror's writes

@@ -30,8 +30,8 @@ import redis
 
 from bench import pg, procs, workload, wrk
 from bench.common import Figure, Options, StageResult, percentile
+from meetsync.providers.savvycal.simulator import Delivery
 from meetsync.redis_server import RedisServer
-from meetsync.simulator import Delivery
 from meetsync.worker.queue import EVENT_STREAM, STATS
 
 RATE = 1000

@@ -17,9 +17,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from meetsync.demo import wait_ready
+from meetsync.providers.savvycal.simulator.signing import native_headers
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import savvycal_settings
-from meetsync.simulator.signing import native_headers
 from meetsync.worker.counters import IGNORED_TYPES
 from meetsync.worker.queue import STATS
 from tests.faults.conftest import NATIVE_SECRET, READ_TOKEN, Processes, stack_env

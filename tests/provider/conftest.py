@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.simulator.clock import ManualClock
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
@@ -21,8 +21,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def sim() -> ProviderSim:
-    provider = ProviderSim(11, start=START)
+def sim() -> SavvyCalSim:
+    provider = SavvyCalSim(11, start=START)
     provider.play(60)
     return provider
 
@@ -31,7 +31,7 @@ MakeClient = Callable[..., SavvyCalClient]
 
 
 @pytest.fixture
-async def make_client(sim: ProviderSim, clock: ManualClock) -> AsyncIterator[MakeClient]:
+async def make_client(sim: SavvyCalSim, clock: ManualClock) -> AsyncIterator[MakeClient]:
     """Clients over the simulator's ASGI app; retries sleep on the fake clock."""
     made: list[SavvyCalClient] = []
 
