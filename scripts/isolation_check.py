@@ -42,12 +42,12 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from meetsync import demo_avon
-from meetsync.demo import spawn, stop, wait_ready, wait_until_applied
+from meetsync.demo import avon as demo_avon
+from meetsync.demo.stack import spawn, stop, wait_ready, wait_until_applied
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.providers.avon.simulator import AvonSim
 from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.providers.savvycal.simulator.signing import native_headers
-from meetsync.redis_server import RedisServer, free_port
 from meetsync.simulator.serve import serve_in_background
 
 

@@ -7,7 +7,7 @@
 
 Starts its own Redis (AOF on), the provider simulator's API, ``--receivers`` ``meetsync serve``
 and ``--workers`` ``meetsync worker`` processes (as a Procfile scaled out would), the mirror a
-SQLite file or, with ``--postgres``, a private PostgreSQL (``meetsync.pg_server``). It plays the
+SQLite file or, with ``--postgres``, a private PostgreSQL (``meetsync.dev.pg_server``). It plays the
 simulator's workload as webhooks that are dropped, duplicated and reordered, signed by either
 scheme, spread round-robin over the receivers as a load balancer would (a delivery whose
 receiver is down is retried on the next one, as a sender retries: a failover).
@@ -72,10 +72,12 @@ from soak_checks import (  # beside this file
     warnings_by_event,
 )
 
-from meetsync.demo import compare, spawn, wait_ready, wait_until_applied
+from meetsync.demo.savvycal import compare
+from meetsync.demo.stack import spawn, wait_ready, wait_until_applied
+from meetsync.dev.pg_server import PostgresServer
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.events import Event
 from meetsync.log import configure
-from meetsync.pg_server import PostgresServer
 from meetsync.providers.savvycal.envelope import parse_envelope
 from meetsync.providers.savvycal.simulator import (
     Delivery,
@@ -84,7 +86,6 @@ from meetsync.providers.savvycal.simulator import (
     played_until,
     signer,
 )
-from meetsync.redis_server import RedisServer, free_port
 from meetsync.simulator import Chaos, deliver, serve_in_background
 from meetsync.store import open_store
 from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS

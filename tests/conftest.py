@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from meetsync.pg_server import PostgresServer
-from meetsync.redis_server import RedisServer
+from meetsync.dev.pg_server import PostgresServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.store import open_store
 from tests.cluster import LocalCluster
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from meetsync.dev.redis_server import free_port
 from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.providers.savvycal.simulator.signing import native_headers
-from meetsync.redis_server import free_port
 from tests.cli.conftest import Run, clean_env
 
 

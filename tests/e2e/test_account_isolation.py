@@ -22,9 +22,9 @@ from arq.connections import ArqRedis
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.providers.savvycal.simulator.signing import sign
 from meetsync.providers.zoom.simulator.signing import zoom_headers
-from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app

@@ -20,9 +20,9 @@ import redis.asyncio as aioredis
 import redis.cluster
 from redis.asyncio.cluster import RedisCluster
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.providers.savvycal.simulator.signing import sign
-from meetsync.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app

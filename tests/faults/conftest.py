@@ -21,11 +21,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.envelope import parse_envelope
 from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
-from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store

@@ -16,9 +16,9 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from meetsync.demo import wait_ready
+from meetsync.demo.stack import wait_ready
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.providers.savvycal.simulator.signing import native_headers
-from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import savvycal_settings
 from meetsync.worker.counters import IGNORED_TYPES
 from meetsync.worker.queue import STATS

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.providers.savvycal.simulator import SavvyCalSim
-from meetsync.redis_server import RedisServer
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import EVENT_STREAM, FIELD

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.simulator import SavvyCalSim
-from meetsync.redis_server import RedisServer
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.reconciler import Reconciler

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.providers.savvycal.simulator import Delivery
 from meetsync.providers.savvycal.simulator.signing import native_headers
-from meetsync.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app

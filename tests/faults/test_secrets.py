@@ -18,12 +18,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from meetsync.demo import wait_ready
+from meetsync.demo.stack import wait_ready
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.log import redact_credentials
 from meetsync.providers.savvycal.simulator import SavvyCalSim, signer
 from meetsync.providers.savvycal.simulator.signing import native_headers, standard_headers
-from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator import Chaos, Faults, deliver
 from meetsync.store import open_store

@@ -28,11 +28,11 @@ import orjson
 import redis.asyncio as aioredis
 from arq.worker import create_worker
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import to_micros
 from meetsync.providers.avon.mapping import appointment_event
 from meetsync.providers.avon.simulator import AvonSim
 from meetsync.providers.savvycal.simulator import SavvyCalSim
-from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store

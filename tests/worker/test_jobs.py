@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 from structlog.testing import capture_logs
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
 from meetsync.providers.savvycal.simulator import SavvyCalSim
-from meetsync.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
