@@ -22,7 +22,7 @@ from meetsync.webhooks.receiver import MAX_BODY_BYTES, Receiver
 from meetsync.worker.queue import STATS
 
 if TYPE_CHECKING:
-    from tests.webhooks.conftest import Samples
+    from tests.providers.savvycal.samples import Samples
 
 Queued = Callable[[], Awaitable[list[Event]]]
 URL = "/webhooks/savvycal"

@@ -1,4 +1,5 @@
-"""Fixtures for the API client tests: a simulated provider and a hand-driven clock."""
+"""Fixtures for SavvyCal's API client tests: a simulated provider, clients over its API (on the
+hand-driven ``clock`` of ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,6 @@ from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.simulator.clock import ManualClock
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture
