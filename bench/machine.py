@@ -46,8 +46,8 @@ def _cpu_model() -> str:
 
 def describe() -> dict[str, str]:
     """Facts about this machine and software, as text, for the report's header."""
-    from meetsync.pg_server import PostgresStartError, binaries
-    from meetsync.redis_server import redis_binary
+    from meetsync.dev.pg_server import PostgresStartError, binaries
+    from meetsync.dev.redis_server import redis_binary
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     facts = {

@@ -1,6 +1,6 @@
 """PostgreSQL for the stages: a private server, the raw baseline's table, and what a run waited on.
 
-Every stage that uses PostgreSQL starts its own server (``meetsync.pg_server``, fsync off, on a
+Every stage that uses PostgreSQL starts its own server (``meetsync.dev.pg_server``, fsync off, on a
 free port): never the machine's own on 5432.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from meetsync.pg_server import PostgresServer
+from meetsync.dev.pg_server import PostgresServer
 from meetsync.store.postgres import _CHANGES_LOCK
 
 COLUMNS = (

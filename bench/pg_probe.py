@@ -21,8 +21,8 @@ from typing import Any
 from bench import pg
 from bench.common import Options
 from bench.stages.apply import BATCH, bench_events
+from meetsync.dev.pg_server import PostgresServer
 from meetsync.events import Event
-from meetsync.pg_server import PostgresServer
 from meetsync.store import Store, open_store
 
 _names = count()

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.workload import NATIVE_SECRET, READ_TOKEN
-from meetsync.redis_server import free_port
+from meetsync.dev.redis_server import free_port
 
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parent.parent  # children import ``bench`` from the checkout

@@ -13,7 +13,8 @@ import sys
 from datetime import datetime
 
 from bench.workload import SEED
-from meetsync.simulator import ProviderSim, serve_in_background
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.simulator import serve_in_background
 
 RATE_LIMIT_PER_MINUTE = 10_000_000
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start", required=True, help="the simulator's start, ISO-8601")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
-    sim = ProviderSim(args.seed, start=datetime.fromisoformat(args.start))
+    sim = SavvyCalSim(args.seed, start=datetime.fromisoformat(args.start))
     sim.play(args.appointments)
     with serve_in_background(sim.asgi_app(rate_limit_per_minute=RATE_LIMIT_PER_MINUTE)) as root:
         print(root, flush=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from meetsync.events import Event
 from meetsync.providers.savvycal.envelope import parse_envelope
-from meetsync.simulator import Delivery, ProviderSim
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
 
 SEED = 4
 NATIVE_SECRET = "bench-native-secret"
@@ -34,7 +34,7 @@ def deliveries(appointments: int, *, seed: int = SEED, start: datetime | None = 
     1.25 s apart) stay behind the real clock: a receiver re-dates envelopes from the future.
     """
     start = start or start_of_hour() - timedelta(hours=12)
-    return ProviderSim(seed, start=start).play(appointments)
+    return SavvyCalSim(seed, start=start).play(appointments)
 
 
 def events(played: Iterable[Delivery]) -> list[Event]:

@@ -42,13 +42,13 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from meetsync import demo_avon
-from meetsync.demo import spawn, stop, wait_ready, wait_until_applied
+from meetsync.demo import avon as demo_avon
+from meetsync.demo.stack import spawn, stop, wait_ready, wait_until_applied
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.providers.avon.simulator import AvonSim
-from meetsync.redis_server import RedisServer, free_port
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.providers.savvycal.simulator.signing import native_headers
 from meetsync.simulator.serve import serve_in_background
-from meetsync.simulator.signing import native_headers
 
 
 def say(line: str) -> None:
@@ -121,7 +121,7 @@ async def redis_footprint(redis: aioredis.Redis) -> dict[str, Any]:
 
 async def run(options: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
-    savvycal = ProviderSim(options.seed, start=now)
+    savvycal = SavvyCalSim(options.seed, start=now)
     deliveries = savvycal.play(30)
     avon = AvonSim(options.seed, start=now)
     avon_deliveries = avon.play(20)

@@ -7,7 +7,7 @@
 
 Starts its own Redis (AOF on), the provider simulator's API, ``--receivers`` ``meetsync serve``
 and ``--workers`` ``meetsync worker`` processes (as a Procfile scaled out would), the mirror a
-SQLite file or, with ``--postgres``, a private PostgreSQL (``meetsync.pg_server``). It plays the
+SQLite file or, with ``--postgres``, a private PostgreSQL (``meetsync.dev.pg_server``). It plays the
 simulator's workload as webhooks that are dropped, duplicated and reordered, signed by either
 scheme, spread round-robin over the receivers as a load balancer would (a delivery whose
 receiver is down is retried on the next one, as a sender retries: a failover).
@@ -72,21 +72,21 @@ from soak_checks import (  # beside this file
     warnings_by_event,
 )
 
-from meetsync.demo import compare, spawn, wait_ready, wait_until_applied
+from meetsync.demo.savvycal import compare
+from meetsync.demo.stack import spawn, wait_ready, wait_until_applied
+from meetsync.dev.pg_server import PostgresServer
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.events import Event
 from meetsync.log import configure
-from meetsync.pg_server import PostgresServer
 from meetsync.providers.savvycal.envelope import parse_envelope
-from meetsync.redis_server import RedisServer, free_port
-from meetsync.simulator import (
-    Chaos,
+from meetsync.providers.savvycal.simulator import (
     Delivery,
-    ProviderSim,
+    SavvyCalSim,
     Scheme,
-    deliver,
     played_until,
-    serve_in_background,
+    signer,
 )
+from meetsync.simulator import Chaos, deliver, serve_in_background
 from meetsync.store import open_store
 from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
 
@@ -122,7 +122,7 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def workload(sim: ProviderSim, events: int) -> list[Delivery]:
+def workload(sim: SavvyCalSim, events: int) -> list[Delivery]:
     """At least ``events`` deliveries, whole appointment lifecycles only."""
     played: list[Delivery] = []
     while len(played) < events:
@@ -367,7 +367,7 @@ async def _deliver(
         scheme: Scheme = "native" if n % 2 == 0 else "standard"
         # A sender retries a refused delivery for a while (here up to ~25 s of backoff).
         sending = asyncio.create_task(deliver(
-            part, urls, scheme=scheme, secret=native if scheme == "native" else standard,
+            part, urls, signer=signer(scheme, native if scheme == "native" else standard),
             chaos=chaos, seed=options.seed * 1000 + n, max_attempts=10, backoff=0.05,
         ))
         if n == KILL_RECEIVER_AT:
@@ -438,7 +438,7 @@ async def _inject_poison(url: str, deliveries: list[Delivery], count: int) -> No
         await redis.aclose()
 
 
-def _compare(sim: ProviderSim, db: str) -> dict[str, Any]:
+def _compare(sim: SavvyCalSim, db: str) -> dict[str, Any]:
     # Time passed at the provider too: what has expired is decided at the real "now".
     sim.now = max(sim.now, datetime.now(UTC))
     with open_store(db, readonly=True) as store:

@@ -23,8 +23,8 @@ from redis.exceptions import RedisError
 
 from meetsync.events import Event, iso_utc
 from meetsync.providers import webhook_providers
+from meetsync.providers.savvycal.simulator import Delivery
 from meetsync.settings import Settings
-from meetsync.simulator import Delivery
 from meetsync.store import Store, open_store
 from meetsync.worker.main import cron_key, reconcile_task
 

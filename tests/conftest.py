@@ -5,7 +5,9 @@ The mirror (``db_path``) is a SQLite file, and again a PostgreSQL database of it
 test that asks for ``db_path`` runs once on each backend (``backend``: ``sqlite`` or
 ``postgresql``), unless marked ``sqlite_only`` (it checks SQLite itself: its files, pragmas,
 locks, or migrations of old SQLite mirrors). ``MEETSYNC_TEST_BACKENDS=sqlite`` runs only the
-first while iterating. Tests that ask also get a real three-node Redis Cluster.
+first while iterating. Tests that ask also get a real three-node Redis Cluster. Fixtures that
+several folders use live here too: SavvyCal's sample deliveries (``samples``) and a hand-driven
+clock (``clock``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from meetsync.pg_server import PostgresServer
-from meetsync.redis_server import RedisServer
+from meetsync.dev.pg_server import PostgresServer
+from meetsync.dev.redis_server import RedisServer
+from meetsync.simulator import ManualClock
 from meetsync.store import open_store
 from tests.cluster import LocalCluster
+from tests.providers.savvycal.samples import Samples
 
 BACKENDS = tuple(os.environ.get("MEETSYNC_TEST_BACKENDS", "sqlite,postgresql").split(","))
 _databases = itertools.count()
@@ -102,3 +106,15 @@ def new_mirror(
 def db_path(new_mirror: Callable[[], Path | str]) -> Path | str:
     """This test's mirror (see ``new_mirror``)."""
     return new_mirror()
+
+
+@pytest.fixture
+def samples() -> Samples:
+    """SavvyCal's sample deliveries (the receiver's tests and SavvyCal's own use them)."""
+    return Samples()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A hand-driven monotonic clock (API rate limits, request budgets, client retries)."""
+    return ManualClock()

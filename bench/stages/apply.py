@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 
 from bench import workload
 from bench.common import Figure, Options, StageResult
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.redis_server import RedisServer
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import EVENT_STREAM, FIELD

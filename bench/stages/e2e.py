@@ -30,8 +30,8 @@ import redis
 
 from bench import pg, procs, workload, wrk
 from bench.common import Figure, Options, StageResult, percentile
-from meetsync.redis_server import RedisServer
-from meetsync.simulator import Delivery
+from meetsync.dev.redis_server import RedisServer
+from meetsync.providers.savvycal.simulator import Delivery
 from meetsync.worker.queue import EVENT_STREAM, STATS
 
 RATE = 1000
@@ -298,7 +298,7 @@ def run(options: Options) -> StageResult:
         f"visible: a watcher thread polls the inbox every {POLL_SECONDS * 1000:.0f} ms: "
         + WATCH_QUERY + " (PostgreSQL: " + PG_WATCH_QUERY + ")",
         "mirrors: MEETSYNC_DB=$WORK/e2e/mirror.db, then MEETSYNC_DB=postgresql://postgres@"
-        "127.0.0.1:PORT/e2e (meetsync.pg_server, private, fsync=off); Redis: private, AOF",
+        "127.0.0.1:PORT/e2e (meetsync.dev.pg_server, private, fsync=off); Redis: private, AOF",
     ]
     if wrk.available():
         result.commands += [

@@ -36,12 +36,12 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from bench.common import Figure, Options, StageResult
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.providers import Hint
 from meetsync.providers.http import RequestBudget
 from meetsync.providers.zoom import PROVIDER, ZoomClient
 from meetsync.providers.zoom.simulator import ZoomDelivery, ZoomSim
-from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.simulator.clock import ManualClock

@@ -20,8 +20,8 @@ import redis
 
 from bench import pg, procs, workload
 from bench.common import Figure, Options, StageResult
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.redis_server import RedisServer
 from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
 
 GROWTH_TARGET = 0.10
@@ -191,7 +191,7 @@ def run(options: Options) -> StageResult:
         + (" — quick run: sizes cut down" if options.quick else ""))
     result.commands += [
         f"feed: XADD pipelines of {CHUNK}, at most {MAX_BACKLOG:,} queued ahead",
-        "PostgreSQL: meetsync.pg_server.PostgresServer (private, fsync=off), store/postgres.py's "
-        "schema",
+        "PostgreSQL: meetsync.dev.pg_server.PostgresServer (private, fsync=off), "
+        "store/postgres.py's schema",
     ]
     return result

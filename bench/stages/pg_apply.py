@@ -29,8 +29,8 @@ import redis
 from bench import pg, procs, workload
 from bench.common import Figure, Options, StageResult
 from bench.stages.apply import BATCH, bench_events, row
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.redis_server import RedisServer
 from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
 
 WORKERS = (1, 2, 4)
@@ -233,6 +233,7 @@ def run(options: Options) -> StageResult:
         + "  (N of them; Applier(batch_size=1000), one StoreThread and connection each)",
         f"baseline: COPY of {BATCH} rows into a staging table, then INSERT … SELECT … ON "
         "CONFLICT DO UPDATE (guarded) into one table, one transaction per batch (bench/pg.py)",
-        "server: meetsync.pg_server.PostgresServer (private, fsync=off); Redis: private, no AOF",
+        "server: meetsync.dev.pg_server.PostgresServer (private, fsync=off); "
+        "Redis: private, no AOF",
     ]
     return result

@@ -185,7 +185,7 @@ def run(options: Options) -> StageResult:
         result.notes.append("asyncpg is not installed (pip install -e '.[bench]'): its rows "
                             "are missing")
     result.commands += [
-        "server: meetsync.pg_server.PostgresServer (private, fsync=off), one database",
+        "server: meetsync.dev.pg_server.PostgresServer (private, fsync=off), one database",
         "statement (one by one): " + _RETURNING,
         "statement (executemany): " + _PLAIN,
     ]

@@ -17,8 +17,8 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
 from bench.common import Figure, Options, StageResult
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.redis_server import RedisServer
 from meetsync.store import open_store
 from meetsync.webhooks.receiver import GroupCommit
 from meetsync.worker.applier import Applier, StoreThread

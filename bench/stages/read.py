@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench import procs, workload, wrk
 from bench.common import Figure, Options, StageResult
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.store import open_store
 
 TARGET = 0.50

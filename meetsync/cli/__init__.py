@@ -25,7 +25,7 @@ from meetsync.cli._common import (
 )
 from meetsync.cli.subscribers import subscribers
 from meetsync.config import user_path
-from meetsync.redis_server import RedisStartError
+from meetsync.dev.redis_server import RedisStartError
 from meetsync.settings import SettingsError
 
 _uvicorn_kwargs = uvicorn_kwargs  # the benchmarks' baselines serve with the same settings

@@ -196,7 +196,7 @@ def _port_free(port: int) -> bool:
 def local_redis(settings: Settings, data_dir: Path, port: int | None = None) -> Iterator[Settings]:
     """The settings with ``REDIS_URL`` pointing at our own redis-server when it is unset
     (on ``port`` when that is free)."""
-    from meetsync.redis_server import RedisServer, stop_orphan
+    from meetsync.dev.redis_server import RedisServer, stop_orphan
 
     if settings.redis_url:
         yield settings

@@ -1,33 +1,30 @@
-"""A SavvyCal simulator: the provider's truth, a realistic webhook workload, and its API.
+"""The kit every provider simulator is built from, provider-neutral: a hand-driven clock,
+injected API faults, a rate limiter, the workload's play loop, delivery under chaos, and serving
+an API in the background. Each provider's simulator lives in its package
+(``meetsync.providers.<name>.simulator``).
 
-    sim = ProviderSim(seed=7, start=datetime(2025, 3, 1, 15, tzinfo=UTC))
-    deliveries = sim.play(200)                       # envelopes in true order
-    report = await deliver(deliveries, url, scheme="native", secret="s", chaos=Chaos())
-    with serve_in_background(sim.asgi_app()) as root:  # API at f"{root}/v1"
+    report = await deliver(deliveries, url, signer=sim.signer(), chaos=Chaos())
+    with serve_in_background(sim.asgi_app()) as root:
         ...
-
-Deterministic under its seeds: the same seed and ``start`` give byte-identical deliveries.
 """
 
 from __future__ import annotations
 
-from meetsync.simulator.clock import ManualClock
+from meetsync.simulator.clock import Clock, ManualClock
 from meetsync.simulator.delivery import Chaos, DeliveryReport, deliver
 from meetsync.simulator.faults import Faults
-from meetsync.simulator.provider import Delivery, ProviderSim, played_until
+from meetsync.simulator.play import interleave
+from meetsync.simulator.ratelimit import RateLimiter
 from meetsync.simulator.serve import serve_in_background
-from meetsync.simulator.signing import Scheme, sign
 
 __all__ = [
     "Chaos",
-    "Delivery",
+    "Clock",
     "DeliveryReport",
     "Faults",
     "ManualClock",
-    "ProviderSim",
-    "Scheme",
+    "RateLimiter",
     "deliver",
-    "played_until",
+    "interleave",
     "serve_in_background",
-    "sign",
 ]

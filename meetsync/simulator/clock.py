@@ -7,6 +7,10 @@ sleep of the code under test (the API's rate limiter, a ``RequestBudget``, a cli
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+"""Monotonic seconds: ``time.monotonic`` in a server, a ``ManualClock`` in a test."""
 
 
 class ManualClock:

@@ -8,8 +8,8 @@ deliveries round-robin, as a load balancer would; a retry goes to the next recei
 is down (connection refused or reset) costs a delivery one extra attempt (a failover).
 
 Any provider's deliveries can ride on it: anything with an ``event_id`` and the ``body`` bytes,
-signed per attempt by a ``signer`` (e.g. Zoom's timestamped ``x-zm-signature``) instead of a
-SavvyCal ``scheme``.
+signed per attempt by the provider simulator's ``signer`` (e.g. Zoom's timestamped
+``x-zm-signature``, SavvyCal's ``x-savvycal-signature``, or no signature for Avon).
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import httpx
-
-from meetsync.simulator import shapes
-from meetsync.simulator.signing import Scheme, sign
 
 
 class Sendable(Protocol):
@@ -99,9 +96,7 @@ async def deliver(
     deliveries: Sequence[D],
     url: str | Sequence[str],
     *,
-    scheme: Scheme | None = None,
-    secret: str = "",
-    signer: Signer[D] | None = None,
+    signer: Signer[D],
     chaos: Chaos | None = None,
     seed: int = 0,
     concurrency: int = 32,
@@ -110,17 +105,13 @@ async def deliver(
     backoff: float = 0.05,
     request_timeout: float = 10.0,
 ) -> DeliveryReport:
-    """POST ``deliveries`` to ``url`` (or round-robin over several) signed by ``scheme``
-    (SavvyCal's, with ``secret``) or by ``signer`` (any provider's); ``transport`` may be an
-    ASGI app's."""
-    if (scheme is None) == (signer is None):
-        raise ValueError("pass exactly one of scheme and signer")
+    """POST ``deliveries`` to ``url`` (or round-robin over several), each attempt signed by
+    ``signer``; ``transport`` may be an ASGI app's."""
     urls = [url] if isinstance(url, str) else list(url)
     if not urls:
         raise ValueError("no url to deliver to")
     chaos = chaos or Chaos()
     rng = random.Random(seed)
-    webhook_id = f"wh_{shapes.token(rng)}"
     order, dropped, duplicated = plan(deliveries, chaos, rng)
     delays = [rng.uniform(0, chaos.delay_ms) / 1000 if chaos.delay_ms else 0.0 for _ in order]
     report = DeliveryReport(
@@ -132,14 +123,6 @@ async def deliver(
     )
     gate = asyncio.Semaphore(concurrency)
 
-    def headers_for(delivery: D) -> dict[str, str]:
-        if signer is not None:
-            return dict(signer(delivery))
-        assert scheme is not None
-        return sign(
-            scheme, delivery.body, secret, event_id=delivery.event_id, webhook_id=webhook_id
-        )
-
     async def post(client: httpx.AsyncClient, n: int, delivery: D, delay: float) -> None:
         async with gate:
             if delay:
@@ -150,7 +133,7 @@ async def deliver(
                     await asyncio.sleep(backoff * 2 ** (attempt - 1))
                     if status is None and len(urls) > 1:
                         report.failovers += 1
-                headers = headers_for(delivery)
+                headers = dict(signer(delivery))
                 headers["content-type"] = "application/json"
                 report.attempts += 1
                 try:

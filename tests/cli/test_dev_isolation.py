@@ -19,8 +19,8 @@ import psycopg
 import pytest
 import redis
 
-from meetsync.pg_server import PostgresServer
-from meetsync.redis_server import RedisServer, RedisStartError, free_port, stop_orphan
+from meetsync.dev.pg_server import PostgresServer
+from meetsync.dev.redis_server import RedisServer, RedisStartError, free_port, stop_orphan
 from tests.cli.conftest import Run, clean_env
 
 PASSWORD = "dev-pg-pa55word-planted"

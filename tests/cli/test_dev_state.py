@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from meetsync.redis_server import free_port
-from meetsync.simulator import ProviderSim
-from meetsync.simulator.signing import native_headers
+from meetsync.dev.redis_server import free_port
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.providers.savvycal.simulator.signing import native_headers
 from tests.cli.conftest import Run, clean_env
 
 
@@ -68,7 +68,7 @@ def test_dev_state_survives_a_restart_and_is_found_by_other_commands(
     saved = first.saved()
     assert first.state.stat().st_mode & 0o777 == 0o600
     secret = saved["generated"]["SAVVYCAL_WEBHOOK_SECRET"]  # type: ignore[index]
-    body = ProviderSim(3).play(1)[0].body
+    body = SavvyCalSim(3).play(1)[0].body
     signed = native_headers(body, secret, "wh_dev")
     assert httpx.post(f"{first.url}/webhooks/savvycal", content=body,
                       headers=signed).status_code == 202
@@ -77,7 +77,7 @@ def test_dev_state_survives_a_restart_and_is_found_by_other_commands(
     assert stats.returncode == 0, stats.stderr
     assert "using the running `meetsync dev`" in stats.stderr
     assert set(json.loads(stats.stdout)) == {"queued", "counters"}
-    appointment = ProviderSim(3).play(1)[0].appointment_id
+    appointment = SavvyCalSim(3).play(1)[0].appointment_id
     deadline = time.monotonic() + 20
     while (shown := meetsync("show", "appointment", appointment)).returncode != 0:
         assert time.monotonic() < deadline, shown.stderr  # dev's mirror, found through its state

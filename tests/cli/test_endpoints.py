@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from meetsync.redis_server import RedisServer, free_port
+from meetsync.dev.redis_server import RedisServer, free_port
 from tests.cli.conftest import Run, clean_env
 
 TOKEN = "endpoints-read-token"

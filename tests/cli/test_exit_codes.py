@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from meetsync.redis_server import free_port
+from meetsync.dev.redis_server import free_port
 from tests.cli.conftest import Run
 
 SECRET = "s3cr3t-planted-value"

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from meetsync.events import Event
 from meetsync.providers.savvycal.envelope import parse_envelope
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.store import open_store
 from meetsync.store.maintenance import backup, pending_migrations
 from tests.cli.conftest import Run
 
 
 def test_a_backup_of_a_mirror_being_written_is_consistent_and_private(tmp_path: Path) -> None:
-    events = [e for d in ProviderSim(5).play(200) if isinstance(e := parse_envelope(d.body), Event)]
+    events = [e for d in SavvyCalSim(5).play(200) if isinstance(e := parse_envelope(d.body), Event)]
     db = tmp_path / "mirror.db"
     open_store(db).close()
     applied = threading.Event()

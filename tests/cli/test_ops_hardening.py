@@ -18,8 +18,8 @@ import httpx
 import psycopg
 import pytest
 
-from meetsync.pg_server import PostgresServer
-from meetsync.redis_server import free_port
+from meetsync.dev.pg_server import PostgresServer
+from meetsync.dev.redis_server import free_port
 from tests.cli.conftest import Run, clean_env
 
 PASSWORD = "pg-pa55word-planted"

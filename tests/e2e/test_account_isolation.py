@@ -22,10 +22,10 @@ from arq.connections import ArqRedis
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
+from meetsync.dev.redis_server import RedisServer
+from meetsync.providers.savvycal.simulator.signing import sign
 from meetsync.providers.zoom.simulator.signing import zoom_headers
-from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
-from meetsync.simulator.signing import sign
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, Round, StoreThread

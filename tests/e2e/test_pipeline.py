@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.providers.savvycal.simulator.signing import sign
 from meetsync.settings import savvycal_settings
-from meetsync.simulator import ProviderSim
-from meetsync.simulator.signing import sign
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
@@ -43,7 +43,7 @@ async def test_chaotic_signed_deliveries_end_as_the_providers_truth(
     db = tmp_path / "mirror.db"
     settings = savvycal_settings(db_path=str(db), savvycal_webhook_secrets=(NATIVE,),
                         standard_webhook_secrets=(STANDARD,), read_token=TOKEN)
-    sim = ProviderSim(seed=3)
+    sim = SavvyCalSim(seed=3)
     deliveries = sim.play(40)
     rng = random.Random(3)
     sent = deliveries + rng.sample(deliveries, len(deliveries) // 4)  # duplicates

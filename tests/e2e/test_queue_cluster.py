@@ -20,10 +20,10 @@ import redis.asyncio as aioredis
 import redis.cluster
 from redis.asyncio.cluster import RedisCluster
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.redis_server import RedisServer
+from meetsync.providers.savvycal.simulator.signing import sign
 from meetsync.settings import savvycal_settings
-from meetsync.simulator.signing import sign
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread

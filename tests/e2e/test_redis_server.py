@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from meetsync.redis_server import MISSING, RedisServer, embedded_binary, redis_binary
+from meetsync.dev.redis_server import MISSING, RedisServer, embedded_binary, redis_binary
 
 
 def fake_binary(directory: Path, name: str) -> Path:

@@ -21,12 +21,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.envelope import parse_envelope
-from meetsync.redis_server import RedisServer
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
 from meetsync.settings import Settings
-from meetsync.simulator import Delivery, ProviderSim, serve_in_background
+from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.store.apply import CREDENTIAL_GRACE
 from meetsync.worker.queue import backlog, publish
@@ -60,11 +61,11 @@ def amnesiac_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def recent_sim(seed: int, *, hours_ago: float = 3) -> ProviderSim:
+def recent_sim(seed: int, *, hours_ago: float = 3) -> SavvyCalSim:
     """A simulated provider whose clock starts in the past, so its timestamps stay behind the
     real clock (a refetch stamps events with the real time)."""
     start = (datetime.now(UTC) - timedelta(hours=hours_ago)).replace(microsecond=0)
-    return ProviderSim(seed, start=start, token=API_TOKEN)
+    return SavvyCalSim(seed, start=start, token=API_TOKEN)
 
 
 def events_of(deliveries: list[Delivery]) -> list[Event]:
@@ -97,7 +98,7 @@ async def eventually(
     raise AssertionError(f"not reached within {patience} s")
 
 
-def mismatches(sim: ProviderSim, db_path: Path) -> Counter[str]:
+def mismatches(sim: SavvyCalSim, db_path: Path) -> Counter[str]:
     """Fields where the mirror differs from the provider's truth (appointments in the window,
     as ``meetsync demo`` compares them); credentials the worker purged on schedule (the
     appointment ended over 24 h before the real now) are not drift."""
@@ -211,11 +212,11 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 @pytest.fixture
-def sim_api() -> Iterator[Callable[[ProviderSim], str]]:
+def sim_api() -> Iterator[Callable[[SavvyCalSim], str]]:
     """Serve a simulator's API in the background; returns its base URL (``.../v1``)."""
     with contextlib.ExitStack() as stack:
 
-        def serve(sim: ProviderSim) -> str:
+        def serve(sim: SavvyCalSim) -> str:
             app = sim.asgi_app(rate_limit_per_minute=10_000)
             return stack.enter_context(serve_in_background(app)) + "/v1"
 

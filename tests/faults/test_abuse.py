@@ -13,8 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.routing import Route
 
+from meetsync.providers.savvycal.simulator.signing import native_headers
 from meetsync.settings import Settings, savvycal_settings
-from meetsync.simulator.signing import native_headers
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread

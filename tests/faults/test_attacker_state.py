@@ -16,10 +16,10 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from meetsync.demo import wait_ready
-from meetsync.redis_server import RedisServer, free_port
+from meetsync.demo.stack import wait_ready
+from meetsync.dev.redis_server import RedisServer, free_port
+from meetsync.providers.savvycal.simulator.signing import native_headers
 from meetsync.settings import savvycal_settings
-from meetsync.simulator.signing import native_headers
 from meetsync.worker.counters import IGNORED_TYPES
 from meetsync.worker.queue import STATS
 from tests.faults.conftest import NATIVE_SECRET, READ_TOKEN, Processes, stack_env

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.redis_server import RedisServer
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import EVENT_STREAM, FIELD
@@ -53,7 +53,7 @@ async def test_poison_is_dead_lettered_and_replayed_from_the_provider(
     own_redis: RedisServer,
     db_path: Path,
     client_of: Callable[[RedisServer], aioredis.Redis],
-    sim_api: Callable[[ProviderSim], str],
+    sim_api: Callable[[SavvyCalSim], str],
 ) -> None:
     sim = recent_sim(41)
     events = events_of(sim.play(30))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from meetsync.pg_server import PostgresServer
-from meetsync.redis_server import RedisServer, free_port
+from meetsync.dev.pg_server import PostgresServer
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.settings import savvycal_settings
 from tests.faults.conftest import (
     API_TOKEN,

@@ -12,7 +12,8 @@ import httpx
 import orjson
 
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
-from meetsync.simulator import Faults, ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.simulator import Faults
 from meetsync.store import open_store
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.reconciler import Reconciler, RunReport
@@ -21,7 +22,7 @@ from tests.faults.conftest import API_TOKEN, events_of, mismatches, recent_sim
 ATTEMPTS = 3
 
 
-def seeded_mirror(db_path: Path, sim: ProviderSim) -> None:
+def seeded_mirror(db_path: Path, sim: SavvyCalSim) -> None:
     """A mirror that saw only the first half of the webhooks: plenty of drift to repair."""
     events = events_of(sim.history)
     store = open_store(db_path)
@@ -30,7 +31,7 @@ def seeded_mirror(db_path: Path, sim: ProviderSim) -> None:
 
 
 async def sweep(
-    sim: ProviderSim, api: str, db_path: Path, *, client_timeout: float = 5.0,
+    sim: SavvyCalSim, api: str, db_path: Path, *, client_timeout: float = 5.0,
     progress: Callable[[str], None] | None = None, page_size: int = 100,
 ) -> tuple[RunReport, SavvyCalClient, float]:
     store = StoreThread(lambda: open_store(db_path))
@@ -57,7 +58,7 @@ def recorded(db_path: Path, run_id: int) -> dict[str, object]:
 
 
 async def test_api_down_fails_the_run_after_bounded_retries_and_the_next_run_repairs(
-    db_path: Path, sim_api: Callable[[ProviderSim], str]
+    db_path: Path, sim_api: Callable[[SavvyCalSim], str]
 ) -> None:
     sim = recent_sim(61)
     sim.play(40)
@@ -82,7 +83,7 @@ async def test_api_down_fails_the_run_after_bounded_retries_and_the_next_run_rep
 
 
 async def test_api_failing_mid_sweep_records_a_partial_run_keeping_what_it_repaired(
-    db_path: Path, sim_api: Callable[[ProviderSim], str]
+    db_path: Path, sim_api: Callable[[SavvyCalSim], str]
 ) -> None:
     sim = recent_sim(62)
     sim.play(60)
@@ -109,7 +110,7 @@ async def test_api_failing_mid_sweep_records_a_partial_run_keeping_what_it_repai
 
 
 async def test_a_slow_api_times_out_boundedly_and_fails_the_run(
-    db_path: Path, sim_api: Callable[[ProviderSim], str]
+    db_path: Path, sim_api: Callable[[SavvyCalSim], str]
 ) -> None:
     sim = recent_sim(63)
     sim.play(20)
@@ -125,7 +126,7 @@ async def test_a_slow_api_times_out_boundedly_and_fails_the_run(
 
 
 async def test_rate_limiting_is_waited_out_as_told_then_fails_or_succeeds_the_run(
-    db_path: Path, sim_api: Callable[[ProviderSim], str]
+    db_path: Path, sim_api: Callable[[SavvyCalSim], str]
 ) -> None:
     sim = recent_sim(64)
     sim.play(30)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
-from meetsync.redis_server import RedisServer
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.reconciler import Reconciler
@@ -51,7 +51,7 @@ async def test_events_lost_with_redis_data_are_repaired_by_the_next_reconcile(
     amnesiac_redis: RedisServer,
     db_path: Path,
     client_of: Callable[[RedisServer], aioredis.Redis],
-    sim_api: Callable[[ProviderSim], str],
+    sim_api: Callable[[SavvyCalSim], str],
     partitions: int,
 ) -> None:
     sim = recent_sim(31)

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
+from meetsync.providers.savvycal.simulator import Delivery
+from meetsync.providers.savvycal.simulator.signing import native_headers
 from meetsync.settings import savvycal_settings
-from meetsync.simulator import Delivery
-from meetsync.simulator.signing import native_headers
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread

@@ -18,13 +18,14 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from meetsync.demo import wait_ready
+from meetsync.demo.stack import wait_ready
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.log import redact_credentials
-from meetsync.redis_server import RedisServer, free_port
+from meetsync.providers.savvycal.simulator import SavvyCalSim, signer
+from meetsync.providers.savvycal.simulator.signing import native_headers, standard_headers
 from meetsync.settings import Settings, savvycal_settings
-from meetsync.simulator import Chaos, Faults, ProviderSim, deliver
-from meetsync.simulator.signing import native_headers, standard_headers
+from meetsync.simulator import Chaos, Faults, deliver
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.queue import EVENT_STREAM, FIELD
@@ -47,7 +48,7 @@ OLD_NATIVE = "faults-native-secret-RETIRED-4242"
 OLD_STANDARD = "whsec_b2xkLXN0YW5kYXJkLXNlY3JldC1yZXRpcmVkLTQyNDI="
 
 
-def planted(sim: ProviderSim) -> set[str]:
+def planted(sim: SavvyCalSim) -> set[str]:
     """Every credential value the workload carries: secrets, tokens, host URL tokens, passwords."""
     found = {NATIVE_SECRET, OLD_NATIVE, STANDARD_SECRET, OLD_STANDARD, API_TOKEN, READ_TOKEN,
              STANDARD_SECRET.removeprefix("whsec_"), OLD_STANDARD.removeprefix("whsec_")}
@@ -75,7 +76,7 @@ async def test_no_planted_credential_reaches_logs_stored_errors_or_dead_letters(
     db_path: Path,
     processes: Processes,
     client_of: Callable[[RedisServer], aioredis.Redis],
-    sim_api: Callable[[ProviderSim], str],
+    sim_api: Callable[[SavvyCalSim], str],
 ) -> None:
     sim = recent_sim(81)
     deliveries = sim.play(40)
@@ -98,10 +99,10 @@ async def test_no_planted_credential_reaches_logs_stored_errors_or_dead_letters(
     # Webhooks: both schemes, duplicates, and refusals of every kind.
     half = len(deliveries) // 2
     chaos = Chaos(drop=0, duplicate=0.2)
-    native = await deliver(deliveries[:half], f"{url}/webhooks/savvycal", scheme="native",
-                           secret=NATIVE_SECRET, chaos=chaos, seed=1)
-    standard = await deliver(deliveries[half:], f"{url}/webhooks/savvycal", scheme="standard",
-                             secret=STANDARD_SECRET, chaos=chaos, seed=2)
+    native = await deliver(deliveries[:half], f"{url}/webhooks/savvycal",
+                           signer=signer("native", NATIVE_SECRET), chaos=chaos, seed=1)
+    standard = await deliver(deliveries[half:], f"{url}/webhooks/savvycal",
+                             signer=signer("standard", STANDARD_SECRET), chaos=chaos, seed=2)
     assert native.accepted == native.sent and standard.accepted == standard.sent
     body = deliveries[0].body
     async with httpx.AsyncClient(base_url=url) as http:

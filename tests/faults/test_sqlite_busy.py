@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 from tests.faults.conftest import (

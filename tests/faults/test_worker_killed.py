@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.worker.queue import backlog

@@ -39,7 +39,7 @@ def test_the_wheel_holds_only_the_meetsync_package(tmp_path: Path) -> None:
     tops = {name.split("/")[0] for name in names}
     assert {top for top in tops if not top.endswith(".dist-info")} == {"meetsync"}
     for module in ("store/mirror.py", "worker/applier.py", "webhooks/receiver.py",
-                   "simulator/api.py"):
+                   "providers/savvycal/simulator/api.py"):
         assert f"meetsync/{module}" in names
 
 

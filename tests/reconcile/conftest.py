@@ -18,7 +18,7 @@ from meetsync.events import Event, iso_utc, received, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.envelope import parse_envelope
-from meetsync.simulator import Delivery, ProviderSim
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
 from meetsync.store import open_store
 from meetsync.store.apply import CREDENTIAL_GRACE
 from meetsync.worker.applier import StoreThread
@@ -55,7 +55,7 @@ def apply_webhooks(
         store.close()
 
 
-def truth(sim: ProviderSim) -> dict[str, dict[str, Any]]:
+def truth(sim: SavvyCalSim) -> dict[str, dict[str, Any]]:
     """The provider's truth for every appointment, in the shape of ``Store.snapshots`` rows."""
     return {
         appointment_id: snapshot_of(appointment_event(
@@ -64,7 +64,7 @@ def truth(sim: ProviderSim) -> dict[str, dict[str, Any]]:
     }
 
 
-def in_window(sim: ProviderSim, snapshots: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def in_window(sim: SavvyCalSim, snapshots: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The rows whose appointment ends after the reconciler's cutoff (now - 24 h)."""
     cutoff = iso_utc(sim.now - CREDENTIAL_GRACE)
     return {k: v for k, v in snapshots.items() if v["end_at"] is None or v["end_at"] > cutoff}
@@ -78,7 +78,7 @@ def mirror_rows(db_path: Path, appointment_ids: Iterable[str]) -> dict[str, dict
         store.close()
 
 
-def assert_mirror_matches(sim: ProviderSim, db_path: Path) -> None:
+def assert_mirror_matches(sim: SavvyCalSim, db_path: Path) -> None:
     """Every appointment in the window is, field by field, what the provider says."""
     expected = in_window(sim, truth(sim))
     held = mirror_rows(db_path, expected)
@@ -117,7 +117,7 @@ class Edge(httpx.AsyncBaseTransport):
     changing while a response is in flight).
     """
 
-    sim: ProviderSim
+    sim: SavvyCalSim
     faults: Callable[[httpx.Request, int], Fault] = lambda _request, _n: None
     after: Hook | None = None
     rate_limit_per_minute: int = UNLIMITED
@@ -161,7 +161,7 @@ class Harness:
     """
 
     def __init__(
-        self, sim: ProviderSim, db_path: Path, *, budget: RequestBudget | None = None,
+        self, sim: SavvyCalSim, db_path: Path, *, budget: RequestBudget | None = None,
         max_attempts: int = 4, sleep: Callable[[float], Awaitable[None]] | None = None,
         **edge_options: Any,
     ) -> None:
@@ -220,12 +220,12 @@ MakeHarness = Callable[..., Harness]
 
 
 @pytest.fixture
-def sim() -> ProviderSim:
-    return ProviderSim(5, start=START)
+def sim() -> SavvyCalSim:
+    return SavvyCalSim(5, start=START)
 
 
 @pytest.fixture
-async def harness(sim: ProviderSim, tmp_path: Path) -> AsyncIterator[MakeHarness]:
+async def harness(sim: SavvyCalSim, tmp_path: Path) -> AsyncIterator[MakeHarness]:
     """``harness(budget=..., max_attempts=..., **edge_options)`` over ``sim``, a fresh mirror."""
     made: list[Harness] = []
 

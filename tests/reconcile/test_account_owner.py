@@ -16,8 +16,8 @@ import pytest
 
 from meetsync.providers.savvycal import PROVIDER
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.settings import Account, Settings
-from meetsync.simulator import ProviderSim
 from meetsync.store import open_store
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.main import Connection, WorkerContext, refetch_appointment
@@ -29,7 +29,7 @@ from tests.reconcile.conftest import START, UNLIMITED, Edge, events_of
 class Side:
     """One account: its simulated provider, the edge to it, its client."""
 
-    sim: ProviderSim
+    sim: SavvyCalSim
     edge: Edge
     client: SavvyCalClient
 
@@ -46,7 +46,7 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     sides = {}
     for seed, name in ((5, "acme"), (6, "beta")):
-        sim = ProviderSim(seed, start=START)
+        sim = SavvyCalSim(seed, start=START)
         edge = Edge(sim)
         sides[name] = Side(sim, edge, SavvyCalClient(
             "http://sim/v1", sim.token, budget=RequestBudget(UNLIMITED), transport=edge,

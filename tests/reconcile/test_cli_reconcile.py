@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from meetsync import cli
-from meetsync.simulator import Chaos, ProviderSim, serve_in_background
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.simulator import Chaos, serve_in_background
 from meetsync.simulator.delivery import plan
 
 
@@ -21,7 +22,7 @@ def test_reconcile_once_converges_and_reports(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The command stamps snapshots with the real clock: the provider's history is behind it.
-    sim = ProviderSim(8, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
+    sim = SavvyCalSim(8, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
     order, dropped, _ = plan(sim.play(30), Chaos(drop=0.3), random.Random(8))
     assert dropped
     db_path = tmp_path / "mirror.db"

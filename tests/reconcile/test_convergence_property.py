@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meetsync.events import iso_utc
-from meetsync.simulator import Chaos, Delivery, ProviderSim
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
+from meetsync.simulator import Chaos
 from meetsync.simulator.delivery import plan
 from meetsync.store.apply import CREDENTIAL_GRACE
 
@@ -63,7 +64,7 @@ async def converge(
     kit: SimpleNamespace, db_path: Path, seed: int, appointments: int, chaos: Chaos,
     deleted: int, page_size: int, bad_clocks: list[tuple[int, timedelta]],
 ) -> None:
-    sim = ProviderSim(seed, start=kit.START)
+    sim = SavvyCalSim(seed, start=kit.START)
     order, _, _ = plan(sim.play(appointments), chaos, random.Random(seed))
     for at, error in bad_clocks:  # some deliveries dated by a clock far off, future or past
         if order:

@@ -7,14 +7,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from meetsync.simulator import Chaos, ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.simulator import Chaos
 from meetsync.simulator.delivery import plan
 
 MakeHarness = Callable[..., Any]
 
 
 async def test_api_calls_per_thousand_appointments(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     order, _, _ = plan(sim.play(1000), Chaos(), random.Random(1))
     h = harness()

@@ -9,66 +9,66 @@ from typing import Any
 
 import pytest
 
-from meetsync.simulator import Delivery, ProviderSim
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
 from meetsync.store import open_store
 
 MakeHarness = Callable[..., Any]
 
 # A scenario plays one appointment's life at the provider and returns the webhooks the mirror
 # got; the rest were lost. It names the fields the mirror is left wrong on.
-Scenario = Callable[[ProviderSim], list[Delivery]]
+Scenario = Callable[[SavvyCalSim], list[Delivery]]
 CREATED = {"meeting.status", "meeting.external_meeting_id", "meeting.join_url",
            "meeting.host_url", "meeting.password"}
 
 
-def booked(sim: ProviderSim) -> tuple[str, list[Delivery]]:
+def booked(sim: SavvyCalSim) -> tuple[str, list[Delivery]]:
     first = sim.book(start_at=sim.start + timedelta(hours=3), minutes=30)
     return first.appointment_id, [first, sim.create_meeting(first.appointment_id)]
 
 
-def never_seen(sim: ProviderSim) -> list[Delivery]:
+def never_seen(sim: SavvyCalSim) -> list[Delivery]:
     booked(sim)
     return []
 
 
-def stale_meeting_status(sim: ProviderSim) -> list[Delivery]:
+def stale_meeting_status(sim: SavvyCalSim) -> list[Delivery]:
     appointment_id, got = booked(sim)
     got.append(sim.reschedule(appointment_id))
     sim.create_meeting(appointment_id)  # update_pending → created: lost
     return got
 
 
-def stale_host_url(sim: ProviderSim) -> list[Delivery]:
+def stale_host_url(sim: SavvyCalSim) -> list[Delivery]:
     appointment_id, got = booked(sim)
     sim.rotate_host_url(appointment_id)
     return got
 
 
-def stale_join_url(sim: ProviderSim) -> list[Delivery]:
+def stale_join_url(sim: SavvyCalSim) -> list[Delivery]:
     appointment_id, got = booked(sim)
     sim.appointments[appointment_id]["meeting"]["join_url"] = "https://zoom.us/j/1234567890"
     return got
 
 
-def stale_password(sim: ProviderSim) -> list[Delivery]:
+def stale_password(sim: SavvyCalSim) -> list[Delivery]:
     appointment_id, got = booked(sim)
     sim.appointments[appointment_id]["meeting"]["password"] = "n3wpwd"
     return got
 
 
-def missed_failure(sim: ProviderSim) -> list[Delivery]:
+def missed_failure(sim: SavvyCalSim) -> list[Delivery]:
     first = sim.book(start_at=sim.start + timedelta(hours=3))
     sim.fail_meeting(first.appointment_id)
     return [first]
 
 
-def missed_reschedule(sim: ProviderSim) -> list[Delivery]:
+def missed_reschedule(sim: SavvyCalSim) -> list[Delivery]:
     appointment_id, got = booked(sim)
     sim.reschedule(appointment_id, start_at=sim.start + timedelta(days=2))
     return got
 
 
-def missed_replacement(sim: ProviderSim) -> list[Delivery]:
+def missed_replacement(sim: SavvyCalSim) -> list[Delivery]:
     appointment_id, got = booked(sim)
     got.append(sim.reschedule(appointment_id))
     sim.replace_meeting(appointment_id)
@@ -76,14 +76,14 @@ def missed_replacement(sim: ProviderSim) -> list[Delivery]:
     return got
 
 
-def missed_cancel(sim: ProviderSim) -> list[Delivery]:
+def missed_cancel(sim: SavvyCalSim) -> list[Delivery]:
     appointment_id, got = booked(sim)
     sim.cancel(appointment_id)
     sim.confirm_cancel(appointment_id)
     return got
 
 
-def meeting_removed(sim: ProviderSim) -> list[Delivery]:
+def meeting_removed(sim: SavvyCalSim) -> list[Delivery]:
     appointment_id, got = booked(sim)
     sim.appointments[appointment_id]["meeting"] = None  # the provider says: no meeting now
     return got
@@ -105,7 +105,7 @@ SCENARIOS: dict[str, tuple[Scenario, set[str]]] = {
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 async def test_each_drift_kind_is_repaired_by_one_run(
-    name: str, sim: ProviderSim, harness: MakeHarness
+    name: str, sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     scenario, fields = SCENARIOS[name]
     h = harness()
@@ -119,7 +119,7 @@ async def test_each_drift_kind_is_repaired_by_one_run(
 
 
 async def test_a_removed_meeting_is_detached_once_and_for_good(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     h = harness()
     h.apply(meeting_removed(sim))
@@ -133,7 +133,7 @@ async def test_a_removed_meeting_is_detached_once_and_for_good(
     assert (again.drifted, again.repaired) == (0, 0)
 
 
-async def test_all_kinds_at_once(sim: ProviderSim, harness: MakeHarness) -> None:
+async def test_all_kinds_at_once(sim: SavvyCalSim, harness: MakeHarness) -> None:
     h = harness()
     kept = sim.book(start_at=sim.start + timedelta(hours=5))  # in step: no drift
     got = [kept]
@@ -148,7 +148,7 @@ async def test_all_kinds_at_once(sim: ProviderSim, harness: MakeHarness) -> None
 
 
 async def test_a_missed_replacement_supersedes_the_old_meeting(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     h = harness()
     h.apply(missed_replacement(sim))
@@ -169,7 +169,7 @@ async def test_a_missed_replacement_supersedes_the_old_meeting(
 
 
 async def test_an_appointment_gone_at_the_provider_is_deleted(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     h = harness()
     appointment_id, got = booked(sim)
@@ -197,7 +197,7 @@ async def test_an_appointment_gone_at_the_provider_is_deleted(
 
 
 async def test_a_full_sweep_never_writes_back_purged_credentials(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     h = harness()
     old = sim.book(start_at=sim.start - timedelta(days=3), minutes=30)

@@ -13,13 +13,14 @@ import orjson
 import pytest
 
 from meetsync.providers.savvycal.client import RequestBudget
-from meetsync.simulator import Delivery, ManualClock, ProviderSim
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
+from meetsync.simulator import ManualClock
 
 MakeHarness = Callable[..., Any]
 PAGE = 4
 
 
-def book_hourly(sim: ProviderSim, n: int) -> tuple[list[str], list[Delivery]]:
+def book_hourly(sim: SavvyCalSim, n: int) -> tuple[list[str], list[Delivery]]:
     """``n`` upcoming appointments an hour apart, meetings created: listed in booking order."""
     ids: list[str] = []
     webhooks: list[Delivery] = []
@@ -35,7 +36,7 @@ def on(requests: dict[int, int | str]) -> Callable[[httpx.Request, int], int | s
     return lambda _request, n: requests.get(n)
 
 
-async def test_429_waits_exactly_retry_after(sim: ProviderSim, harness: MakeHarness) -> None:
+async def test_429_waits_exactly_retry_after(sim: SavvyCalSim, harness: MakeHarness) -> None:
     book_hourly(sim, 10)
     h = harness(faults=on({2: 429}))
     report = await h.reconciler(page_size=PAGE).run()
@@ -48,7 +49,7 @@ async def test_429_waits_exactly_retry_after(sim: ProviderSim, harness: MakeHarn
 
 
 async def test_5xx_and_timeouts_back_off_with_jitter(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     book_hourly(sim, 10)
     h = harness(faults=on({1: 500, 2: "timeout", 4: 503}))
@@ -62,7 +63,7 @@ async def test_5xx_and_timeouts_back_off_with_jitter(
 
 
 async def test_a_sweep_failing_midway_is_partial_and_keeps_what_it_read(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     ids, _ = book_hourly(sim, 10)
 
@@ -85,7 +86,7 @@ async def test_a_sweep_failing_midway_is_partial_and_keeps_what_it_read(
 
 
 async def test_a_provider_down_from_the_start_is_a_failed_run_with_no_writes(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     ids, webhooks = book_hourly(sim, 6)
     h = harness(faults=lambda _request, _n: 503, max_attempts=3)
@@ -99,7 +100,7 @@ async def test_a_provider_down_from_the_start_is_a_failed_run_with_no_writes(
 
 
 async def test_persistent_429_is_never_a_tight_loop(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     book_hourly(sim, 3)
     h = harness(faults=lambda _request, _n: 429, max_attempts=5)
@@ -110,7 +111,7 @@ async def test_persistent_429_is_never_a_tight_loop(
 
 
 async def test_a_failing_one_by_one_fetch_is_partial(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     _, webhooks = book_hourly(sim, 5)
     ended = sim.book(start_at=sim.start - timedelta(hours=3), minutes=30)
@@ -133,7 +134,7 @@ async def test_a_failing_one_by_one_fetch_is_partial(
 
 
 async def test_the_budget_paces_a_sweep_under_the_provider_limit(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     book_hourly(sim, 20)
     clock = ManualClock()
@@ -154,7 +155,7 @@ async def test_the_budget_paces_a_sweep_under_the_provider_limit(
 
 
 async def test_a_provider_stricter_than_the_budget_is_waited_out(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     book_hourly(sim, 14)
     clock = ManualClock()
@@ -169,7 +170,7 @@ async def test_a_provider_stricter_than_the_budget_is_waited_out(
 
 
 async def test_a_cancelled_run_is_recorded_as_failed(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     book_hourly(sim, 10)
     stuck = asyncio.Event()
@@ -192,7 +193,7 @@ async def test_a_cancelled_run_is_recorded_as_failed(
 
 
 async def test_a_repair_the_mirror_refuses_makes_the_run_partial(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     ids, _ = book_hourly(sim, 4)
     h = harness()

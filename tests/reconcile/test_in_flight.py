@@ -9,14 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 
 MakeHarness = Callable[..., Any]
 
 
 @pytest.mark.parametrize("path", ["listed", "fetched one by one"])
 async def test_a_change_during_a_request_keeps_its_webhook(
-    path: str, sim: ProviderSim, harness: MakeHarness
+    path: str, sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     hours = 3 if path == "listed" else -5  # ended today: fetched on its own when not listed
     booked = sim.book(start_at=sim.start + timedelta(hours=hours), minutes=30)

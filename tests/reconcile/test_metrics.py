@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from prometheus_client import REGISTRY
 
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 
 MakeHarness = Callable[..., Any]
 ACCOUNT = {"provider": "savvycal", "account": "default"}
@@ -20,7 +20,7 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def test_a_run_and_its_api_calls_are_counted(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     def first_is_rate_limited(_request: httpx.Request, n: int) -> int | None:
         return 429 if n == 1 else None

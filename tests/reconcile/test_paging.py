@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 
-from meetsync.simulator import Delivery, ProviderSim
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
 
 MakeHarness = Callable[..., Any]
 PAGE = 4
 
 
-def book_hourly(sim: ProviderSim, n: int) -> tuple[list[str], dict[str, list[Delivery]]]:
+def book_hourly(sim: SavvyCalSim, n: int) -> tuple[list[str], dict[str, list[Delivery]]]:
     """``n`` appointments an hour apart (so the listing's order is known), meetings created."""
     ids: list[str] = []
     webhooks: dict[str, list[Delivery]] = {}
@@ -29,7 +29,7 @@ def first_list_page(request: httpx.Request) -> bool:
     return request.url.path.endswith("/appointments") and request.url.params["page"] == "1"
 
 
-async def test_a_stable_listing_is_swept_once(sim: ProviderSim, harness: MakeHarness) -> None:
+async def test_a_stable_listing_is_swept_once(sim: SavvyCalSim, harness: MakeHarness) -> None:
     book_hourly(sim, 10)
     h = harness()
     report = await h.reconciler(page_size=PAGE).run()
@@ -39,7 +39,7 @@ async def test_a_stable_listing_is_swept_once(sim: ProviderSim, harness: MakeHar
 
 
 async def test_a_row_inserted_before_the_cursor_is_found_by_paging_again(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     ids, webhooks = book_hourly(sim, 10)
     inserted: list[str] = []
@@ -61,7 +61,7 @@ async def test_a_row_inserted_before_the_cursor_is_found_by_paging_again(
 
 
 async def test_a_row_added_after_the_cursor_costs_no_second_pass(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     ids, webhooks = book_hourly(sim, 10)
     added: list[str] = []
@@ -79,7 +79,7 @@ async def test_a_row_added_after_the_cursor_costs_no_second_pass(
 
 
 async def test_a_row_slipping_past_a_removed_one_is_found_by_paging_again(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     ids, webhooks = book_hourly(sim, 10)
     slipped = ids[PAGE]  # first row of page 2, until the first row of page 1 goes
@@ -104,7 +104,7 @@ async def test_a_row_slipping_past_a_removed_one_is_found_by_paging_again(
 
 
 async def test_a_provider_refusing_the_end_filter_gets_upcoming_plus_one_by_one(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     ids, webhooks = book_hourly(sim, 6)
     ended = sim.book(start_at=sim.start - timedelta(hours=5), minutes=30)  # ended today

@@ -11,21 +11,21 @@ from arq import Retry
 
 from meetsync.events import to_micros
 from meetsync.providers.savvycal import PROVIDER, appointment_event
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.settings import Account, Settings
-from meetsync.simulator import ProviderSim
 from meetsync.worker.main import Connection, WorkerContext, refetch, refetch_appointment
 
 MakeHarness = Callable[..., Any]
 
 
-def created(sim: ProviderSim) -> str:
+def created(sim: SavvyCalSim) -> str:
     booked = sim.book(start_at=sim.start + timedelta(hours=2))
     sim.create_meeting(booked.appointment_id)
     return booked.appointment_id
 
 
 async def test_refetch_gives_the_providers_current_snapshot(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     appointment_id = created(sim)
     sim.rotate_host_url(appointment_id)
@@ -41,7 +41,7 @@ async def test_refetch_gives_the_providers_current_snapshot(
 
 
 async def test_refetch_of_an_unknown_appointment_is_a_deletion(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     appointment_id = created(sim)
     del sim.appointments[appointment_id]
@@ -60,7 +60,7 @@ def context(h: Any) -> dict[str, Any]:
     return {"meetsync": state, "job_id": "refetch:appt", "job_try": 1}
 
 
-async def test_the_refetch_job_repairs_the_mirror(sim: ProviderSim, harness: MakeHarness) -> None:
+async def test_the_refetch_job_repairs_the_mirror(sim: SavvyCalSim, harness: MakeHarness) -> None:
     booked = sim.book(start_at=sim.start + timedelta(hours=2))
     sim.create_meeting(booked.appointment_id)  # lost
     h = harness()
@@ -71,7 +71,7 @@ async def test_the_refetch_job_repairs_the_mirror(sim: ProviderSim, harness: Mak
 
 
 async def test_a_refetch_job_queued_by_the_previous_release_still_runs(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     """Jobs queued before several providers name only the appointment: SavvyCal's default."""
     booked = sim.book(start_at=sim.start + timedelta(hours=2))
@@ -82,7 +82,7 @@ async def test_a_refetch_job_queued_by_the_previous_release_still_runs(
 
 
 async def test_a_refetch_for_an_account_without_credentials_is_skipped(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     h = harness()
     outcome = await refetch_appointment(context(h), "savvycal", "other", created(sim))
@@ -91,7 +91,7 @@ async def test_a_refetch_for_an_account_without_credentials_is_skipped(
 
 
 async def test_the_refetch_job_retries_after_what_the_provider_said(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     appointment_id = created(sim)
     h = harness(faults=lambda _request, _n: 429, max_attempts=2)
@@ -102,7 +102,7 @@ async def test_the_refetch_job_retries_after_what_the_provider_said(
 
 
 async def test_a_second_refetch_of_the_same_appointment_is_applied_too(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     """Every refetch job of an appointment has the same arq id and try: the event id must still
     differ, or the inbox drops every refetch after the first as a duplicate."""
@@ -118,7 +118,7 @@ async def test_a_second_refetch_of_the_same_appointment_is_applied_too(
 
 
 async def test_a_refetch_of_an_appointment_nobody_knows_writes_nothing(
-    sim: ProviderSim, harness: MakeHarness
+    sim: SavvyCalSim, harness: MakeHarness
 ) -> None:
     """A hint (an unsigned delivery may be forged) for a made-up id costs one fetch: the
     provider does not know it either, and no row is left behind."""

@@ -7,7 +7,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.store import open_store
 
 from .conftest import Harness
@@ -23,7 +23,7 @@ async def test_a_pinned_row_from_release_0_1_is_healed_by_the_next_reconcile(
     db_path = tmp_path / "mirror.db"
     shutil.copyfile(FIXTURE, db_path)
     # The provider the fixture was recorded from (same seed and start), and its truth now.
-    sim = ProviderSim(11, start=datetime(2026, 12, 1, 15, tzinfo=UTC))
+    sim = SavvyCalSim(11, start=datetime(2026, 12, 1, 15, tzinfo=UTC))
     sim.play(25)
     store = open_store(db_path, clock=lambda: sim.now)  # migrates
     pinned = store.current_meeting(PINNED)

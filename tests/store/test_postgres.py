@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meetsync.dev.pg_server import PostgresServer
 from meetsync.events import Event
-from meetsync.pg_server import PostgresServer
 from meetsync.store import Store, StoreBusy, open_store
 from meetsync.store.apply import apply_events
 from meetsync.store.postgres import CHANGES_CHANNEL, lock_appointments, translate

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.settings import Subscriber
 from meetsync.store import open_store
 from meetsync.worker.applier import StoreThread

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.worker.subscribers import webhook_id
 from tests.faults.conftest import Processes, stack_env

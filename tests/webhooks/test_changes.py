@@ -14,9 +14,9 @@ import httpx
 import orjson
 from starlette.applications import Starlette
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
 from meetsync.providers import LEGACY_PROVIDER
-from meetsync.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.settings import Account, Settings, savvycal_settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store

@@ -17,8 +17,7 @@ from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import STATS
-
-from .conftest import Samples
+from tests.providers.savvycal.samples import Samples
 
 TOKEN = "clock-read-token"
 

@@ -17,7 +17,7 @@ from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import EVENT_STREAM
-from tests.webhooks.conftest import HOST_URL, NATIVE_SECRET, STANDARD_SECRET, Samples
+from tests.providers.savvycal.samples import HOST_URL, NATIVE_SECRET, STANDARD_SECRET, Samples
 
 READ_TOKEN = "read-token-for-metrics-tests"
 METRICS_TOKEN = "metrics-token-for-tests"

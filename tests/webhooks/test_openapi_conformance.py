@@ -24,12 +24,12 @@ from schemathesis.specs.openapi.checks import (
 )
 from starlette.routing import Route
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
 from meetsync.providers import LEGACY_PROVIDER, providers, webhook_providers
-from meetsync.redis_server import RedisServer
+from meetsync.providers.savvycal.simulator.signing import native_headers
 from meetsync.settings import Account, Settings, savvycal_settings
 from meetsync.simulator import serve_in_background
-from meetsync.simulator.signing import native_headers
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 

@@ -14,13 +14,13 @@ import httpx
 
 from meetsync import metrics
 from meetsync.config import load_settings
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.events import Event, Meeting, iso_utc, to_micros
 from meetsync.providers.keys import PROVIDER_KEYS
+from meetsync.providers.savvycal.simulator.signing import native_headers
 from meetsync.providers.selftests import selftest_appointment_ids
-from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings
 from meetsync.simulator.serve import serve_in_background
-from meetsync.simulator.signing import native_headers
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.webhooks.operator import UNKNOWN_ACCOUNT

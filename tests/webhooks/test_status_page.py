@@ -18,8 +18,8 @@ import orjson
 import pytest
 import redis
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting, iso_utc, to_micros
-from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator.serve import serve_in_background
 from meetsync.store import open_store

@@ -26,7 +26,7 @@ from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.queue import EVENT_STREAM
-from tests.webhooks.conftest import Samples
+from tests.providers.savvycal.samples import Samples
 
 ZOOM_SECRET = "zoom-secret-token-for-unstorable"
 NUL = "\x00"

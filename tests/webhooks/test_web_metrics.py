@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from meetsync.demo import wait_ready
+from meetsync.demo.stack import wait_ready
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.metrics import APPLY_SERIES
-from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import savvycal_settings
 from tests.faults.conftest import Processes, stack_env
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from meetsync.worker.queue import EVENT_STREAM
 
 if TYPE_CHECKING:
-    from tests.webhooks.conftest import Samples
+    from tests.providers.savvycal.samples import Samples
 
 URL = "/webhooks/savvycal"
 EXPECTED = {202, 400, 401, 413}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from meetsync.redis_server import RedisServer, free_port
+from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.settings import Settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
@@ -88,7 +88,7 @@ async def test_readyz_fails_when_redis_is_down(
 async def test_readyz_fails_while_postgresql_is_unreachable_or_unmigrated(
     settings: Settings, redis: aioredis.Redis, pg_server: object
 ) -> None:
-    from meetsync.pg_server import PostgresServer
+    from meetsync.dev.pg_server import PostgresServer
 
     assert isinstance(pg_server, PostgresServer)
     for db in (f"postgresql://postgres@127.0.0.1:{free_port()}/mirror",

@@ -28,12 +28,13 @@ import orjson
 import redis.asyncio as aioredis
 from arq.worker import create_worker
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import to_micros
 from meetsync.providers.avon.mapping import appointment_event
 from meetsync.providers.avon.simulator import AvonSim
-from meetsync.redis_server import RedisServer
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.settings import Settings
-from meetsync.simulator import ProviderSim, serve_in_background
+from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.main import worker_settings
@@ -73,7 +74,7 @@ class Flood:
     redis: aioredis.Redis
     http: httpx.AsyncClient
     avon: AvonSim
-    savvycal: ProviderSim
+    savvycal: SavvyCalSim
     avon_paths: list[str]
     worker_ctx: dict[str, Any] = field(default_factory=dict)
 
@@ -130,7 +131,7 @@ async def flood_stack(
 ) -> AsyncIterator[Flood]:
     now = datetime.now(UTC).replace(microsecond=0)
     avon = AvonSim(3, start=now - timedelta(hours=1))
-    savvycal = ProviderSim(7, start=now - timedelta(hours=1), token="tok")
+    savvycal = SavvyCalSim(7, start=now - timedelta(hours=1), token="tok")
     paths: list[str] = []
     avon_app = recording(avon.asgi_app(per_minute_limit=100_000), paths, hold)
     with serve_in_background(avon_app) as avon_root, \

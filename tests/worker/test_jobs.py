@@ -12,10 +12,11 @@ import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 from structlog.testing import capture_logs
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
-from meetsync.redis_server import RedisServer
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.settings import savvycal_settings
-from meetsync.simulator import ProviderSim, serve_in_background
+from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import (
@@ -33,7 +34,7 @@ async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path
 ) -> None:
     start = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
-    sim = ProviderSim(7, start=start, token="tok")
+    sim = SavvyCalSim(7, start=start, token="tok")
     sim.play(150)
     with serve_in_background(sim.asgi_app()) as root:
         settings = savvycal_settings(db_path=str(tmp_path / "m.db"), redis_url=redis_server.url,

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.worker import lanes
 from meetsync.worker.lanes import LaneKeys
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from meetsync.events import Event, received, to_micros
 from meetsync.providers.savvycal.envelope import parse_envelope
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.store import open_store
 from meetsync.webhooks.receiver import GroupCommit
 from meetsync.worker.applier import Applier, StoreThread
@@ -69,7 +69,7 @@ def history(seed: int, appointments: int) -> list[Event]:
     """A provider's events in the order it emitted them, stamped on receipt as the receiver
     stamps them."""
     start = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
-    sim = ProviderSim(seed, start=start)
+    sim = SavvyCalSim(seed, start=start)
     now = to_micros(datetime.now(UTC))
     parsed = [parse_envelope(delivery.body) for delivery in sim.play(appointments)]
     return [received(event, now, 300_000_000) for event in parsed if isinstance(event, Event)]

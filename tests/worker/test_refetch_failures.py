@@ -10,7 +10,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.store import open_store
 from meetsync.store.postgres import is_postgres
 from meetsync.worker.queue import request_refetch

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from tests.worker.test_worker_process import publish, wait_applied
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import redis
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
-from meetsync.redis_server import RedisServer
 from meetsync.worker.queue import EVENT_STREAM, FIELD
 
 

@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from meetsync.dev.redis_server import RedisServer
 from meetsync.providers.zoom.simulator import ZoomDelivery, ZoomSim
 from meetsync.providers.zoom.simulator.signing import zoom_headers
-from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store

@@ -31,11 +31,11 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 
 import meetsync.worker.main as worker_main
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, from_micros, iso_utc
 from meetsync.providers import Hint
 from meetsync.providers.zoom import PROVIDER
 from meetsync.providers.zoom.simulator import ZoomDelivery, ZoomSim
-from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.simulator.clock import ManualClock

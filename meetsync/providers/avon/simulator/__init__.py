@@ -19,16 +19,18 @@ from meetsync.providers.avon.simulator.api import ROUTES, ApiConfig, build_app
 from meetsync.providers.avon.simulator.model import (
     ENVELOPES,
     AvonDelivery,
-    AvonSim,
+    AvonModel,
     Credentials,
     unsigned_headers,
 )
+from meetsync.providers.avon.simulator.sim import AvonSim
 
 __all__ = [
     "ENVELOPES",
     "ROUTES",
     "ApiConfig",
     "AvonDelivery",
+    "AvonModel",
     "AvonSim",
     "Credentials",
     "build_app",

@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from meetsync.providers.avon.simulator.model import AvonSim
+from meetsync.providers.avon.simulator import AvonSim
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,10 +38,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meetsync.providers.avon.simulator.model import AccessToken, token
-from meetsync.simulator.api import RateLimiter
+from meetsync.simulator.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from meetsync.providers.avon.simulator.model import AvonSim
+    from meetsync.providers.avon.simulator.model import AvonModel
 
 TOKEN = "POST /v2/auth/token"  # noqa: S105 (a route name)
 GET_APPOINTMENT = "GET /v2/appointments/{id}"
@@ -74,7 +74,7 @@ def _error(status: int, error: str, headers: dict[str, str] | None = None) -> Re
 
 
 class _Api:
-    def __init__(self, sim: AvonSim, config: ApiConfig) -> None:
+    def __init__(self, sim: AvonModel, config: ApiConfig) -> None:
         self.sim = sim
         self.config = config
         self.limiter = RateLimiter(config.per_minute_limit, sim.clock)
@@ -147,7 +147,7 @@ class _Api:
         return _json(200, body)
 
 
-def build_app(sim: AvonSim, config: ApiConfig | None = None) -> Starlette:
+def build_app(sim: AvonModel, config: ApiConfig | None = None) -> Starlette:
     """The API as a Starlette app (see the module docstring)."""
     api = _Api(sim, config or ApiConfig())
 

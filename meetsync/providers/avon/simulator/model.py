@@ -25,7 +25,7 @@ import random
 import string
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -89,8 +89,9 @@ class AccessToken:
     expires_at: float
 
 
-class AvonSim:
-    """The truth and its workload; ``asgi_app`` serves the API over it."""
+class AvonModel:
+    """A deterministic Avon Health's truth under ``seed``: its appointments and deliveries (the
+    API over it is ``api``, the workload that changes it ``workload``)."""
 
     def __init__(
         self,
@@ -142,12 +143,6 @@ class AvonSim:
 
     def status(self, appointment_id: str) -> str:
         return str(self.appointments[appointment_id]["status_history"][-1]["status"])
-
-    def asgi_app(self, **config: Any) -> Any:
-        """The API over this truth (``api.ApiConfig`` fields as keywords)."""
-        from meetsync.providers.avon.simulator.api import ApiConfig, build_app
-
-        return build_app(self, ApiConfig(**config))
 
     def signer(self) -> Callable[[AvonDelivery], dict[str, str]]:
         """Avon signs nothing: each POST carries only its content type."""
@@ -236,57 +231,7 @@ class AvonSim:
     def cancel(self, appointment_id: str) -> AvonDelivery:
         return self._status(appointment_id, "cancelled", "appointment.cancelled")
 
-    def play(self, n_appointments: int) -> list[AvonDelivery]:
-        """``n_appointments`` lifecycles, interleaved (``workload``)."""
-        rng = self.rng
-        waiting = n_appointments
-        active: list[Iterator[AvonDelivery]] = []
-        played: list[AvonDelivery] = []
-        while waiting or active:
-            if waiting and (len(active) < 4 or rng.random() < 0.35):
-                waiting -= 1
-                chosen = self._lifecycle()
-                active.append(chosen)
-            else:
-                chosen = rng.choice(active)
-            delivery = next(chosen, None)
-            if delivery is None:
-                active.remove(chosen)
-            else:
-                played.append(delivery)
-        return played
-
     # -- internals ---------------------------------------------------------------------------
-
-    def _lifecycle(self) -> Iterator[AvonDelivery]:
-        """One appointment's changes in true order: created → maybe confirmed, rescheduled, a
-        new video call or a switch → ~10 % cancelled, else ~45 % run (started, mostly
-        completed)."""
-        rng = self.rng
-        runs = rng.random() < 0.45
-        start = self.now + timedelta(minutes=rng.randint(-10, 15)) if runs else None
-        created = self.create(video=rng.random() < 0.8, start_time=start)
-        appointment_id = created.appointment_id
-        yield created
-        if rng.random() < 0.3:
-            yield self.confirm(appointment_id)
-        for _ in range(rng.choice((0, 0, 1, 2))):
-            change = rng.random()
-            if change < 0.5 and not runs:
-                yield self.reschedule(appointment_id)
-            elif change < 0.8 and self.appointments[appointment_id]["interaction_type"] == \
-                    "video_call":
-                yield self.new_video_call(appointment_id)
-            else:
-                yield self.switch(appointment_id)
-        if rng.random() < 0.1:
-            yield self.cancel(appointment_id)
-            return
-        if not runs:
-            return
-        yield self.start(appointment_id)
-        if rng.random() < 0.9:
-            yield self.complete(appointment_id)
 
     def _status(self, appointment_id: str, status: str, event: str) -> AvonDelivery:
         appointment = self.appointments[appointment_id]
@@ -368,7 +313,7 @@ __all__ = [
     "ENVELOPES",
     "AccessToken",
     "AvonDelivery",
-    "AvonSim",
+    "AvonModel",
     "Credentials",
     "Envelope",
     "TimeFormat",

@@ -16,7 +16,8 @@ API serves meanwhile (the API's churn draws from its own generator).
 from __future__ import annotations
 
 from meetsync.providers.consularia.simulator.api import DETAIL, LIST, ROUTES, ApiConfig, build_app
-from meetsync.providers.consularia.simulator.model import STATUSES, Change, ConsulariaSim
+from meetsync.providers.consularia.simulator.model import STATUSES, Change, ConsulariaModel
+from meetsync.providers.consularia.simulator.sim import ConsulariaSim
 from meetsync.providers.consularia.simulator.workload import changes, lifecycle, play
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "STATUSES",
     "ApiConfig",
     "Change",
+    "ConsulariaModel",
     "ConsulariaSim",
     "build_app",
     "changes",

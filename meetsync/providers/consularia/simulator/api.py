@@ -37,10 +37,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meetsync.simulator.api import RateLimiter
+from meetsync.simulator.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from meetsync.providers.consularia.simulator.model import ConsulariaSim
+    from meetsync.providers.consularia.simulator.model import ConsulariaModel
 
 LIST = "GET /v1/appointments/"
 DETAIL = "GET /v1/appointments/{id}/"
@@ -69,7 +69,7 @@ def _throttled(seconds: int) -> Response:
 
 
 class _Api:
-    def __init__(self, sim: ConsulariaSim, config: ApiConfig) -> None:
+    def __init__(self, sim: ConsulariaModel, config: ApiConfig) -> None:
         self.sim = sim
         self.config = config
         self.limiter = RateLimiter(config.rate_limit_per_minute, sim.clock)
@@ -144,7 +144,7 @@ def _link(request: Request, page: int) -> str:
     return str(request.url.include_query_params(page=page))
 
 
-def build_app(sim: ConsulariaSim, config: ApiConfig | None = None) -> Starlette:
+def build_app(sim: ConsulariaModel, config: ApiConfig | None = None) -> Starlette:
     api = _Api(sim, config or ApiConfig())
 
     def counted(route: str, handler: Any) -> Any:

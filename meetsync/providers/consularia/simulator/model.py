@@ -29,19 +29,12 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from meetsync.simulator.clock import Clock
 from meetsync.simulator.faults import Faults
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
-    from meetsync.providers.consularia.simulator.api import ApiConfig
-
-Clock = Callable[[], float]
 
 ORGANIZATION = "Consularia Demo Org"
 STATUSES = ("scheduled", "active", "completed", "cancelled")
@@ -71,8 +64,9 @@ def iso_micros(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class ConsulariaSim:
-    """A deterministic Consularia Connect under ``seed``: the truth, its log, an API over it.
+class ConsulariaModel:
+    """A deterministic Consularia Connect's truth under ``seed``: its appointments and log (the
+    API over it is ``api``, the workload that changes it ``workload``).
 
     ``start`` is the simulated "now" appointments are spread around (default: the current
     time; pass it for byte-identical runs). ``clock`` (monotonic seconds) times the API's rate
@@ -102,21 +96,6 @@ class ConsulariaSim:
         self.churn_per_page = 0
         self.calls: Counter[str] = Counter()
         self.statuses: Counter[tuple[str, int]] = Counter()
-
-    # -- the API ---------------------------------------------------------------------------
-
-    def asgi_app(self, config: ApiConfig | None = None) -> Starlette:
-        """The API over this truth (``serve_in_background(sim.asgi_app())``: base
-        ``f"{root}/v1"``)."""
-        from meetsync.providers.consularia.simulator.api import build_app
-
-        return build_app(self, config)
-
-    def play(self, n: int) -> list[Change]:
-        """Run ``n`` appointment lifecycles, interleaved (``workload``)."""
-        from meetsync.providers.consularia.simulator.workload import play
-
-        return play(self, n)
 
     # -- mutations -------------------------------------------------------------------------
 
@@ -273,4 +252,4 @@ class ConsulariaSim:
         return change
 
 
-__all__ = ["ORGANIZATION", "ROLES", "STATUSES", "Change", "ConsulariaSim", "iso"]
+__all__ = ["ORGANIZATION", "ROLES", "STATUSES", "Change", "ConsulariaModel", "iso"]

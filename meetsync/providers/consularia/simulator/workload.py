@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from meetsync.providers.consularia.simulator.model import Change, ConsulariaSim
+from meetsync.providers.consularia.simulator.model import Change, ConsulariaModel
+from meetsync.simulator.play import interleave
 
 
-def lifecycle(sim: ConsulariaSim) -> Iterator[Change]:
+def lifecycle(sim: ConsulariaModel) -> Iterator[Change]:
     """One appointment's changes in true order; each ``next`` makes one change."""
     rng = sim.rng
     created = sim.create()
@@ -38,26 +39,12 @@ def lifecycle(sim: ConsulariaSim) -> Iterator[Change]:
         yield sim.delete(appointment_id)
 
 
-def changes(sim: ConsulariaSim, n_appointments: int) -> Iterator[Change]:
+def changes(sim: ConsulariaModel, n_appointments: int) -> Iterator[Change]:
     """``n_appointments`` lifecycles, picking at random which one moves next; each ``next``
     makes one change (a caller may stop partway, look at the provider, then go on)."""
-    rng = sim.rng
-    waiting = n_appointments
-    active: list[Iterator[Change]] = []
-    while waiting or active:
-        if waiting and (len(active) < 4 or rng.random() < 0.35):
-            waiting -= 1
-            chosen = lifecycle(sim)
-            active.append(chosen)
-        else:
-            chosen = rng.choice(active)
-        change = next(chosen, None)
-        if change is None:
-            active.remove(chosen)
-        else:
-            yield change
+    return interleave(sim.rng, lambda: lifecycle(sim), n_appointments)
 
 
-def play(sim: ConsulariaSim, n_appointments: int) -> list[Change]:
+def play(sim: ConsulariaModel, n_appointments: int) -> list[Change]:
     """Run ``n_appointments`` lifecycles, picking at random which one moves next."""
     return list(changes(sim, n_appointments))

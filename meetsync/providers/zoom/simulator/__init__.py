@@ -24,18 +24,13 @@ from meetsync.providers.zoom.simulator.api import (
     ApiConfig,
     build_app,
 )
-from meetsync.providers.zoom.simulator.model import (
-    Account,
-    User,
-    ZoomDelivery,
-    ZoomSim,
-    played_until,
-)
+from meetsync.providers.zoom.simulator.model import Account, User, ZoomDelivery, ZoomModel
 from meetsync.providers.zoom.simulator.signing import (
     expected_validation_reply,
     signature,
     zoom_headers,
 )
+from meetsync.providers.zoom.simulator.sim import ZoomSim, played_until
 
 __all__ = [
     "LIST_MEETINGS",
@@ -45,6 +40,7 @@ __all__ = [
     "ApiConfig",
     "User",
     "ZoomDelivery",
+    "ZoomModel",
     "ZoomSim",
     "build_app",
     "expected_validation_reply",

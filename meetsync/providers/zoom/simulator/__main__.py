@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from meetsync.providers.zoom.simulator.model import ZoomSim
+from meetsync.providers.zoom.simulator import ZoomSim
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meetsync.providers.zoom.simulator import shapes
+import meetsync.providers.zoom.simulator.shapes as shapes
 from meetsync.providers.zoom.simulator.model import (
     AccessToken,
     Account,
@@ -70,10 +70,10 @@ from meetsync.providers.zoom.simulator.model import (
     User,
     public,
 )
-from meetsync.simulator.api import RateLimiter
+from meetsync.simulator.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from meetsync.providers.zoom.simulator.model import ZoomSim
+    from meetsync.providers.zoom.simulator.model import ZoomModel
 
 OAUTH = "POST /oauth/token"
 GET_MEETING = "GET /v2/meetings/{meetingId}"
@@ -148,7 +148,7 @@ def _daily_429(limit: int, now: datetime) -> Response:
 
 
 class _Api:
-    def __init__(self, sim: ZoomSim, config: ApiConfig) -> None:
+    def __init__(self, sim: ZoomModel, config: ApiConfig) -> None:
         self.sim = sim
         self.config = config
         self.per_second = RateLimiter(config.per_second_limit, sim.clock, window=1.0)
@@ -388,7 +388,7 @@ def _basic(header: str) -> tuple[str, str]:
     return client_id, client_secret
 
 
-def build_app(sim: ZoomSim, config: ApiConfig | None = None) -> Starlette:
+def build_app(sim: ZoomModel, config: ApiConfig | None = None) -> Starlette:
     api = _Api(sim, config or ApiConfig())
 
     def counted(route: str, handler: Any) -> Any:

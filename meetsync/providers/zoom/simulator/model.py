@@ -26,18 +26,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from meetsync.providers.zoom.simulator import shapes
+import meetsync.providers.zoom.simulator.shapes as shapes
 from meetsync.providers.zoom.simulator.signing import zoom_headers
+from meetsync.simulator.clock import Clock
 from meetsync.simulator.faults import Faults
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
-Clock = Callable[[], float]
 
 _NAMES = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov",
           "Donald Knuth", "Frances Allen", "John Backus")  # fmt: skip
@@ -113,8 +109,9 @@ class AccessToken:
     expires_at: float
 
 
-class ZoomSim:
-    """A deterministic Zoom under ``seed``: the truth, its change log, and an API over it.
+class ZoomModel:
+    """A deterministic Zoom's truth under ``seed``: its meetings and change log (the API over
+    it is ``api``, the workload that changes it ``workload``).
 
     ``start`` (kept as ``begin``) is the simulated "now" that meetings are spread around; it
     defaults to the current time, so pass it for byte-identical runs. ``clock`` (monotonic
@@ -184,28 +181,6 @@ class ZoomSim:
             return delivery.headers(secret, timestamp=timestamp() if timestamp else None)
 
         return sign
-
-    # -- the API and workloads ----------------------------------------------------------------
-
-    def asgi_app(
-        self,
-        *,
-        per_second_limit: int = 30,
-        daily_limit: int | None = None,
-        token_ttl_seconds: int = 3600,
-        start_url_ttl_seconds: int = 7200,
-    ) -> Starlette:
-        """Zoom's API over this truth (see ``meetsync.providers.zoom.simulator.api``)."""
-        from meetsync.providers.zoom.simulator.api import ApiConfig, build_app
-
-        config = ApiConfig(per_second_limit, daily_limit, token_ttl_seconds, start_url_ttl_seconds)
-        return build_app(self, config)
-
-    def play(self, n_meetings: int) -> list[ZoomDelivery]:
-        """Create ``n_meetings`` and play their interleaved lifecycles to the end."""
-        from meetsync.providers.zoom.simulator.workload import play
-
-        return play(self, n_meetings)
 
     def start_url_valid(self, url: str) -> bool:
         """Whether ``url`` (as the API issued it) would start its meeting now."""
@@ -496,13 +471,3 @@ def public(meeting: dict[str, Any]) -> dict[str, Any]:
     """The meeting as the API shows it (a deep copy, without our private keys)."""
     return {k: copy.deepcopy(v) for k, v in meeting.items() if not k.startswith("_")}
 
-
-def played_until(
-    end: datetime, seed: int, play: Callable[[ZoomSim], list[ZoomDelivery]], **options: Any
-) -> tuple[ZoomSim, list[ZoomDelivery]]:
-    """A Zoom whose workload (``play``) ends at ``end``, so its clock never runs ahead of a
-    receiver's real one. Plays twice: once to measure the span, then from ``end`` minus it."""
-    probe = ZoomSim(seed, start=end, **options)
-    play(probe)
-    sim = ZoomSim(seed, start=end - (probe.now - probe.begin), **options)
-    return sim, play(sim)

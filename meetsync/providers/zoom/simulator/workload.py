@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
-from meetsync.providers.zoom.simulator.model import ZoomDelivery, ZoomSim
+from meetsync.providers.zoom.simulator.model import ZoomDelivery, ZoomModel
+from meetsync.simulator.play import interleave
 
 
-def lifecycle(sim: ZoomSim) -> Iterator[ZoomDelivery]:
+def lifecycle(sim: ZoomModel) -> Iterator[ZoomDelivery]:
     """One meeting's changes in true order; each ``next`` makes one change."""
     rng = sim.rng
     account = rng.choice(sim.accounts)
@@ -45,22 +46,6 @@ def lifecycle(sim: ZoomSim) -> Iterator[ZoomDelivery]:
         yield sim.delete(meeting_id)
 
 
-def play(sim: ZoomSim, n_meetings: int) -> list[ZoomDelivery]:
+def play(sim: ZoomModel, n_meetings: int) -> list[ZoomDelivery]:
     """Run ``n_meetings`` lifecycles, picking at random which one moves next."""
-    rng = sim.rng
-    waiting = n_meetings
-    active: list[Iterator[ZoomDelivery]] = []
-    played: list[ZoomDelivery] = []
-    while waiting or active:
-        if waiting and (len(active) < 4 or rng.random() < 0.35):
-            waiting -= 1
-            chosen = lifecycle(sim)
-            active.append(chosen)
-        else:
-            chosen = rng.choice(active)
-        delivery = next(chosen, None)
-        if delivery is None:
-            active.remove(chosen)
-        else:
-            played.append(delivery)
-    return played
+    return list(interleave(sim.rng, lambda: lifecycle(sim), n_meetings))

@@ -1,4 +1,4 @@
-"""The simulated provider API: the two Appointments endpoints of CONTRACT.md over the truth.
+"""The simulated SavvyCal API: the two Appointments endpoints over the truth (``model``).
 
 - ``GET /v1/appointments/{id}`` → ``{"data": Appointment}``; 404 with the contract's error shape.
 - ``GET /v1/appointments?page=&page_size=&filters=&order_by[]=`` → ``{"data": [...], "meta"}``.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,16 +34,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meetsync.simulator.provider import public
+from meetsync.providers.savvycal.simulator.model import public
+from meetsync.simulator.clock import Clock
+from meetsync.simulator.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from meetsync.simulator.provider import ProviderSim
-
-Clock = Callable[[], float]
+    from meetsync.providers.savvycal.simulator.model import SavvyCalModel
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
-_WINDOW = 60.0
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b,
     ">": lambda a, b: a > b,
@@ -65,27 +63,6 @@ def error(status: int, detail: str, headers: dict[str, str] | None = None) -> Re
 
 def ok(payload: dict[str, Any]) -> Response:
     return Response(orjson.dumps(payload), 200, media_type="application/json")
-
-
-class RateLimiter:
-    """A sliding log per key: ``per_minute`` requests in any ``window`` seconds (default 60)."""
-
-    def __init__(self, per_minute: int, clock: Clock, *, window: float = _WINDOW) -> None:
-        self.per_minute = per_minute
-        self.clock = clock
-        self.window = window
-        self._log: dict[str, deque[float]] = {}
-
-    def retry_after(self, key: str) -> int | None:
-        """None when the request may go ahead (and is counted); else seconds to wait."""
-        now = self.clock()
-        log = self._log.setdefault(key, deque())
-        while log and log[0] <= now - self.window:
-            log.popleft()
-        if len(log) < self.per_minute:
-            log.append(now)
-            return None
-        return max(1, math.ceil(log[0] + self.window - now))
 
 
 def _epoch(value: Any) -> float:
@@ -134,7 +111,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-def list_page(sim: ProviderSim, request: Request) -> dict[str, Any]:
+def list_page(sim: SavvyCalModel, request: Request) -> dict[str, Any]:
     page = _int_param(request, "page", 1, 1, 1_000_000)
     page_size = _int_param(request, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     try:
@@ -164,7 +141,7 @@ def list_page(sim: ProviderSim, request: Request) -> dict[str, Any]:
 
 
 def build_app(
-    sim: ProviderSim, *, rate_limit_per_minute: int = 300, clock: Clock | None = None
+    sim: SavvyCalModel, *, rate_limit_per_minute: int = 300, clock: Clock | None = None
 ) -> Starlette:
     limiter = RateLimiter(rate_limit_per_minute, clock or time.monotonic)
 

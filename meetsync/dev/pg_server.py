@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psycopg
 
-from meetsync.redis_server import free_port
+from meetsync.dev.redis_server import free_port
 
 MISSING = (
     "no PostgreSQL server binaries found: put initdb and postgres on PATH, install Debian's "

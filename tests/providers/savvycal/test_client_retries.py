@@ -17,13 +17,14 @@ from meetsync.providers.savvycal.client import (
     RetryableApiError,
     SavvyCalClient,
 )
-from meetsync.simulator import Faults, ManualClock, ProviderSim, serve_in_background
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.simulator import Faults, ManualClock, serve_in_background
 
 MakeClient = Callable[..., SavvyCalClient]
 
 
 async def test_5xx_then_success_backs_off_with_jitter(
-    sim: ProviderSim, make_client: MakeClient, clock: ManualClock
+    sim: SavvyCalSim, make_client: MakeClient, clock: ManualClock
 ) -> None:
     sim.faults = Faults(error_rate=1.0)
     delays: list[float] = []
@@ -42,7 +43,7 @@ async def test_5xx_then_success_backs_off_with_jitter(
     assert client.budget.spent == 3 == sim.requests_served
 
 
-async def test_5xx_exhausted_is_retryable(sim: ProviderSim, make_client: MakeClient) -> None:
+async def test_5xx_exhausted_is_retryable(sim: SavvyCalSim, make_client: MakeClient) -> None:
     sim.faults = Faults(error_rate=1.0)
     client = make_client(max_attempts=3)
     with pytest.raises(RetryableApiError) as caught:
@@ -53,7 +54,7 @@ async def test_5xx_exhausted_is_retryable(sim: ProviderSim, make_client: MakeCli
 
 
 async def test_429_retry_after_is_honoured_exactly(
-    sim: ProviderSim, make_client: MakeClient
+    sim: SavvyCalSim, make_client: MakeClient
 ) -> None:
     sim.faults = Faults(rate_limit_rate=1.0, retry_after=7)
     delays: list[float] = []
@@ -69,7 +70,7 @@ async def test_429_retry_after_is_honoured_exactly(
 
 
 async def test_the_rate_limit_window_is_waited_out(
-    sim: ProviderSim, make_client: MakeClient, clock: ManualClock
+    sim: SavvyCalSim, make_client: MakeClient, clock: ManualClock
 ) -> None:
     client = make_client(app=sim.asgi_app(rate_limit_per_minute=2, clock=clock))
     for _ in range(3):
@@ -80,7 +81,7 @@ async def test_the_rate_limit_window_is_waited_out(
 
 
 async def test_429_exhausted_is_retryable_with_retry_after(
-    sim: ProviderSim, make_client: MakeClient
+    sim: SavvyCalSim, make_client: MakeClient
 ) -> None:
     sim.faults = Faults(rate_limit_rate=1.0, retry_after=3)
     client = make_client(max_attempts=2)
@@ -91,7 +92,7 @@ async def test_429_exhausted_is_retryable_with_retry_after(
 
 
 async def test_slow_provider_times_out_then_is_retryable() -> None:
-    sim = ProviderSim(5)
+    sim = SavvyCalSim(5)
     sim.play(3)
     sim.faults = Faults(latency_ms=300)
     delays: list[float] = []

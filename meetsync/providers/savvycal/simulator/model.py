@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from meetsync.simulator import shapes
+import meetsync.providers.savvycal.simulator.shapes as shapes
 from meetsync.simulator.faults import Faults
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
-    from meetsync.simulator.api import Clock
 
 _HOSTS = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov")
 _FAILURES = (
@@ -48,8 +42,9 @@ class Delivery:
         return parsed
 
 
-class ProviderSim:
-    """A deterministic SavvyCal under ``seed``: the truth, its change log, and an API over it.
+class SavvyCalModel:
+    """A deterministic SavvyCal's truth under ``seed``: its appointments and change log (the
+    API over it is ``api``, the workload that changes it ``workload``).
 
     ``start`` is the simulated "now" that appointments are spread around and where the clock
     begins; it defaults to the current time, so pass it for byte-identical runs.
@@ -77,22 +72,6 @@ class ProviderSim:
         self.requests_served = 0
         self._ids: set[str] = set()
         self._hosts = [shapes.provider(self._new_id("prov"), name) for name in _HOSTS]
-
-    # -- the API ---------------------------------------------------------------------------
-
-    def asgi_app(
-        self, *, rate_limit_per_minute: int = 300, clock: Clock | None = None
-    ) -> Starlette:
-        """The provider API over this truth (see ``meetsync.simulator.api``)."""
-        from meetsync.simulator.api import build_app
-
-        return build_app(self, rate_limit_per_minute=rate_limit_per_minute, clock=clock)
-
-    def play(self, n_appointments: int) -> list[Delivery]:
-        """Book ``n_appointments`` and play their interleaved lifecycles to the end."""
-        from meetsync.simulator.workload import play
-
-        return play(self, n_appointments)
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -281,19 +260,4 @@ class ProviderSim:
 def public(appointment: dict[str, Any]) -> dict[str, Any]:
     """The Appointment as the provider shows it (a deep copy, without our private keys)."""
     return {k: copy.deepcopy(v) for k, v in appointment.items() if not k.startswith("_")}
-
-
-def played_until(
-    end: datetime, seed: int, play: Callable[[ProviderSim], list[Delivery]], **options: Any
-) -> tuple[ProviderSim, list[Delivery]]:
-    """A provider whose workload (``play``) ends at ``end``: its clock never runs ahead of a
-    receiver's real one, which would re-date its events to their receipt (``events.received``).
-
-    Plays twice: once to measure the workload's span, then from ``end`` minus that span (the
-    same seed plays the same lifecycles from any start).
-    """
-    probe = ProviderSim(seed, start=end, **options)
-    play(probe)
-    sim = ProviderSim(seed, start=end - (probe.now - probe.start), **options)
-    return sim, play(sim)
 

@@ -1,4 +1,5 @@
-"""``python -m meetsync.simulator serve|play``: the simulated provider from a shell."""
+"""``python -m meetsync.providers.savvycal.simulator serve|play``: the simulated SavvyCal from a
+shell."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import sys
 
 import uvicorn
 
-from meetsync.simulator.provider import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m meetsync.simulator")
+    parser = argparse.ArgumentParser(prog="python -m meetsync.providers.savvycal.simulator")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="play a workload, then serve the provider API")
     serve.add_argument("--port", type=int, default=8765)
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--token", default="sim-token")
     args = parser.parse_args(argv)
 
-    sim = ProviderSim(args.seed, token=args.token)
+    sim = SavvyCalSim(args.seed, token=args.token)
     deliveries = sim.play(args.appointments)
     if args.command == "play":
         for delivery in deliveries:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from meetsync.simulator.provider import Delivery, ProviderSim
+from meetsync.providers.savvycal.simulator.model import Delivery, SavvyCalModel
+from meetsync.simulator.play import interleave
 
 
-def lifecycle(sim: ProviderSim) -> Iterator[Delivery]:
+def lifecycle(sim: SavvyCalModel) -> Iterator[Delivery]:
     """One appointment's changes in true order; each ``next`` makes one change."""
     rng = sim.rng
     roll = rng.random()
@@ -51,28 +52,12 @@ def lifecycle(sim: ProviderSim) -> Iterator[Delivery]:
     yield from _maybe_cancel(sim, appointment_id, 0.12)
 
 
-def _maybe_cancel(sim: ProviderSim, appointment_id: str, rate: float) -> Iterator[Delivery]:
+def _maybe_cancel(sim: SavvyCalModel, appointment_id: str, rate: float) -> Iterator[Delivery]:
     if sim.rng.random() < rate:
         yield sim.cancel(appointment_id)
         yield sim.confirm_cancel(appointment_id)
 
 
-def play(sim: ProviderSim, n_appointments: int) -> list[Delivery]:
+def play(sim: SavvyCalModel, n_appointments: int) -> list[Delivery]:
     """Run ``n_appointments`` lifecycles, picking at random which one moves next."""
-    rng = sim.rng
-    waiting = n_appointments
-    active: list[Iterator[Delivery]] = []
-    played: list[Delivery] = []
-    while waiting or active:
-        if waiting and (len(active) < 4 or rng.random() < 0.35):
-            waiting -= 1
-            chosen = lifecycle(sim)
-            active.append(chosen)
-        else:
-            chosen = rng.choice(active)
-        delivery = next(chosen, None)
-        if delivery is None:
-            active.remove(chosen)
-        else:
-            played.append(delivery)
-    return played
+    return list(interleave(sim.rng, lambda: lifecycle(sim), n_appointments))

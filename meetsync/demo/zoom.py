@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx
 
-from meetsync import demo_parts
-from meetsync.demo_parts import ACCOUNT, Comparison, say
+import meetsync.demo.steps as steps
+from meetsync.demo.steps import ACCOUNT, Comparison, say
 from meetsync.events import iso_utc, to_micros
 from meetsync.providers.zoom import PROVIDER
 from meetsync.providers.zoom.config import START_URL_TTL_SECONDS
@@ -96,7 +96,7 @@ async def deliver_all(
     progress: Callable[[str], None],
 ) -> dict[str, int]:
     """POST the workload's deliveries, signed as Zoom signs, to ``{url}/webhooks/zoom``."""
-    return await demo_parts.deliver_chunked(
+    return await steps.deliver_chunked(
         workload.deliveries, f"{url}/webhooks/{NAME}", signer=workload.sim.signer(),
         chaos=chaos, seed=seed * 1000 + DELIVERY_SEED_OFFSET, label=NAME, progress=progress)
 
@@ -128,7 +128,7 @@ def truth(sim: ZoomSim, now: datetime) -> dict[str, dict[str, Any]]:
 def compare(sim: ZoomSim, store: Store, now: datetime) -> Comparison:
     """Meetings (ending after now minus Zoom's horizon) that match the truth, and the
     deleted ones that are gone from the mirror: ``deleted``, no current meeting."""
-    return demo_parts.compare(truth(sim, now), deleted_ends(sim), store, provider=NAME,
+    return steps.compare(truth(sim, now), deleted_ends(sim), store, provider=NAME,
                               now=now, horizon=PROVIDER.horizon, skip=SKIP)
 
 
@@ -188,7 +188,7 @@ def unheard_found(workload: ZoomWorkload, db_path: str, now: datetime) -> int:
 
 
 def api_lines(sim: ZoomSim, meetings: int) -> list[str]:
-    return demo_parts.api_lines("Zoom", sim.calls, sim.statuses, ROUTES, meetings, "meetings")
+    return steps.api_lines("Zoom", sim.calls, sim.statuses, ROUTES, meetings, "meetings")
 
 
 async def reconcile_and_report(
@@ -202,21 +202,21 @@ async def reconcile_and_report(
     def measure(store: Store) -> Comparison:
         return compare(sim, store, sim.wall_now())
 
-    before = demo_parts.compare_in(settings.db_path, sim.wall_now, measure)
+    before = steps.compare_in(settings.db_path, sim.wall_now, measure)
     say(f"\nzoom: before reconcile: {len(before.matching)}/{before.compared} meetings match "
         f"the provider; mismatches by field: {before.mismatches()}")
     refetch_calls = Counter(sim.calls)
-    run = await demo_parts.reconcile_once(PROVIDER, settings, sim.wall_now,
+    run = await steps.reconcile_once(PROVIDER, settings, sim.wall_now,
                                           lambda line: progress(f"  zoom {line}"))
     now = sim.wall_now()
-    after = demo_parts.compare_in(settings.db_path, sim.wall_now, measure)
+    after = steps.compare_in(settings.db_path, sim.wall_now, measure)
     urls = await check_start_urls(sim, url, settings.read_token or "", now)
     converged = after.matching - urls.invalid
 
     say("\nzoom report")
-    say(demo_parts.webhooks_line(delivered))
-    say(demo_parts.worker_line(stats, sum(refetch_calls.values())))
-    say(demo_parts.reconciler_line(run, "meetings"))
+    say(steps.webhooks_line(delivered))
+    say(steps.worker_line(stats, sum(refetch_calls.values())))
+    say(steps.reconciler_line(run, "meetings"))
     if run.errors:
         say(f"  reconciler errors: {run.errors[:5]}")
     say(f"  after reconcile: mismatches by field: {after.mismatches()}")

@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meetsync.simulator import Faults, ManualClock, ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.simulator import Faults, ManualClock
 
 Filters = list[dict[str, str]]
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
 AUTH = {"authorization": "Bearer sim-token"}
-SIM = ProviderSim(21, start=START)
+SIM = SavvyCalSim(21, start=START)
 SIM.play(137)
 
 
@@ -113,7 +114,7 @@ async def test_one_appointment_and_the_404_shape(api: httpx.AsyncClient) -> None
 
 
 async def test_the_api_serves_the_latest_change() -> None:
-    sim = ProviderSim(4, start=START)
+    sim = SavvyCalSim(4, start=START)
     booked = sim.play(3)[0].appointment_id
     async with client_for(sim.asgi_app()) as client:
         sim.cancel(booked)
@@ -132,7 +133,7 @@ async def test_bearer_token_is_required() -> None:
 
 async def test_rate_limit_per_token_with_retry_after() -> None:
     clock = ManualClock()
-    sim = ProviderSim(1, start=START)
+    sim = SavvyCalSim(1, start=START)
     async with client_for(sim.asgi_app(rate_limit_per_minute=3, clock=clock)) as client:
         for _ in range(3):
             assert (await client.get("/v1/appointments")).status_code == 200
@@ -147,7 +148,7 @@ async def test_rate_limit_per_token_with_retry_after() -> None:
 
 async def test_faults_are_deterministic_under_their_seed() -> None:
     async def statuses(seed: int) -> list[int]:
-        sim = ProviderSim(1, start=START)
+        sim = SavvyCalSim(1, start=START)
         sim.faults = Faults(error_rate=0.2, rate_limit_rate=0.2, seed=seed)
         async with client_for(sim.asgi_app(rate_limit_per_minute=10_000)) as client:
             return [(await client.get("/v1/appointments")).status_code for _ in range(60)]

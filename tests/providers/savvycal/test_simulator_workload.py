@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from meetsync.simulator import Delivery, ProviderSim, played_until
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim, played_until
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
 APPT = re.compile(r"^appt_[A-Za-z0-9]{12}$")
@@ -26,15 +26,15 @@ MEETING_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def played() -> tuple[ProviderSim, list[Delivery]]:
-    sim = ProviderSim(42, start=START)
+def played() -> tuple[SavvyCalSim, list[Delivery]]:
+    sim = SavvyCalSim(42, start=START)
     return sim, sim.play(300)
 
 
 def test_same_seed_same_deliveries() -> None:
-    first = ProviderSim(9, start=START).play(80)
-    again = ProviderSim(9, start=START).play(80)
-    other = ProviderSim(10, start=START).play(80)
+    first = SavvyCalSim(9, start=START).play(80)
+    again = SavvyCalSim(9, start=START).play(80)
+    other = SavvyCalSim(10, start=START).play(80)
     assert [d.body for d in first] == [d.body for d in again]
     assert [d.body for d in first] != [d.body for d in other]
 
@@ -68,7 +68,7 @@ def check_appointment(appointment: dict[str, Any]) -> None:
             assert meeting["join_url"].startswith("https://")
 
 
-def test_envelopes_match_the_contract(played: tuple[ProviderSim, list[Delivery]]) -> None:
+def test_envelopes_match_the_contract(played: tuple[SavvyCalSim, list[Delivery]]) -> None:
     sim, deliveries = played
     for delivery in deliveries:
         envelope = delivery.envelope()
@@ -86,12 +86,12 @@ def test_envelopes_match_the_contract(played: tuple[ProviderSim, list[Delivery]]
     assert len({d.event_id for d in deliveries}) == len(deliveries)
 
 
-def test_created_at_strictly_increases(played: tuple[ProviderSim, list[Delivery]]) -> None:
+def test_created_at_strictly_increases(played: tuple[SavvyCalSim, list[Delivery]]) -> None:
     stamps = [d.envelope()["created_at"] for d in played[1]]
     assert all(a < b for a, b in itertools.pairwise(stamps))
 
 
-def test_replacements_bring_new_meeting_ids(played: tuple[ProviderSim, list[Delivery]]) -> None:
+def test_replacements_bring_new_meeting_ids(played: tuple[SavvyCalSim, list[Delivery]]) -> None:
     current: dict[str, str | None] = {}
     ever: set[str] = set()
     announced = unannounced = 0
@@ -115,7 +115,7 @@ def test_replacements_bring_new_meeting_ids(played: tuple[ProviderSim, list[Deli
     assert announced > unannounced > 0
 
 
-def test_the_workload_is_a_realistic_mix(played: tuple[ProviderSim, list[Delivery]]) -> None:
+def test_the_workload_is_a_realistic_mix(played: tuple[SavvyCalSim, list[Delivery]]) -> None:
     sim, deliveries = played
     types = Counter(d.type for d in deliveries)
     assert types["appointment.created"] == 300 == len(sim.appointments)
@@ -141,7 +141,7 @@ def test_the_workload_is_a_realistic_mix(played: tuple[ProviderSim, list[Deliver
 
 
 def test_events_of_many_appointments_interleave(
-    played: tuple[ProviderSim, list[Delivery]],
+    played: tuple[SavvyCalSim, list[Delivery]],
 ) -> None:
     switches = sum(
         a.appointment_id != b.appointment_id for a, b in zip(played[1], played[1][1:], strict=False)
@@ -154,7 +154,7 @@ def test_played_until_ends_the_providers_clock_at_the_given_moment() -> None:
     sim, played = played_until(end, 9, lambda sim: sim.play(80))
     assert sim.now == end and max(d.created_at for d in played) == end
     # The same lifecycles as from any other start, shifted in time.
-    other = ProviderSim(9, start=START).play(80)
+    other = SavvyCalSim(9, start=START).play(80)
     assert [d.type for d in played] == [d.type for d in other]
     assert played[-1].created_at - played[0].created_at == (
         other[-1].created_at - other[0].created_at)

@@ -12,7 +12,7 @@ from meetsync.providers import EnvelopeError
 from meetsync.providers.savvycal import SavvyCalWebhooks, appointment_event
 
 if TYPE_CHECKING:
-    from tests.webhooks.conftest import Samples
+    from tests.providers.savvycal.samples import Samples
 
 provider = SavvyCalWebhooks()
 

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from meetsync import demo_parts
-from meetsync.demo_parts import ACCOUNT, Comparison, say
+import meetsync.demo.steps as steps
+from meetsync.demo.steps import ACCOUNT, Comparison, say
 from meetsync.events import iso_utc, to_micros
 from meetsync.providers.consularia import PROVIDER
 from meetsync.providers.consularia.mapping import appointment_event, participants
@@ -114,7 +114,7 @@ def truth(sim: ConsulariaSim) -> dict[str, dict[str, Any]]:
 def compare(workload: ConsulariaWorkload, store: Store) -> Comparison:
     """The appointments' fields, and each matching one's participants (id, role, unique id,
     display name): a mismatch there counts under ``participants``."""
-    found = demo_parts.compare(truth(workload.sim), workload.gone, store, provider=NAME,
+    found = steps.compare(truth(workload.sim), workload.gone, store, provider=NAME,
                                now=workload.sim.now, horizon=PROVIDER.horizon)
     for appointment_id in sorted(found.matching):
         detail = workload.sim.detail(appointment_id)
@@ -156,7 +156,7 @@ async def poll(workload: ConsulariaWorkload, settings: Settings,
         progress(f"  consularia {line}")
 
     calls = Counter(sim.calls)
-    run = await demo_parts.reconcile_once(PROVIDER, settings, lambda: sim.now, seen)
+    run = await steps.reconcile_once(PROVIDER, settings, lambda: sim.now, seen)
     return Poll(run, sim.calls[LIST] - calls[LIST], sim.calls[DETAIL] - calls[DETAIL], fetched)
 
 
@@ -190,12 +190,12 @@ async def poll_and_report(
         elif number > POLLS:
             say(f"\nconsularia: poll {number} of {total} (the rotation's bound: every listed "
                 f"appointment fetched within {bound} polls of {per_poll})")
-        before = demo_parts.compare_in(settings.db_path, lambda: sim.now, measure)
+        before = steps.compare_in(settings.db_path, lambda: sim.now, measure)
         say(f"\nconsularia: before poll {number}: {len(before.matching)}/{before.compared} "
             f"appointments match the provider; mismatches by field: {before.mismatches()}")
         polls.append(await poll(workload, settings, progress))
         say(polls[-1].line(number))
-        after = demo_parts.compare_in(settings.db_path, lambda: sim.now, measure)
+        after = steps.compare_in(settings.db_path, lambda: sim.now, measure)
         say(f"  after poll {number}: {len(after.matching)}/{after.compared} match; mismatches "
             f"by field: {after.mismatches()}")
 
@@ -209,7 +209,7 @@ async def poll_and_report(
     say(after.deleted_line())
     say(f"  participants compared for every appointment in the window, after {bound} polls "
         f"past the last change (the rotation's bound)")
-    for line in demo_parts.api_lines("Consularia", sim.calls, sim.statuses, ROUTES,
+    for line in steps.api_lines("Consularia", sim.calls, sim.statuses, ROUTES,
                                      workload.appointments, "appointments"):
         say(line)
     if after.outside:

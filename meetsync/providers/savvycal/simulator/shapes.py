@@ -1,4 +1,5 @@
-"""The provider's JSON shapes (CONTRACT.md, seeds 000/001), built from a seeded random source."""
+"""SavvyCal's JSON shapes (appointment, meeting, zoned time, provider), built from a seeded
+random source."""
 
 from __future__ import annotations
 

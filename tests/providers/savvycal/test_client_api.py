@@ -8,14 +8,14 @@ import httpx
 import pytest
 
 from meetsync.providers.savvycal.client import PermanentApiError, RequestBudget, SavvyCalClient
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 
 MakeClient = Callable[..., SavvyCalClient]
 
 UPCOMING = [{"field": "period", "op": "==", "value": "upcoming"}]
 
 
-async def test_get_appointment_returns_the_truth(sim: ProviderSim, make_client: MakeClient) -> None:
+async def test_get_appointment_returns_the_truth(sim: SavvyCalSim, make_client: MakeClient) -> None:
     client = make_client()
     appointment_id = next(iter(sim.appointments))
     got = await client.get_appointment(appointment_id)
@@ -30,7 +30,7 @@ async def test_unknown_appointment_is_none(make_client: MakeClient) -> None:
 
 
 async def test_pages_cover_every_appointment_once(
-    sim: ProviderSim, make_client: MakeClient
+    sim: SavvyCalSim, make_client: MakeClient
 ) -> None:
     client = make_client()
     first = await client.list_appointments(page=1, page_size=25)
@@ -48,7 +48,7 @@ async def test_pages_cover_every_appointment_once(
 
 
 async def test_iter_appointments_with_the_upcoming_filter(
-    sim: ProviderSim, make_client: MakeClient
+    sim: SavvyCalSim, make_client: MakeClient
 ) -> None:
     client = make_client()
     rows = [row async for row in client.iter_appointments(filters=UPCOMING, page_size=7)]
@@ -71,7 +71,7 @@ async def test_bearer_token_is_sent_and_a_wrong_one_is_permanent(
 
 
 async def test_account_header_is_sent_when_configured() -> None:
-    sim = ProviderSim(3, account_id="acct_platform0001")
+    sim = SavvyCalSim(3, account_id="acct_platform0001")
     sim.play(5)
     transport = httpx_transport(sim)
     async with SavvyCalClient(
@@ -97,5 +97,5 @@ async def test_page_size_over_the_maximum_is_refused(make_client: MakeClient) ->
     assert caught.value.status == 400
 
 
-def httpx_transport(sim: ProviderSim) -> httpx.AsyncBaseTransport:
+def httpx_transport(sim: SavvyCalSim) -> httpx.AsyncBaseTransport:
     return httpx.ASGITransport(app=sim.asgi_app())

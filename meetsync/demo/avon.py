@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from meetsync import demo_parts
-from meetsync.demo_parts import ACCOUNT, Comparison, say, wall_now
+import meetsync.demo.steps as steps
+from meetsync.demo.steps import ACCOUNT, Comparison, say, wall_now
 from meetsync.events import iso_utc, to_micros
 from meetsync.providers.avon import PROVIDER
 from meetsync.providers.avon.mapping import appointment_event
@@ -58,7 +58,7 @@ class AvonWorkload:
 
 def play(appointments: int, seed: int, end: datetime) -> AvonWorkload:
     say(f"playing an Avon workload: {appointments} appointments (seed {seed})")
-    sim, deliveries = demo_parts.played_until(
+    sim, deliveries = steps.played_until(
         lambda start: AvonSim(seed, start=start), end, lambda sim: sim.play(appointments))
     video = sum(a["interaction_type"] == "video_call" for a in sim.appointments.values())
     say(f"  {len(deliveries)} webhooks (unsigned hints), {len(sim.appointments)} appointments "
@@ -83,7 +83,7 @@ def environment(sim: AvonSim, root: str) -> dict[str, str]:
 async def deliver_all(workload: AvonWorkload, url: str, chaos: Chaos, seed: int,
                       progress: Callable[[str], None]) -> dict[str, int]:
     """POST the workload's deliveries, unsigned as Avon sends them, to ``/webhooks/avon``."""
-    return await demo_parts.deliver_chunked(
+    return await steps.deliver_chunked(
         workload.deliveries, f"{url}/webhooks/{NAME}", signer=workload.sim.signer(),
         chaos=chaos, seed=seed * 1000 + DELIVERY_SEED_OFFSET, label=NAME, progress=progress)
 
@@ -135,7 +135,7 @@ def truth(sim: AvonSim) -> dict[str, dict[str, Any]]:
 
 
 def compare(workload: AvonWorkload, store: Store, now: datetime) -> Comparison:
-    return demo_parts.compare(truth(workload.sim), workload.purged, store, provider=NAME,
+    return steps.compare(truth(workload.sim), workload.purged, store, provider=NAME,
                               now=now, horizon=PROVIDER.horizon)
 
 
@@ -159,16 +159,16 @@ async def reconcile_and_report(
     def measure(store: Store) -> Comparison:
         return compare(workload, store, wall_now())
 
-    before = demo_parts.compare_in(settings.db_path, wall_now, measure)
+    before = steps.compare_in(settings.db_path, wall_now, measure)
     say(f"\navon: before reconcile: {len(before.matching)}/{before.compared} appointments match "
         f"the provider; mismatches by field: {before.mismatches()}")
     refetch_calls = Counter(sim.calls)
-    run = await demo_parts.reconcile_once(PROVIDER, settings, wall_now,
+    run = await steps.reconcile_once(PROVIDER, settings, wall_now,
                                           lambda line: progress(f"  avon {line}"))
-    after = demo_parts.compare_in(settings.db_path, wall_now, measure)
+    after = steps.compare_in(settings.db_path, wall_now, measure)
 
     say("\navon report")
-    say(demo_parts.webhooks_line(delivered))
+    say(steps.webhooks_line(delivered))
     say(f"  worker: {stats.get('hints', 0)} hints queued a refetch "
         f"({stats.get('hints_folded', 0)} folded into one waiting), "
         f"{sum(refetch_calls.values())} API calls before the reconcile; nothing a delivery "
@@ -176,12 +176,12 @@ async def reconcile_and_report(
     late = ", ".join(f"{n} {kind}" for kind, n in sorted(workload.late.items()))
     say(f"  changed later with every hint lost: {sum(workload.late.values())}"
         + (f" ({late})" if late else ""))
-    say(demo_parts.reconciler_line(run, "appointments"))
+    say(steps.reconciler_line(run, "appointments"))
     if run.errors:
         say(f"  reconciler errors: {run.errors[:5]}")
     say(f"  after reconcile: mismatches by field: {after.mismatches()}")
     say(f"  purged at Avon with no webhook: {len(workload.purged)};{after.deleted_line()[1:]}")
-    for line in demo_parts.api_lines("Avon", sim.calls, sim.statuses, ROUTES,
+    for line in steps.api_lines("Avon", sim.calls, sim.statuses, ROUTES,
                                      workload.appointments, "appointments"):
         say(line)
     if after.outside:

@@ -1,6 +1,6 @@
-"""What the demo's provider parts share (``demo_zoom``, ``demo_avon``, ``demo_consularia``):
-a workload played to end now, chunked chaotic delivery with progress, the comparison of the
-mirror with a provider's truth, one reconcile run of a configured account, report lines.
+"""The steps every provider's part of the demo takes (``zoom``, ``avon``, ``consularia``): a
+workload played to end now, chunked chaotic delivery with progress, the comparison of the mirror
+with a provider's truth, one reconcile run of a configured account, report lines.
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from meetsync.events import Event, to_micros
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 
 envelope = pytest.importorskip("meetsync.providers.savvycal.envelope")
 
 
 def test_simulated_envelopes_parse() -> None:
-    sim = ProviderSim(13, start=datetime(2025, 3, 1, 15, tzinfo=UTC))
+    sim = SavvyCalSim(13, start=datetime(2025, 3, 1, 15, tzinfo=UTC))
     for delivery in sim.play(120):
         event = envelope.parse_envelope(delivery.body)
         assert isinstance(event, Event)

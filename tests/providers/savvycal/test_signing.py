@@ -12,7 +12,7 @@ from meetsync.providers.savvycal import SavvyCalWebhooks
 from meetsync.settings import SettingsError, savvycal_settings
 
 if TYPE_CHECKING:
-    from tests.webhooks.conftest import Samples
+    from tests.providers.savvycal.samples import Samples
 
 NATIVE_SECRET = "savvycal-native-secret"
 NATIVE_SECRET_NEXT = "savvycal-native-secret-rotated"

@@ -1,4 +1,5 @@
-"""Fixtures for the API client tests: a simulated provider and a hand-driven clock."""
+"""Fixtures for SavvyCal's API client tests: a simulated provider, clients over its API (on the
+hand-driven ``clock`` of ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,15 @@ import httpx
 import pytest
 
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
-from meetsync.simulator import ProviderSim
+from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.simulator.clock import ManualClock
 
 START = datetime(2025, 3, 1, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def sim() -> ProviderSim:
-    provider = ProviderSim(11, start=START)
+def sim() -> SavvyCalSim:
+    provider = SavvyCalSim(11, start=START)
     provider.play(60)
     return provider
 
@@ -31,7 +27,7 @@ MakeClient = Callable[..., SavvyCalClient]
 
 
 @pytest.fixture
-async def make_client(sim: ProviderSim, clock: ManualClock) -> AsyncIterator[MakeClient]:
+async def make_client(sim: SavvyCalSim, clock: ManualClock) -> AsyncIterator[MakeClient]:
     """Clients over the simulator's ASGI app; retries sleep on the fake clock."""
     made: list[SavvyCalClient] = []
 

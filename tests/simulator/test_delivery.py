@@ -19,12 +19,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from meetsync.simulator import Chaos, Delivery, ProviderSim, deliver, serve_in_background
+from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim, signer
+from meetsync.simulator import Chaos, deliver, serve_in_background
 from meetsync.simulator.delivery import plan
 
 NATIVE_SECRET = "native-secret"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-DELIVERIES = ProviderSim(8, start=datetime(2025, 3, 1, 15, tzinfo=UTC)).play(40)
+DELIVERIES = SavvyCalSim(8, start=datetime(2025, 3, 1, 15, tzinfo=UTC)).play(40)
 
 
 class Receiver:
@@ -71,7 +72,7 @@ async def test_chaos_counts_add_up() -> None:
     receiver = Receiver()
     chaos = Chaos(drop=0.2, duplicate=0.25, reorder_window=10)
     report = await deliver(
-        DELIVERIES, URL, scheme="native", secret=NATIVE_SECRET, chaos=chaos, seed=5,
+        DELIVERIES, URL, signer=signer("native", NATIVE_SECRET), chaos=chaos, seed=5,
         transport=receiver.transport(),
     )  # fmt: skip
     assert report.total == len(DELIVERIES)
@@ -88,7 +89,7 @@ async def test_chaos_counts_add_up() -> None:
 async def test_standard_webhooks_signatures_verify_with_svix() -> None:
     receiver = Receiver()
     report = await deliver(
-        DELIVERIES, URL, scheme="standard", secret=STANDARD_SECRET,
+        DELIVERIES, URL, signer=signer("standard", STANDARD_SECRET),
         chaos=Chaos(drop=0, duplicate=0), transport=receiver.transport(),
     )  # fmt: skip
     assert report.accepted == len(DELIVERIES) == len(set(receiver.accepted))
@@ -96,7 +97,7 @@ async def test_standard_webhooks_signatures_verify_with_svix() -> None:
 
 async def test_a_wrong_secret_is_rejected_and_counted() -> None:
     report = await deliver(
-        DELIVERIES[:10], URL, scheme="native", secret="not-the-secret",
+        DELIVERIES[:10], URL, signer=signer("native", "not-the-secret"),
         chaos=Chaos(drop=0, duplicate=0), transport=Receiver().transport(),
     )  # fmt: skip
     assert report.rejected == Counter({401: 10}) and report.accepted == 0
@@ -105,7 +106,7 @@ async def test_a_wrong_secret_is_rejected_and_counted() -> None:
 async def test_5xx_is_retried_like_a_real_sender() -> None:
     receiver = Receiver(fail_first_attempts=True)
     report = await deliver(
-        DELIVERIES[:12], URL, scheme="native", secret=NATIVE_SECRET,
+        DELIVERIES[:12], URL, signer=signer("native", NATIVE_SECRET),
         chaos=Chaos(drop=0, duplicate=0), transport=receiver.transport(), backoff=0.001,
     )  # fmt: skip
     assert report.accepted == 12 and report.attempts == 24
@@ -117,7 +118,7 @@ async def test_unreachable_receiver_counts_failures() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     report = await deliver(
-        DELIVERIES[:3], f"http://127.0.0.1:{port}/", scheme="native", secret=NATIVE_SECRET,
+        DELIVERIES[:3], f"http://127.0.0.1:{port}/", signer=signer("native", NATIVE_SECRET),
         chaos=Chaos(drop=0, duplicate=0), max_attempts=2, backoff=0.001,
     )  # fmt: skip
     assert (report.failed, report.attempts, report.accepted) == (3, 6, 0)
@@ -131,7 +132,7 @@ async def test_deliveries_spread_over_receivers_and_fail_over_from_a_dead_one() 
     app = Starlette(routes=[Route("/hook", receiver.endpoint, methods=["POST"])])
     with serve_in_background(app) as root:
         report = await deliver(
-            DELIVERIES[:20], [f"{root}/hook", dead], scheme="native", secret=NATIVE_SECRET,
+            DELIVERIES[:20], [f"{root}/hook", dead], signer=signer("native", NATIVE_SECRET),
             chaos=Chaos(drop=0, duplicate=0, reorder=False), backoff=0.001,
         )  # fmt: skip
     # Every other delivery went to the dead receiver first, and once more to the live one.
@@ -145,7 +146,7 @@ async def test_delivers_over_real_http() -> None:
     app = Starlette(routes=[Route("/hook", receiver.endpoint, methods=["POST"])])
     with serve_in_background(app) as root:
         report = await deliver(
-            DELIVERIES[:20], f"{root}/hook", scheme="standard", secret=STANDARD_SECRET,
+            DELIVERIES[:20], f"{root}/hook", signer=signer("standard", STANDARD_SECRET),
             chaos=Chaos(drop=0, duplicate=0.5), seed=2, concurrency=4,
         )  # fmt: skip
     assert report.accepted == report.sent == 20 + report.duplicated

@@ -1,8 +1,9 @@
-"""Signing deliveries the way the provider (or a Standard Webhooks relay) does.
+"""Signing deliveries the way SavvyCal (or a Standard Webhooks relay) does.
 
-Written independently of meetsync's verifier on purpose: the two must agree only through
-CONTRACT.md. Native: ``x-savvycal-signature: sha256=<UPPERCASE hex HMAC-SHA256(secret, body)>``,
-no timestamp. Standard: ``webhook-id``/``webhook-timestamp``/``webhook-signature`` (or the
+Written independently of meetsync's verifier on purpose: the two must agree only through the
+documented formats (https://www.standardwebhooks.com/ for the standard ones).
+Native: ``x-savvycal-signature: sha256=<UPPERCASE hex HMAC-SHA256(secret, body)>``, no timestamp.
+Standard: ``webhook-id``/``webhook-timestamp``/``webhook-signature`` (or the
 ``svix-`` prefixed names) from ``svix.webhooks.Webhook(whsec_...).sign``.
 """
 
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
 from svix.webhooks import Webhook
+
+from meetsync.simulator.delivery import Sendable
 
 Scheme = Literal["native", "standard", "svix"]
 
@@ -49,3 +53,17 @@ def sign(
     message_id = f"msg_{event_id.removeprefix('evt_')}"
     prefix = "svix" if scheme == "svix" else "webhook"
     return standard_headers(body, secret, message_id, prefix=prefix)
+
+
+def signer(
+    scheme: Scheme, secret: str, *, webhook_id: str = "wh_simulated"
+) -> Callable[[Sendable], dict[str, str]]:
+    """A ``signer`` for ``meetsync.simulator.deliver``: each POST signed by ``scheme`` with
+    ``secret`` (standard ones at the real time of the attempt, as a relay signs a retry anew);
+    ``webhook_id`` names the SavvyCal webhook endpoint the deliveries come from."""
+
+    def headers(delivery: Sendable) -> dict[str, str]:
+        return sign(scheme, delivery.body, secret, event_id=delivery.event_id,
+                    webhook_id=webhook_id)
+
+    return headers
