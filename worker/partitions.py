@@ -12,12 +12,12 @@ holder of its lease, and the streams are shared out among the live workers:
   even as can be (counts differ by one at most), and each stream goes to the member that
   ranks first for it by rendezvous hashing among those with room, so a worker joining or
   leaving moves few streams.
-- **Leases.** A worker serves a stream only while it holds that stream's lease (``SET NX PX``,
-  renewed by compare-and-expire), so two workers never serve one stream, even while their
-  views of the members differ. A worker hands a stream over by stopping its reading, finishing
-  its batch, then deleting its lease (compare-and-delete); the new owner takes it at its next
-  tick. A dead worker's leases expire after ``ttl_ms``, the claim timeout: then its entries are
-  idle long enough to be claimed by the next holder.
+- **Leases.** A worker serves a stream only while it holds that stream's lease (taken when
+  free, renewed while its own: a script on its one key), so two workers never serve one
+  stream, even while their views of the members differ. A worker hands a stream over by
+  stopping its reading, finishing its batch, then deleting its lease (compare-and-delete); the
+  new owner takes it at its next tick. A dead worker's leases expire after ``ttl_ms``, the
+  claim timeout: then its entries are idle long enough to be claimed by the next holder.
 
 Every command touches one key, and every script one key, so it all runs on Redis Cluster.
 A lease key carries its stream's ``{...}`` hash tag: it sits in the stream's slot.
@@ -49,8 +49,13 @@ else
 end
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+# Take a free lease or renew our own: 1; another worker's: 0.
+TAKE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+elseif holder == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
@@ -128,24 +133,19 @@ class Leases:
         self.wanted = frozenset(s for s, owner in owners.items() if owner == self.name)
         keep = self.wanted | set(busy)
         held = self.held()
-        renew = sorted(held & keep)
+        take = sorted((held & keep) | self.wanted)  # renewed, or taken if free
         release = sorted(held - keep)
-        take = sorted(self.wanted - held)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for stream in renew:
-                pipe.eval(RENEW, 1, lease_key(stream), self.name, str(self.ttl_ms))
+            for stream in take:
+                pipe.eval(TAKE, 1, lease_key(stream), self.name, str(self.ttl_ms))
             for stream in release:
                 pipe.eval(RELEASE, 1, lease_key(stream), self.name)
-            for stream in take:
-                pipe.set(lease_key(stream), self.name, nx=True, px=self.ttl_ms)
             answers = await pipe.execute()
         until = sent + self.ttl_ms / 1000
-        renewed = answers[: len(renew)]
-        taken = answers[len(renew) + len(release):]
-        for stream, ok in zip([*renew, *take], [*renewed, *taken], strict=True):
+        for stream, ok in zip(take, answers[: len(take)], strict=True):
             if ok:
                 self._until[stream] = until
-            else:  # lapsed, or another worker's: not ours any more
+            else:  # another worker's (ours lapsed, or it has not let go yet)
                 self._until.pop(stream, None)
         for stream in release:
             self._until.pop(stream, None)
