@@ -8,7 +8,16 @@ entries pending, to be claimed again: at-least-once delivery, made harmless by t
 A partitioned queue (``worker/queue.py``) is served by one reading task per stream: a blocking
 read waits on one key only (on a cluster a read of several keys is refused, CROSSSLOT, as they
 sit in different slots), and a task per stream wakes as soon as its own stream has entries.
-Their batches take turns on the store's thread. Every worker serves every stream.
+Their batches take turns on the store's thread. A running worker serves only the streams whose
+lease it holds, its share of them (``worker/partitions.py``): two workers never hold events of
+one appointment at once, so their batches never wait on each other's locks.
+
+While a batch is applied its entries are claimed again every third of ``claim_idle_ms``
+(``XCLAIM … JUSTID``, which resets their idle time), so a batch slower than the claim timeout
+is not taken over and applied a second time. Only while the stream's lease is held: a worker
+that lost it (paused past the lease's time) lets the new holder claim them. It still
+acknowledges what it applied (the inbox made a second application, if any, a duplicate), and
+reads no more of that stream.
 
 An entry queued without its receipt time (by a release before the receiver stamped one) is
 dated as received now: a provider clock running ahead cannot pin the mirror through the queue.
@@ -29,12 +38,13 @@ otherwise accept work forever and apply none of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -48,12 +58,14 @@ from meetsync.events import Event, received
 from meetsync.redact import redact_payload
 from meetsync.storable import storable, storable_value
 from meetsync.store import ApplyResult, Failure, Store, StoreBusy, StoreUnavailable, retry_later
+from meetsync.worker.partitions import Leases
 from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, QueueClient, streams
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 MAX_BACKOFF_SECONDS = 5.0
+MIN_RECLAIM_SECONDS = 0.05  # how often a batch's entries are claimed again, at most
 FAILURES_TTL_SECONDS = 7 * 24 * 3600  # outlives any retry; a count left behind goes with it
 
 
@@ -134,6 +146,7 @@ class Applier:
         self.tolerance = int(clock_skew_seconds * 1_000_000)
         self.clock = clock
         self.busy_waits = 0  # times the store stayed locked past its busy timeout
+        self.leases: Leases | None = None  # this worker's share, while ``run()`` runs
         self._stopping = asyncio.Event()
         metrics.applying()  # this process's /metrics now carries the applier's series
 
@@ -149,18 +162,62 @@ class Applier:
                 raise
 
     async def run(self, block_ms: int = 1000) -> None:
-        """Drain every stream until ``stop()``, a task each (see the module docstring)."""
+        """Serve this worker's share of the streams until ``stop()``: a task per stream whose
+        lease it holds, started and stopped as the share changes (``worker/partitions.py``).
+        A stream handed over is released once its task has finished its batch."""
+        leases = self.leases = Leases(self.redis, self.streams, self.name,
+                                      ttl_ms=self.claim_idle_ms)
         log.info("applier_started", consumer=self.name, batch_size=self.batch_size,
                  streams=len(self.streams))
-        async with asyncio.TaskGroup() as tasks:
-            for stream in self.streams:
-                tasks.create_task(self._serve(stream, block_ms), name=f"meetsync-applier:{stream}")
+        serving: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                try:
+                    while not self._stopping.is_set():
+                        for stream in [s for s, (_, task) in serving.items() if task.done()]:
+                            del serving[stream]  # handed over, or its lease lapsed
+                        held = await self._tick(leases, busy=set(serving))
+                        for stream, (stop, _) in serving.items():
+                            if stream not in held or stream not in leases.wanted:
+                                stop.set()
+                        for stream in sorted((held & leases.wanted) - set(serving)):
+                            stop = asyncio.Event()
+                            serving[stream] = (stop, tasks.create_task(
+                                self._serve(stream, block_ms, stop),
+                                name=f"meetsync-applier:{stream}"))
+                        await self._pause(leases.interval)
+                finally:
+                    for stop, _ in serving.values():
+                        stop.set()
+        finally:
+            try:
+                await leases.leave()
+            except (RedisError, OSError) as exc:  # the leases lapse on their own
+                log.warning("applier_leases_kept", error_type=type(exc).__name__)
 
-    async def _serve(self, stream: str, block_ms: int) -> None:
-        """Drain one stream until ``stop()``, outliving Redis outages and failed rounds."""
+    async def _tick(self, leases: Leases, busy: set[str]) -> frozenset[str]:
+        """Keep the leases; on failure, the ones still surely held (the others lapsed)."""
+        before = leases.held()
+        try:
+            held = await leases.tick(busy)
+        except (RedisError, OSError) as exc:
+            log.warning("applier_redis_unavailable", error_type=type(exc).__name__,
+                        during="leases")
+            return leases.held()
+        except Exception as exc:
+            log.error("applier_leases_failed", error_type=type(exc).__name__,
+                      error=_first_line(exc))
+            return leases.held()
+        if held != before:
+            log.info("applier_streams", consumer=self.name, held=sorted(held))
+        return held
+
+    async def _serve(self, stream: str, block_ms: int, stop: asyncio.Event) -> None:
+        """Drain one stream while its lease is held, until ``stop()`` or ``stop`` is set,
+        outliving Redis outages and failed rounds."""
         delay = self.busy_backoff
         group_ready = False
-        while not self._stopping.is_set():
+        while not (self._stopping.is_set() or stop.is_set()) and self._holds(stream):
             try:
                 if not group_ready:
                     await self._ensure_group(stream)
@@ -192,6 +249,11 @@ class Applier:
     def stop(self) -> None:
         self._stopping.set()
 
+    def _holds(self, stream: str) -> bool:
+        """Whether this worker may serve ``stream``: it holds the lease, or serves every
+        stream (``drain()``, outside ``run()``)."""
+        return self.leases is None or self.leases.holds(stream)
+
     async def drain(self) -> Round:
         """Apply everything queued now on every stream (burst mode for tests and the CLI),
         then return."""
@@ -215,7 +277,31 @@ class Applier:
             entries = response[0][1] if response else []
         if not entries:
             return Round()
-        return await self._process(stream, entries, reclaimed=reclaimed)
+        async with self._kept(stream, [entry_id for entry_id, _ in entries]):
+            return await self._process(stream, entries, reclaimed=reclaimed)
+
+    @contextlib.asynccontextmanager
+    async def _kept(self, stream: str, entry_ids: list[bytes]) -> AsyncIterator[None]:
+        """Keep ``entry_ids`` claimed while the body runs (see the module docstring)."""
+        keeper = asyncio.create_task(self._keep_claimed(stream, entry_ids),
+                                     name=f"meetsync-claims:{stream}")
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_claimed(self, stream: str, entry_ids: list[bytes]) -> None:
+        period = max(self.claim_idle_ms / 3000, MIN_RECLAIM_SECONDS)
+        while True:
+            await asyncio.sleep(period)
+            if not self._holds(stream):
+                return
+            try:
+                await self.redis.xclaim(stream, GROUP, self.name, 0, [*entry_ids], justid=True)
+            except (RedisError, OSError) as exc:  # tried again next period
+                log.warning("applier_reclaim_failed", error_type=type(exc).__name__)
 
     async def _claim_stale(self, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
         _, claimed, *_ = await self.redis.xautoclaim(
