@@ -20,8 +20,8 @@ import redis
 from bench import pg, procs
 from bench.common import Figure, Options, StageResult
 from bench.stages.apply import bench_events
+from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.redis_server import RedisServer
 from meetsync.worker.queue import FIELD, STATS, stream_of, streams
 
 WORKERS = (1, 2)

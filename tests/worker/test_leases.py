@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from redis.asyncio.cluster import RedisCluster
 
-from meetsync.redis_server import RedisServer
+from meetsync.dev.redis_server import RedisServer
 from meetsync.store import Store, open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.partitions import Leases, assign, lease_key
