@@ -35,13 +35,13 @@ from meetsync.events import iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.envelope import CREDENTIAL_LIFETIME
+from meetsync.queue import STATS, backlog, refetch_job_id
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator import Chaos, ProviderSim, deliver, played_until, serve_in_background
 from meetsync.store import Store, open_store
-from meetsync.worker import lanes
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.queue import STATS, backlog, refetch_job_id
+from meetsync.worker.lanes import outstanding
 from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
 
 
@@ -119,7 +119,7 @@ async def wait_until_idle(
         queued = [job for job in await redis.zrange(default_queue_name, 0, -1)
                   if job.startswith(prefix)]
         running = [key async for key in redis.scan_iter(match=pattern, count=1000)]
-        if (not queued and not running and await lanes.outstanding(redis) == 0
+        if (not queued and not running and await outstanding(redis) == 0
                 and (await backlog(redis, partitions)).queued == 0):
             return
         if time.monotonic() > deadline:

@@ -77,6 +77,7 @@ from meetsync.events import Event
 from meetsync.log import configure
 from meetsync.pg_server import PostgresServer
 from meetsync.providers.savvycal.envelope import parse_envelope
+from meetsync.queue import EVENT_STREAM, FIELD, STATS
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.simulator import (
     Chaos,
@@ -88,7 +89,6 @@ from meetsync.simulator import (
     serve_in_background,
 )
 from meetsync.store import open_store
-from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
 
 CI_EVENTS = 3000
 CHUNKS = 10

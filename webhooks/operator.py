@@ -23,7 +23,6 @@ from urllib.parse import parse_qs
 
 import anyio.to_thread
 import structlog
-from arq.constants import default_queue_name
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -33,14 +32,21 @@ from starlette.routing import Route
 from meetsync import metrics
 from meetsync.providers import providers
 from meetsync.providers.selftests import selftest_appointment_ids
+from meetsync.queue import (
+    JOB_QUEUE,
+    STATS,
+    LaneFigures,
+    QueueClient,
+    backlog,
+    lane_figures,
+    reconcile_runs_key,
+)
 from meetsync.settings import Settings
 from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
 from meetsync.store.subscribers import cursors as subscriber_cursors
 from meetsync.webhooks.params import bounded_int
 from meetsync.webhooks.status_page import login_page, status_page
-from meetsync.worker import lanes
-from meetsync.worker.queue import STATS, QueueClient, backlog, reconcile_runs_key
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +66,7 @@ class Overview:
     queue: dict[str, Any] | None = None
     counters: dict[str, int] = field(default_factory=dict)
     refetches: dict[Key, int] = field(default_factory=dict)
-    lanes: dict[Key, lanes.LaneFigures] = field(default_factory=dict)
+    lanes: dict[Key, LaneFigures] = field(default_factory=dict)
     run_ids: dict[Key, list[int]] = field(default_factory=dict)
     mirror: dict[str, Any] | None = None
     deliveries: dict[Key, dict[str, int]] = field(default_factory=dict)
@@ -131,7 +137,7 @@ def operator_routes(
             snapshot.queue_pending = queue["pending"]
             snapshot.jobs_queued = queue["jobs"]
             try:  # labels from configuration only: the accounts configured
-                snapshot.lanes = await lanes.figures(redis, configured)
+                snapshot.lanes = await lane_figures(redis, configured)
             except (RedisError, OSError) as exc:
                 log.warning("status_redis_unavailable", error_type=type(exc).__name__)
         letters = await _read_mirror(db_path, figures.dead_letters_awaiting)
@@ -220,7 +226,7 @@ async def _queue(redis: Redis, stream: QueueClient, partitions: int) -> dict[str
         # The clock of the node that dated the entries (one clock per server; a cluster's
         # nodes' agree to NTP's precision).
         seconds, micros = await stream.time()
-        jobs = await redis.zcard(default_queue_name)
+        jobs = await redis.zcard(JOB_QUEUE)
     except (RedisError, OSError) as exc:
         log.warning("status_redis_unavailable", error_type=type(exc).__name__)
         return None
@@ -315,10 +321,10 @@ async def _redis_figures(
         overview.run_ids[(provider, account)] = [int(i) for i in ids]
     # Each account's refetch lane (waiting and in flight), and refetch jobs an older release
     # left in arq's queue.
-    overview.lanes = await lanes.figures(redis, accounts)
+    overview.lanes = await lane_figures(redis, accounts)
     for key, lane in overview.lanes.items():
         overview.refetches[key] = lane.waiting + lane.in_flight
-    async for member, _score in redis.zscan_iter(default_queue_name, match="refetch:*"):
+    async for member, _score in redis.zscan_iter(JOB_QUEUE, match="refetch:*"):
         parts: list[str] = bytes(member).decode().split(":", 3)
         if len(parts) < 4:
             continue  # a job queued before accounts: its provider and account are implied

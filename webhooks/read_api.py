@@ -24,14 +24,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meetsync.metrics import host_url_read
-from meetsync.providers import providers
+from meetsync.providers import lane_bounds, providers
+from meetsync.queue import DEFAULT_BOUND, request_refetch
 from meetsync.settings import Settings
 from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store, views
 from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
 from meetsync.store.postgres import is_postgres
 from meetsync.webhooks.params import storable
-from meetsync.worker import lanes
-from meetsync.worker.queue import request_refetch
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +122,7 @@ def read_routes(
     token = (settings.read_token or "").encode()
     refreshable = frozenset(name for name, p in providers().items() if p.refreshable)
     wait = settings.refresh_wait_seconds
-    bounds = lanes.lane_bounds(settings)
+    bounds = lane_bounds(settings)
 
     def authorized(request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -192,7 +191,7 @@ def read_routes(
         try:
             await request_refetch(redis, provider, appointment["account"], appointment_id,
                                   bound=bounds.get((provider, appointment["account"]),
-                                                   lanes.DEFAULT_BOUND))
+                                                   DEFAULT_BOUND))
         except (RedisError, OSError) as exc:
             log.warning("refresh_unavailable", provider=provider, error_type=type(exc).__name__)
             return None

@@ -45,10 +45,10 @@ from redis.exceptions import RedisError, ResponseError
 
 from meetsync import metrics
 from meetsync.events import Event, received
+from meetsync.queue import EVENT_STREAM, FIELD, GROUP, STATS, QueueClient, streams
 from meetsync.redact import redact_payload
 from meetsync.storable import storable, storable_value
 from meetsync.store import ApplyResult, Failure, Store, StoreBusy, StoreUnavailable, retry_later
-from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, QueueClient, streams
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

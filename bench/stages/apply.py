@@ -18,10 +18,10 @@ import redis.asyncio as aioredis
 from bench import workload
 from bench.common import Figure, Options, StageResult
 from meetsync.events import Event
+from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.redis_server import RedisServer
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 
 TARGET = 0.10
 BATCH = 1000

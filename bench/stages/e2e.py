@@ -30,9 +30,9 @@ import redis
 
 from bench import pg, procs, workload, wrk
 from bench.common import Figure, Options, StageResult, percentile
+from meetsync.queue import EVENT_STREAM, STATS
 from meetsync.redis_server import RedisServer
 from meetsync.simulator import Delivery
-from meetsync.worker.queue import EVENT_STREAM, STATS
 
 RATE = 1000
 P99_TARGET_MS = 100.0

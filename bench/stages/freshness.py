@@ -41,6 +41,7 @@ from meetsync.providers import Hint
 from meetsync.providers.http import RequestBudget
 from meetsync.providers.zoom import PROVIDER, ZoomClient
 from meetsync.providers.zoom.simulator import ZoomDelivery, ZoomSim
+from meetsync.queue import request_refetch
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
@@ -53,7 +54,6 @@ from meetsync.worker.main import (
     drain_lanes,
     refresh_credentials,
 )
-from meetsync.worker.queue import request_refetch
 
 SEED = 11
 TTL = 7200

@@ -11,8 +11,8 @@ import redis
 
 from bench import procs, workload, wrk
 from bench.common import Figure, Options, StageResult
+from meetsync.queue import EVENT_STREAM
 from meetsync.redis_server import RedisServer
-from meetsync.worker.queue import EVENT_STREAM
 
 TARGET = 0.70
 

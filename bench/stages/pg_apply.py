@@ -30,8 +30,8 @@ from bench import pg, procs, workload
 from bench.common import Figure, Options, StageResult
 from bench.stages.apply import BATCH, bench_events, row
 from meetsync.events import Event
+from meetsync.queue import EVENT_STREAM, FIELD, STATS
 from meetsync.redis_server import RedisServer
-from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
 
 WORKERS = (1, 2, 4)
 

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from meetsync.events import Event
+from meetsync.queue import bound_of
 
 if TYPE_CHECKING:
     from meetsync.config import Key
@@ -268,6 +269,21 @@ def webhook_providers(settings: Settings) -> dict[str, WebhookProvider]:
     return served
 
 
+def lane_bounds(settings: Settings) -> dict[tuple[str, str], int]:
+    """Each configured account that can fetch (API credentials), with its refetch lane's bound:
+    what its budget serves within ``refetch_horizon_seconds`` (``meetsync.queue.bound_of``).
+    Accounts without credentials have no lane: their hints are dropped (counted)."""
+    found: dict[tuple[str, str], int] = {}
+    for name, provider in providers().items():
+        for account in settings.accounts_of(name):
+            if provider.missing_api(account) is not None:
+                continue
+            budget = provider.budget(account)
+            found[account.key] = bound_of(budget.per_minute, budget.window,
+                                          settings.refetch_horizon_seconds)
+    return found
+
+
 __all__ = [
     "LEGACY_PROVIDER",
     "Delivery",
@@ -282,6 +298,7 @@ __all__ = [
     "SweepPage",
     "WebhookProvider",
     "Window",
+    "lane_bounds",
     "missing_settings",
     "moment",
     "providers",

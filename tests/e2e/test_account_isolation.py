@@ -23,15 +23,14 @@ from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
 from meetsync.providers.zoom.simulator.signing import zoom_headers
+from meetsync.queue import STATS, LaneKeys
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator.signing import sign
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, Round, StoreThread
-from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import shutdown, startup
-from meetsync.worker.queue import STATS
 from tests.sql import query
 
 SECRETS = {"acme": "acme-savvycal-secret-0123456789", "beta": "beta-savvycal-secret-9876543210"}

@@ -21,13 +21,7 @@ import redis.cluster
 from redis.asyncio.cluster import RedisCluster
 
 from meetsync.events import Event
-from meetsync.redis_server import RedisServer
-from meetsync.settings import savvycal_settings
-from meetsync.simulator.signing import sign
-from meetsync.store import open_store
-from meetsync.webhooks import create_app
-from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import (
+from meetsync.queue import (
     FIELD,
     STATS,
     Backlog,
@@ -37,6 +31,12 @@ from meetsync.worker.queue import (
     stream_of,
     streams,
 )
+from meetsync.redis_server import RedisServer
+from meetsync.settings import savvycal_settings
+from meetsync.simulator.signing import sign
+from meetsync.store import open_store
+from meetsync.webhooks import create_app
+from meetsync.worker.applier import Applier, StoreThread
 from tests.cluster import LocalCluster
 from tests.faults.conftest import events_of, recent_sim
 from tests.store.test_order_property import state

@@ -24,12 +24,12 @@ from redis.exceptions import ConnectionError
 from meetsync.events import Event, iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.envelope import parse_envelope
+from meetsync.queue import backlog, publish
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import Delivery, ProviderSim, serve_in_background
 from meetsync.store import open_store
 from meetsync.store.apply import CREDENTIAL_GRACE
-from meetsync.worker.queue import backlog, publish
 from meetsync.worker.reconciler import drift, snapshot_of
 
 NATIVE_SECRET = "faults-native-secret-0123456789abcdef"

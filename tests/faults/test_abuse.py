@@ -13,12 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.routing import Route
 
+from meetsync.queue import STATS
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator.signing import native_headers
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import STATS
 from tests.faults.conftest import NATIVE_SECRET, READ_TOKEN, events_of, recent_sim
 from tests.sql import query
 

@@ -17,11 +17,10 @@ import orjson
 import redis.asyncio as aioredis
 
 from meetsync.demo import wait_ready
+from meetsync.queue import IGNORED_TYPES, STATS
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import savvycal_settings
 from meetsync.simulator.signing import native_headers
-from meetsync.worker.counters import IGNORED_TYPES
-from meetsync.worker.queue import STATS
 from tests.faults.conftest import NATIVE_SECRET, READ_TOKEN, Processes, stack_env
 
 FORGED = 1000  # as many fields as deliveries before; ~25 ms each on a busy CI host

@@ -16,11 +16,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from meetsync.events import Event
+from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.redis_server import RedisServer
 from meetsync.simulator import ProviderSim
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 from tests.faults.conftest import (
     API_TOKEN,
     applied_ids,

@@ -21,13 +21,13 @@ import redis.asyncio as aioredis
 from meetsync.demo import wait_ready
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.log import redact_credentials
+from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.redis_server import RedisServer, free_port
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.simulator import Chaos, Faults, ProviderSim, deliver
 from meetsync.simulator.signing import native_headers, standard_headers
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 from tests.faults.conftest import (
     API_TOKEN,
     NATIVE_SECRET,

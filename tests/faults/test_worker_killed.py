@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from meetsync.queue import backlog
 from meetsync.redis_server import RedisServer
 from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
-from meetsync.worker.queue import backlog
 from tests.faults.conftest import (
     API_TOKEN,
     NATIVE_SECRET,

@@ -18,9 +18,9 @@ from starlette.applications import Starlette
 from svix.webhooks import Webhook
 
 from meetsync.events import Event
+from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.webhooks import create_app
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 
 NATIVE_SECRET = "savvycal-native-secret"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

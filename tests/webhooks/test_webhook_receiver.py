@@ -15,11 +15,11 @@ from starlette.routing import Route
 from structlog.testing import capture_logs
 
 from meetsync.events import Event
+from meetsync.queue import STATS
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings, savvycal_settings
 from meetsync.webhooks import create_app
 from meetsync.webhooks.receiver import MAX_BODY_BYTES, Receiver
-from meetsync.worker.queue import STATS
 
 if TYPE_CHECKING:
     from tests.webhooks.conftest import Samples

@@ -31,13 +31,13 @@ from arq.worker import create_worker
 from meetsync.events import to_micros
 from meetsync.providers.avon.mapping import appointment_event
 from meetsync.providers.avon.simulator import AvonSim
+from meetsync.queue import STATS, reconcile_runs_key, request_refetch
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import ProviderSim, serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.main import worker_settings
-from meetsync.worker.queue import STATS, reconcile_runs_key, request_refetch
 from tests.sql import query
 
 FLOOD = int(os.environ.get("MEETSYNC_FLOOD", "1000"))

@@ -14,8 +14,8 @@ from pathlib import Path
 import redis
 
 from meetsync.events import Event, Meeting
+from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.redis_server import RedisServer
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 
 
 def publish(url: str, event_id: str, at: int) -> None:

@@ -21,14 +21,13 @@ from meetsync.events import to_micros
 from meetsync.providers.avon import PROVIDER
 from meetsync.providers.avon.mapping import appointment_event
 from meetsync.providers.avon.simulator import AvonSim
+from meetsync.queue import STATS, LaneKeys
 from meetsync.settings import Settings
 from meetsync.simulator import Chaos, deliver, serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import WorkerContext, connect, drain_lanes
-from meetsync.worker.queue import STATS
 from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
 from tests.providers.avon.conftest import ACCOUNT
 

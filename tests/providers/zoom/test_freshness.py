@@ -35,6 +35,7 @@ from meetsync.events import Event, from_micros, iso_utc
 from meetsync.providers import Hint
 from meetsync.providers.zoom import PROVIDER
 from meetsync.providers.zoom.simulator import ZoomDelivery, ZoomSim
+from meetsync.queue import LaneKeys, request_refetch
 from meetsync.redis_server import RedisServer
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
@@ -42,7 +43,6 @@ from meetsync.simulator.clock import ManualClock
 from meetsync.store import Store, open_store
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import (
     WorkerContext,
     connect,
@@ -50,7 +50,6 @@ from meetsync.worker.main import (
     refresh_credentials,
     worker_settings,
 )
-from meetsync.worker.queue import request_refetch
 
 TOKEN = "read-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
