@@ -32,12 +32,14 @@ from arq.constants import default_queue_name, in_progress_key_prefix
 
 from meetsync import demo_avon, demo_consularia, demo_zoom
 from meetsync.events import iso_utc, to_micros
+from meetsync.providers.keys import settings_from_env
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
+from meetsync.providers.savvycal.config import savvycal_settings
 from meetsync.providers.savvycal.envelope import CREDENTIAL_LIFETIME
 from meetsync.queue import STATS, backlog, refetch_job_id
 from meetsync.redis_server import RedisServer, free_port
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.settings import Settings
 from meetsync.simulator import Chaos, ProviderSim, deliver, played_until, serve_in_background
 from meetsync.store import Store, open_store
 from meetsync.worker.applier import StoreThread
@@ -209,7 +211,7 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
         env.pop("MEETSYNC_QUEUE_URL", None)  # the demo's queue is its own Redis too
         if sim:
             env |= {"SAVVYCAL_WEBHOOK_SECRET": native, "STANDARD_WEBHOOK_SECRET": standard,
-                    "SAVVYCAL_API_URL": settings.savvycal_api_url,
+                    "SAVVYCAL_API_URL": f"{sim_root}/v1",
                     "SAVVYCAL_API_TOKEN": sim.token}
         if zoom:
             env |= demo_zoom.environment(zoom.sim, zoom_root)
@@ -222,7 +224,7 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
             + ([f"Zoom API {zoom_root}/v2"] if zoom else [])
             + ([f"Avon API {avon_root}/v2"] if avon else [])
             + ([f"Consularia API {consularia_root}/v1"] if consularia else []))
-        partitions = Settings.from_env(env).queue_partitions  # the stack's, for the waits
+        partitions = settings_from_env(env).queue_partitions  # the stack's, for the waits
         log = workdir / "stack.log"
         web = spawn("serve", env, log)
         work = spawn("worker", env, log)
@@ -256,16 +258,16 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
                 outcomes.append(
                     await _reconcile_and_report(sim, settings, report, stats, started, progress))
             if zoom:
-                zoom_settings = Settings.from_env(env)
+                zoom_settings = settings_from_env(env)
                 outcomes.append(await demo_zoom.reconcile_and_report(
                     zoom, zoom_settings, url, zoom_report, zoom_stats, started, progress))
             if avon:
                 outcomes.append(await demo_avon.reconcile_and_report(
-                    avon, Settings.from_env(env), avon_report, avon_stats, started, progress,
+                    avon, settings_from_env(env), avon_report, avon_stats, started, progress,
                     unheard=options.drop))
             if consularia:
                 outcomes.append(await demo_consularia.poll_and_report(
-                    consularia, Settings.from_env(env), started, progress))
+                    consularia, settings_from_env(env), started, progress))
             return 0 if all(code == 0 for code in outcomes) else 1
         finally:
             await redis.aclose()
@@ -317,9 +319,11 @@ async def _reconcile_and_report(
     say(f"before reconcile: {before_ok}/{compared} appointments match the provider; "
         f"mismatches by field: {dict(sorted(before_fields.items())) or 'none'}")
 
-    budget = RequestBudget(settings.api_requests_per_minute)
+    account = settings.account("savvycal")
+    assert account is not None  # the demo's settings hold the simulator's account
+    budget = RequestBudget(account.number("requests_per_minute"))
     thread = StoreThread(lambda: open_store(settings.db_path, clock=lambda: sim.now))
-    async with SavvyCalClient(settings.savvycal_api_url, settings.savvycal_api_token or "",
+    async with SavvyCalClient(account.text("api_url") or "", account.text("api_token") or "",
                               budget=budget) as client:
         run = await Reconciler(client, thread, clock=lambda: sim.now,
                                progress=lambda line: progress(f"  {line}")).run()

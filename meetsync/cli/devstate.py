@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from meetsync.cli._common import Unavailable, registry
-from meetsync.config import Key
-from meetsync.settings import Account, Settings, SettingsError
+from meetsync.settings import Account, Key, Settings, SettingsError
 
 
 @dataclass(frozen=True)

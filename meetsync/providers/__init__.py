@@ -38,9 +38,8 @@ from meetsync.events import Event
 from meetsync.queue import bound_of
 
 if TYPE_CHECKING:
-    from meetsync.config import Key
     from meetsync.providers.http import Priority, RequestBudget
-    from meetsync.settings import Account, Settings
+    from meetsync.settings import Account, Key, Settings
 
 LEGACY_PROVIDER = "savvycal"
 """Whose rows every mirror held before ids were keyed by provider, and whose unqualified read

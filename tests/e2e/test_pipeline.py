@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from meetsync.settings import savvycal_settings
 from meetsync.simulator import ProviderSim
 from meetsync.simulator.signing import sign
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
+from tests.helpers.savvycal import savvycal_settings
 
 NATIVE = "e2e-native-secret"
 STANDARD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

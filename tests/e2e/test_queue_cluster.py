@@ -32,13 +32,13 @@ from meetsync.queue import (
     streams,
 )
 from meetsync.redis_server import RedisServer
-from meetsync.settings import savvycal_settings
 from meetsync.simulator.signing import sign
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
 from tests.cluster import LocalCluster
 from tests.faults.conftest import events_of, recent_sim
+from tests.helpers.savvycal import savvycal_settings
 from tests.store.test_order_property import state
 
 NATIVE = "cluster-native-secret"

@@ -10,7 +10,6 @@ import httpx
 import redis.asyncio as aioredis
 
 from meetsync.redis_server import RedisServer
-from meetsync.settings import savvycal_settings
 from meetsync.simulator import Delivery
 from meetsync.simulator.signing import native_headers
 from meetsync.store import open_store
@@ -23,6 +22,7 @@ from tests.faults.conftest import (
     eventually,
     recent_sim,
 )
+from tests.helpers.savvycal import savvycal_settings
 
 URL = "http://receiver/webhooks/savvycal"
 

@@ -23,7 +23,7 @@ from meetsync.events import Event, Meeting, iso_utc
 from meetsync.log import redact_credentials
 from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.redis_server import RedisServer, free_port
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.settings import Settings
 from meetsync.simulator import Chaos, Faults, ProviderSim, deliver
 from meetsync.simulator.signing import native_headers, standard_headers
 from meetsync.store import open_store
@@ -41,6 +41,7 @@ from tests.faults.conftest import (
     stack_env,
 )
 from tests.faults.test_dead_letters import poisoned
+from tests.helpers.savvycal import savvycal_settings
 from tests.sql import query
 
 OLD_NATIVE = "faults-native-secret-RETIRED-4242"

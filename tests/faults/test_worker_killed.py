@@ -9,7 +9,6 @@ import pytest
 
 from meetsync.queue import backlog
 from meetsync.redis_server import RedisServer
-from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from tests.faults.conftest import (
     API_TOKEN,
@@ -25,6 +24,7 @@ from tests.faults.conftest import (
     recent_sim,
     stack_env,
 )
+from tests.helpers.savvycal import savvycal_settings
 from tests.sql import writes_held
 
 

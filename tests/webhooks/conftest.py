@@ -19,8 +19,9 @@ from svix.webhooks import Webhook
 
 from meetsync.events import Event
 from meetsync.queue import EVENT_STREAM, FIELD
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.settings import Settings
 from meetsync.webhooks import create_app
+from tests.helpers.savvycal import savvycal_settings
 
 NATIVE_SECRET = "savvycal-native-secret"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

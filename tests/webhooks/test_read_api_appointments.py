@@ -16,9 +16,9 @@ from starlette.applications import Starlette
 
 from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc
 from meetsync.queue import LaneKeys
-from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
+from tests.helpers.savvycal import savvycal_settings
 
 TOKEN = "read-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -17,9 +17,10 @@ from structlog.testing import capture_logs
 from meetsync.events import Event
 from meetsync.queue import STATS
 from meetsync.redis_server import RedisServer
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.settings import Settings
 from meetsync.webhooks import create_app
 from meetsync.webhooks.receiver import MAX_BODY_BYTES, Receiver
+from tests.helpers.savvycal import savvycal_settings
 
 if TYPE_CHECKING:
     from tests.webhooks.conftest import Samples

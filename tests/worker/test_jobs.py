@@ -15,7 +15,6 @@ from structlog.testing import capture_logs
 from meetsync.events import Event, Meeting
 from meetsync.queue import LaneKeys, publish
 from meetsync.redis_server import RedisServer
-from meetsync.settings import savvycal_settings
 from meetsync.simulator import ProviderSim, serve_in_background
 from meetsync.store import open_store
 from meetsync.worker.main import (
@@ -26,6 +25,7 @@ from meetsync.worker.main import (
     shutdown,
     startup,
 )
+from tests.helpers.savvycal import savvycal_settings
 
 
 async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(

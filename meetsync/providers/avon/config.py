@@ -28,7 +28,7 @@ Avon documents no rate limit (PROVIDERS.md); 60/min is a conservative budget. A 
 
 from __future__ import annotations
 
-from meetsync.config import Key
+from meetsync.settings import Key
 
 REQUESTS_PER_MINUTE = 60
 

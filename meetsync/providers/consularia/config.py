@@ -25,7 +25,7 @@ Guesses and keys of our own, documented here:
 
 from __future__ import annotations
 
-from meetsync.config import Key
+from meetsync.settings import Key
 
 API_URL = "https://api.consularia.dev/v1"
 POLL_INTERVAL_SECONDS = 300

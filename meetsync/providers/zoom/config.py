@@ -21,7 +21,7 @@ Two keys are ours, not the contract's (guesses, documented here):
 
 from __future__ import annotations
 
-from meetsync.config import Key
+from meetsync.settings import Key
 
 API_URL = "https://api.zoom.us/v2"
 OAUTH_URL = "https://zoom.us/oauth/token"
