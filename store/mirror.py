@@ -5,7 +5,7 @@ The mirror is a SQLite file (the default: its pragmas are set here) or a Postgre
 
 A ``Store`` is synchronous and not thread-safe: use it from one thread at a time (the worker
 gives it a thread of its own so the database never stalls the event loop). Its errors are in
-``store/errors.py``: ``StoreBusy`` means retry later.
+``meetsync/errors.py``: ``StoreBusy`` means retry later.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 import psycopg
 from sqlite_utils import Database
 
+from meetsync.errors import StoreBusy, StoreError, StoreUnavailable
 from meetsync.events import Event, iso_utc
 from meetsync.providers import LEGACY_PROVIDER
 from meetsync.storable import unstorable
 from meetsync.store import postgres
 from meetsync.store.apply import ApplyResult, apply_events
-from meetsync.store.errors import StoreBusy, StoreError, StoreUnavailable
 from meetsync.store.schema import NOW_SQL, migrations
 
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -94,7 +94,7 @@ def open_store(
     if readonly:
         conn = sqlite3.connect(
             f"file:{path}?mode=ro", uri=True, timeout=busy_timeout,
-            isolation_level=None, check_same_thread=False,
+            isolation_level=None, check_same_thread=False, factory=_SqliteConnection,
         )
     else:
         if not path.exists():
@@ -102,7 +102,8 @@ def open_store(
             path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
-            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False,
+            factory=_SqliteConnection,
         )
     try:
         _prepare(conn, readonly=readonly, busy_timeout=busy_timeout)
@@ -129,6 +130,30 @@ def _prepare(conn: sqlite3.Connection, *, readonly: bool, busy_timeout: float) -
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """SQLite's connection raising the store's errors at its edge: a lock or an outage leaves
+    as ``StoreBusy``/``StoreUnavailable`` (``retry_later``), so no caller reads a driver's
+    message; an error of the data (a constraint, a bad value) leaves as the driver raised it."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.Error as exc:
+            retry = retry_later(exc)
+            if retry is None:
+                raise
+            raise retry from exc
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.Error as exc:
+            retry = retry_later(exc)
+            if retry is None:
+                raise
+            raise retry from exc
 
 
 class Store:
@@ -631,8 +656,8 @@ def mirror_exists(db: str | Path) -> bool:
     return postgres.is_postgres(str(db)) or Path(db).exists()
 
 
-def is_busy(exc: sqlite3.OperationalError) -> bool:
-    """The database stayed locked by another connection (retry later), not a real error."""
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    """The driver's own report of a lock (it gives no result code): retry later."""
     return "locked" in str(exc) or "busy" in str(exc)
 
 
@@ -661,7 +686,7 @@ def retry_later(exc: BaseException) -> StoreBusy | None:
         return None
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:  # raised by the driver itself, not by SQLite
-        busy = isinstance(exc, sqlite3.OperationalError) and is_busy(exc)
+        busy = isinstance(exc, sqlite3.OperationalError) and _locked(exc)
         return StoreBusy(str(exc)) if busy else None
     if code & 0xFF in _SQLITE_BUSY:
         return StoreBusy(str(exc))

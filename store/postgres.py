@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from meetsync.store.errors import StoreBusy, StoreUnavailable
+from meetsync.errors import StoreBusy, StoreUnavailable
 from meetsync.store.schema import _LIVE_MEETINGS, _SUBSCRIBER_TABLES, _TIMES_VERSION, NOW_SQL
 
 CHANGES_CHANNEL = "meetsync_changes"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import sqlite3
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -27,7 +26,14 @@ from meetsync.metrics import host_url_read
 from meetsync.providers import lane_bounds, providers
 from meetsync.queue import DEFAULT_BOUND, request_refetch
 from meetsync.settings import Settings
-from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store, views
+from meetsync.store import (
+    DEFAULT_PROVIDER,
+    Store,
+    StoreBusy,
+    StoreUnavailable,
+    open_store,
+    views,
+)
 from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
 from meetsync.store.postgres import is_postgres
 from meetsync.webhooks.params import storable
@@ -69,9 +75,10 @@ class ReadOnlyMirror:
             try:
                 store = self._inline or self._inline_store()
                 return None if store is None else fn(store)
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
+            except StoreUnavailable:
+                raise
+            except StoreBusy:
+                pass  # locked: the patient reader below waits for it
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._wait, fn)
 
     def _wait(self, fn: Callable[[Store], Any]) -> Any:

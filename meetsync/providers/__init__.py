@@ -19,11 +19,12 @@ A delivery parses to one of::
     Reply    an endpoint handshake: answered 200 with this body, nothing queued
     str      an event type we ignore: answered 202 and counted
 
-Errors::
+Errors (the whole tree: ``meetsync/errors.py``)::
 
     ProviderError
     ├── SignatureError   delivery not verified: answer 401
-    └── EnvelopeError    verified, but not an envelope we understand: answer 400
+    ├── EnvelopeError    verified, but not an envelope we understand: answer 400
+    └── ApiError         an API call failed (``meetsync.providers.http``)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from meetsync.errors import ProviderError
 from meetsync.events import Event
 from meetsync.queue import bound_of
 
@@ -47,10 +49,6 @@ routes (``/v1/appointments/...``) stay."""
 
 PACKAGES = ("savvycal", "zoom", "avon", "consularia")
 """The provider packages, by name: ``meetsync.providers.<name>`` exposes ``PROVIDER``."""
-
-
-class ProviderError(Exception):
-    """Base of the seam's errors. Messages are safe to return to callers: no secrets, no body."""
 
 
 class SignatureError(ProviderError):
