@@ -23,8 +23,7 @@ import psycopg
 from sqlite_utils import Database
 
 from meetsync.errors import StoreBusy, StoreError, StoreUnavailable
-from meetsync.events import Event, iso_utc
-from meetsync.providers import LEGACY_PROVIDER
+from meetsync.events import LEGACY_PROVIDER, Event, iso_utc
 from meetsync.storable import unstorable
 from meetsync.store import postgres
 from meetsync.store.apply import ApplyResult, apply_events

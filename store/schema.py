@@ -20,8 +20,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from meetsync.events import MEETING_FIELDS
-from meetsync.providers import LEGACY_PROVIDER
+from meetsync.events import LEGACY_PROVIDER, MEETING_FIELDS
 
 migrations = Migrations("meetsync")
 

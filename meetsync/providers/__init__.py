@@ -36,16 +36,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from meetsync.errors import ProviderError
-from meetsync.events import Event
+from meetsync.events import LEGACY_PROVIDER, Event
 from meetsync.queue import bound_of
 
 if TYPE_CHECKING:
     from meetsync.providers.http import Priority, RequestBudget
     from meetsync.settings import Account, Key, Settings
-
-LEGACY_PROVIDER = "savvycal"
-"""Whose rows every mirror held before ids were keyed by provider, and whose unqualified read
-routes (``/v1/appointments/...``) stay."""
 
 PACKAGES = ("savvycal", "zoom", "avon", "consularia")
 """The provider packages, by name: ``meetsync.providers.<name>`` exposes ``PROVIDER``."""
