@@ -1,6 +1,6 @@
 """``POST /webhooks/{provider}``: read (bounded), verify, parse, queue, answer.
 
-Statuses (CONTRACT.md): 202 queued, duplicate or ignored type; 200 with the provider's body for
+Statuses (README: HTTP): 202 queued, duplicate or ignored type; 200 with the provider's body for
 an endpoint handshake; 400 not an envelope; 401 not signed by a configured secret; 404 unknown
 provider; 413 body over 1 MiB; 503 with ``Retry-After`` when Redis cannot take the event.
 

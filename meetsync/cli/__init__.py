@@ -27,8 +27,6 @@ from meetsync.cli.subscribers import subscribers
 from meetsync.config import user_path
 from meetsync.redis_server import RedisStartError
 
-_uvicorn_kwargs = uvicorn_kwargs  # the benchmarks' baselines serve with the same settings
-
 
 @click.group(
     help=f"""A correct local mirror of your scheduling provider's video meetings.
@@ -86,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code if isinstance(code, int) else 0 if code is None else EXIT_FAILED
 
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "uvicorn_kwargs"]  # uvicorn_kwargs: the benchmarks serve alike
 
 if __name__ == "__main__":  # pragma: no cover - `python -m meetsync.cli` runs __main__.py
     sys.exit(main())

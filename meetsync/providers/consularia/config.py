@@ -1,6 +1,6 @@
 """Consularia Connect's settings, as data: one account's keys, their variables and defaults.
 
-The contract's variables (CONTRACT.md, "Single-account settings for the new providers") are
+The single-account variables (README: Connecting Consularia Connect) are
 ``CONSULARIA_API_URL``, ``CONSULARIA_API_TOKEN`` and ``CONSULARIA_POLL_INTERVAL_SECONDS``;
 ``MEETSYNC_CONFIG`` may hold further accounts under ``[providers.consularia.accounts.NAME]``.
 

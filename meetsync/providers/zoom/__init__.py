@@ -14,7 +14,7 @@ never carry a meeting: ``GET /meetings/{id}`` does, and the worker refetches bef
 
 Several accounts (several Zoom apps) may post to one ``/webhooks/zoom`` URL: each has its own
 secret token, and the one that verifies a delivery names its account (Zoom's apps cannot share
-a token, PROVIDERS.md).
+a token: https://developers.zoom.us/docs/api/webhooks/).
 """
 
 from __future__ import annotations
