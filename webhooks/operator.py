@@ -45,7 +45,8 @@ from meetsync.settings import Settings
 from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
 from meetsync.store.subscribers import cursors as subscriber_cursors
-from meetsync.webhooks.params import bounded_int
+from meetsync.webhooks.auth import bearer_matches, token_matches
+from meetsync.webhooks.params import TooLarge, bounded_body, bounded_int
 from meetsync.webhooks.status_page import login_page, status_page
 
 log = structlog.get_logger(__name__)
@@ -125,7 +126,7 @@ def operator_routes(
     configured = [a.key for a in settings.accounts if a.provider in providers()]
 
     async def metrics_endpoint(request: Request) -> Response:
-        if metrics_token and not _bearer(request, metrics_token):
+        if metrics_token and not bearer_matches(request, metrics_token):
             return Response("missing or invalid bearer token\n", status_code=401,
                             headers={"WWW-Authenticate": "Bearer"}, media_type="text/plain")
         snapshot = metrics.Snapshot()
@@ -147,7 +148,7 @@ def operator_routes(
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     def signed_in(request: Request) -> bool:
-        if _bearer(request, read_token):
+        if bearer_matches(request, read_token):
             return True
         return _session_valid(request.cookies.get(COOKIE, ""), read_token)
 
@@ -159,9 +160,12 @@ def operator_routes(
         return HTMLResponse(status_page(overview), headers=_NO_STORE)
 
     async def login(request: Request) -> Response:
-        body = await _bounded_body(request)
+        try:
+            body = await bounded_body(request, MAX_FORM_BYTES)
+        except TooLarge:
+            body = b""  # no token in it: refused below
         given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
-        if not (read_token and hmac.compare_digest(given.encode(), read_token.encode())):
+        if not token_matches(given, read_token):
             log.info("status_login_refused")  # never the value typed
             return HTMLResponse(login_page(failed=True), status_code=401, headers=_NO_STORE)
         response = RedirectResponse("/status", status_code=303)
@@ -178,12 +182,6 @@ def operator_routes(
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _bearer(request: Request, token: str) -> bool:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return (bool(token) and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), token.encode()))
 
 
 def _sign(token: str, expires: int) -> str:
@@ -205,17 +203,6 @@ def _session_valid(cookie: str, token: str, now: float | None = None) -> bool:
         return False
     return (expires > (now or time.time())
             and hmac.compare_digest(mac, _sign(token, expires)))
-
-
-async def _bounded_body(request: Request) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _queue(redis: Redis, stream: QueueClient, partitions: int) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ can't stall webhook receipt.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from meetsync.store import (
 )
 from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
 from meetsync.store.postgres import is_postgres
+from meetsync.webhooks.auth import bearer_guard
 from meetsync.webhooks.params import storable
 
 log = structlog.get_logger(__name__)
@@ -126,19 +126,11 @@ def read_routes(
     says so in ``linked``; without a ``host_url`` of its own it serves the linked one while that
     lives (``host_url_source`` names whose it is), and ``?fresh=true`` refetches the linked one.
     """
-    token = (settings.read_token or "").encode()
     refreshable = frozenset(name for name, p in providers().items() if p.refreshable)
     wait = settings.refresh_wait_seconds
     bounds = lane_bounds(settings)
 
-    def authorized(request: Request) -> bool:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # A missing token configuration answers nothing: compare_digest never matches b"".
-        return (
-            bool(token)
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), token)
-        )
+    authorized = bearer_guard(settings)
 
     def guarded(
         lookup: Lookup, param: str, meeting_of: MeetingOf = lambda found: found

@@ -42,7 +42,7 @@ from meetsync.queue import (
 )
 from meetsync.queue import request as lane_request
 from meetsync.storable import unstorable
-from meetsync.webhooks.params import bounded_int
+from meetsync.webhooks.params import TooLarge, bounded_body
 
 MAX_BODY_BYTES = 1_048_576
 RETRY_AFTER_SECONDS = "5"
@@ -65,10 +65,6 @@ def json_response(
 
 def _unavailable(error: str) -> Response:
     return json_response(503, {"error": error}, {"Retry-After": RETRY_AFTER_SECONDS})
-
-
-class _TooLarge(Exception):
-    """The body crossed ``MAX_BODY_BYTES``."""
 
 
 class GroupCommit:
@@ -168,8 +164,8 @@ class Receiver:
     async def _receive(self, provider: WebhookProvider, request: Request) -> Response:
         name = provider.name
         try:
-            body = await _read_body(request)
-        except _TooLarge:
+            body = await bounded_body(request, MAX_BODY_BYTES)
+        except TooLarge:
             log.info("webhook_rejected", provider=name, reason="too_large")
             return json_response(413, {"error": "body over 1 MiB"})
         except ClientDisconnect:
@@ -269,23 +265,3 @@ class Receiver:
         )
         await count(self._stats, "clamped")
         metrics.CLAMPED.inc()
-
-
-async def _read_body(request: Request) -> bytes:
-    """The body, refusing (``_TooLarge``) as soon as it is known to exceed the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and bounded_int(
-            declared, 0, MAX_BODY_BYTES) is None:  # digits past the limit, however many
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    stream = request.stream()
-    try:
-        async for chunk in stream:
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _TooLarge
-            chunks.append(chunk)
-    finally:
-        await stream.aclose()
-    return b"".join(chunks)
