@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from sqlite_utils import Database
 
+from meetsync.credentials import dead, dead_sql
 from meetsync.errors import StoreBusy, StoreError, StoreUnavailable
 from meetsync.events import LEGACY_PROVIDER, Event, iso_utc
 from meetsync.storable import unstorable
@@ -234,16 +235,18 @@ class Store:
     def purge_expired_credentials(self, now: datetime | None = None) -> int:
         """Clear each credential (every provider's) whose own expiry is not after ``now``: a
         ``host_url`` and a ``password`` die separately. Returns the meetings touched."""
-        due = """(host_url IS NOT NULL AND host_url_expires_at <= :now)
-               OR (password IS NOT NULL AND password_expires_at <= :now)"""
+        host_url_dead = dead_sql("host_url_expires_at", ":now")
+        password_dead = dead_sql("password_expires_at", ":now")
+        due = f"""(host_url IS NOT NULL AND {host_url_dead})
+               OR (password IS NOT NULL AND {password_dead})"""
         if self.postgres:  # rows an applier holds now wait for the next purge, never a deadlock
             due = ("(provider, id) IN (SELECT provider, id FROM meetings"
                    f" WHERE {due} FOR UPDATE SKIP LOCKED)")
         cur = self.conn.execute(
             f"""
             UPDATE meetings SET
-                host_url = CASE WHEN host_url_expires_at <= :now THEN NULL ELSE host_url END,
-                password = CASE WHEN password_expires_at <= :now THEN NULL ELSE password END
+                host_url = CASE WHEN {host_url_dead} THEN NULL ELSE host_url END,
+                password = CASE WHEN {password_dead} THEN NULL ELSE password END
             WHERE {due}
             """,
             {"now": iso_utc(now or self.clock())},
@@ -610,9 +613,9 @@ def _meeting_view(
         and appointment_status not in ("canceled", "deleted")
     )
     at = iso_utc(now)
-    if not current or _expired(host_url_expires_at, at):
+    if not current or dead(host_url_expires_at, at):
         host_url = None
-    if not current or _expired(password_expires_at, at):
+    if not current or dead(password_expires_at, at):
         password = None
     if appointment_status == "deleted":
         # Gone at its provider (a deletion, or an API 404): so are its meetings, whatever their
@@ -642,11 +645,6 @@ def _meeting_view(
 
 _NEVER_LIVE = frozenset({"failed", "skipped", "canceled"})
 """Meeting statuses that already say it is not there: a deleted appointment keeps them."""
-
-
-def _expired(expires_at: str | None, now: str) -> bool:
-    """A credential dies at its expiry; None: the provider gives it no end."""
-    return expires_at is not None and expires_at <= now
 
 
 def mirror_exists(db: str | Path) -> bool:
