@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent  # children import ``bench`` from 
 
 
 def meetsync_env(db: Path | str, redis_url: str, **extra: str) -> dict[str, str]:
-    """The environment ``meetsync serve``/``worker`` read (CONTRACT.md settings); ``db`` is a
+    """The environment ``meetsync serve``/``worker`` read (README: Configuration); ``db`` is a
     SQLite file or a ``postgresql://`` URL."""
     return {
         **os.environ,

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bench.workload import NATIVE_SECRET, SIGNATURE_HEADER
-from meetsync.cli import _uvicorn_kwargs
+from meetsync.cli import uvicorn_kwargs
 
 _KEY = NATIVE_SECRET.encode()
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("app", choices=sorted(APPS))
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    uvicorn.run(APPS[args.app], host="127.0.0.1", port=args.port, **_uvicorn_kwargs())
+    uvicorn.run(APPS[args.app], host="127.0.0.1", port=args.port, **uvicorn_kwargs())
 
 
 if __name__ == "__main__":

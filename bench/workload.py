@@ -61,7 +61,7 @@ def renamed(pool: Sequence[Event], copy: int) -> list[Event]:
 
 
 def native_signature(body: bytes, secret: str = NATIVE_SECRET) -> str:
-    """``sha256=<UPPERCASE hex HMAC-SHA256(secret, body)>`` (CONTRACT.md, native signing)."""
+    """``sha256=<UPPERCASE hex HMAC-SHA256(secret, body)>`` (SavvyCal's native signing)."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().upper()
 
 

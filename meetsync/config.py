@@ -1,7 +1,8 @@
 """Build ``Settings`` from the environment and an optional TOML file (``MEETSYNC_CONFIG``).
 
-Keys are data (``Key``): the core's below, each provider's in its ``config.py``, gathered in
-``meetsync.providers.keys`` and passed in, so nothing here names a provider.
+This is the one loader. Keys are data (``meetsync.settings.Key``): the core's below, each
+provider's in its ``config.py``, gathered in ``meetsync.providers.keys`` and passed in, so
+nothing here names a provider (``meetsync.providers.keys.settings_from_env`` passes them all).
 
 Precedence: an environment variable beats the file for core keys. A provider's single-account
 variables (``SAVVYCAL_API_TOKEN``...) make its ``default`` account; the file's accounts sit beside
@@ -21,35 +22,20 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from meetsync.redact import masked_url
-from meetsync.settings import ENTITIES, Account, Settings, SettingsError, Subscriber
-
-Kind = Literal["text", "url", "secrets", "int", "path", "db", "list"]
-Registry = Mapping[str, tuple["Key", ...]]
+from meetsync.settings import (
+    ENTITIES,
+    Account,
+    Key,
+    Registry,
+    Settings,
+    SettingsError,
+    Subscriber,
+)
 
 ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
-
-
-@dataclass(frozen=True)
-class Key:
-    """One setting: its name in the file, its environment variable, and how to check it."""
-
-    name: str
-    env: str | None = None
-    kind: Kind = "text"
-    secret: bool = False
-    default: object = None
-    prefix: str = ""  # secrets: each must start with it
-    schemes: tuple[str, ...] = ("http", "https")  # url
-    minimum: int = 1  # int
-    maximum: int | None = None  # int
-    choices: tuple[str, ...] = ()  # text, case-insensitive, stored upper-case
-    webhook: bool = False  # a secret that verifies webhook deliveries
-    # set only together with these keys (credentials that work only as a whole)
-    together: tuple[str, ...] = ()
 
 
 CORE_KEYS: tuple[Key, ...] = (
@@ -499,5 +485,5 @@ def _shown(key: Key, value: object) -> object:
     return value
 
 
-__all__ = ["CORE_KEYS", "Key", "caller_dir", "config_path", "load_settings", "masked",
+__all__ = ["CORE_KEYS", "Registry", "caller_dir", "config_path", "load_settings", "masked",
            "user_path"]

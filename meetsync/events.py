@@ -24,6 +24,11 @@ MEETING_STATUSES = frozenset(
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+LEGACY_PROVIDER = "savvycal"
+"""Whose rows every mirror held before ids were keyed by provider (the store's migrations fill
+it in), and whose unqualified read routes (``/v1/appointments/...``) stay. A fact of the data's
+history, kept here so that the store needs no provider package."""
+
 UNDATED = -(2**62)
 """``occurred_at`` of an event its provider sent without a date: ``received`` orders it at its
 receipt (``claimed_at`` stays None: it claimed no date). Below every real date, so one that

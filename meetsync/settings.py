@@ -1,4 +1,5 @@
-"""One frozen settings object, built once at start-up (``meetsync.config.load_settings``).
+"""One frozen settings object, built once at start-up (``meetsync.config.load_settings``), and
+the keys it is built from (``Key``: data each provider declares in its own ``config.py``).
 
 Core settings are fields; what belongs to a provider lives in its accounts: ``Account`` holds
 one account's validated keys (webhook secrets, API token, request budget...) as its provider
@@ -11,16 +12,33 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal
 from urllib.parse import urlsplit
 
+from meetsync.errors import SettingsError
 
-class SettingsError(Exception):
-    """Settings are missing or malformed: one message per problem, each naming the setting
-    (never its value: many are secrets)."""
+Kind = Literal["text", "url", "secrets", "int", "path", "db", "list"]
+Registry = Mapping[str, tuple["Key", ...]]
+"""Each provider's keys, by provider name (``meetsync.providers.keys.PROVIDER_KEYS``)."""
 
-    def __init__(self, *problems: str) -> None:
-        self.problems: tuple[str, ...] = problems
-        super().__init__("\n".join(problems))
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its name in the file, its environment variable, and how to check it."""
+
+    name: str
+    env: str | None = None
+    kind: Kind = "text"
+    secret: bool = False
+    default: object = None
+    prefix: str = ""  # secrets: each must start with it
+    schemes: tuple[str, ...] = ("http", "https")  # url
+    minimum: int = 1  # int
+    maximum: int | None = None  # int
+    choices: tuple[str, ...] = ()  # text, case-insensitive, stored upper-case
+    webhook: bool = False  # a secret that verifies webhook deliveries
+    # set only together with these keys (credentials that work only as a whole)
+    together: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,14 +159,6 @@ class Settings:
     subscriber_timeout_seconds: int = 10
     subscriber_lease_seconds: int = 30
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Settings from the environment (and ``MEETSYNC_CONFIG``), every provider registered."""
-        from meetsync.config import load_settings
-        from meetsync.providers.keys import PROVIDER_KEYS
-
-        return load_settings(env, PROVIDER_KEYS)
-
     def subscriber(self, name: str) -> Subscriber | None:
         return next((s for s in self.subscribers if s.name == name), None)
 
@@ -172,72 +182,7 @@ class Settings:
         """The event stream's Redis: ``MEETSYNC_QUEUE_URL``, else ``REDIS_URL``."""
         return self.queue_url or self.require_redis()
 
-    # --- Compatibility layer: the single SavvyCal account, as flat settings. ---------------
-    # Nothing in the receiver, worker or store reads these (they go through the providers'
-    # accounts); the demo and tests written for one SavvyCal account do. Webhook secrets are
-    # every SavvyCal account's; API settings are the ``default`` account's, or the only one's.
 
-    def _savvycal(self) -> Account | None:
-        found = self.account("savvycal")
-        if found is None and len(self.accounts_of("savvycal")) == 1:
-            found = self.accounts_of("savvycal")[0]
-        return found
-
-    def _savvycal_secrets(self, key: str) -> tuple[str, ...]:
-        return tuple(s for a in self.accounts_of("savvycal") for s in a.secrets(key))
-
-    @property
-    def savvycal_webhook_secrets(self) -> tuple[str, ...]:
-        return self._savvycal_secrets("webhook_secret")
-
-    @property
-    def standard_webhook_secrets(self) -> tuple[str, ...]:
-        return self._savvycal_secrets("standard_webhook_secret")
-
-    @property
-    def savvycal_api_url(self) -> str:
-        account = self._savvycal()
-        return (account and account.text("api_url")) or SAVVYCAL_API_URL
-
-    @property
-    def savvycal_api_token(self) -> str | None:
-        account = self._savvycal()
-        return account.text("api_token") if account else None
-
-    @property
-    def savvycal_account_id(self) -> str | None:
-        account = self._savvycal()
-        return account.text("account_id") if account else None
-
-    @property
-    def api_requests_per_minute(self) -> int:
-        account = self._savvycal()
-        return account.number("requests_per_minute") if account else 300
-
-
-SAVVYCAL_API_URL = "https://api.savvycal.app/v1"
-
-
-def savvycal_settings(
-    *,
-    savvycal_webhook_secrets: tuple[str, ...] = (),
-    standard_webhook_secrets: tuple[str, ...] = (),
-    savvycal_api_url: str = SAVVYCAL_API_URL,
-    savvycal_api_token: str | None = None,
-    savvycal_account_id: str | None = None,
-    api_requests_per_minute: int = 300,
-    **core: object,
-) -> Settings:
-    """Compatibility: settings with a ``default`` SavvyCal account, from the old flat names."""
-    account = Account("savvycal", "default", {
-        "webhook_secret": tuple(savvycal_webhook_secrets),
-        "standard_webhook_secret": tuple(standard_webhook_secrets),
-        "api_url": savvycal_api_url.rstrip("/"),
-        "api_token": savvycal_api_token,
-        "account_id": savvycal_account_id,
-        "requests_per_minute": api_requests_per_minute,
-    })
-    return Settings(**core, accounts=(account,))  # type: ignore[arg-type]
-
-
-__all__ = ["ENTITIES", "Account", "Settings", "SettingsError", "Subscriber", "savvycal_settings"]
+__all__ = [
+    "ENTITIES", "Account", "Key", "Registry", "Settings", "SettingsError", "Subscriber",
+]

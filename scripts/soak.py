@@ -86,9 +86,9 @@ from meetsync.providers.savvycal.simulator import (
     played_until,
     signer,
 )
+from meetsync.queue import EVENT_STREAM, FIELD, STATS
 from meetsync.simulator import Chaos, deliver, serve_in_background
 from meetsync.store import open_store
-from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
 
 CI_EVENTS = 3000
 CHUNKS = 10

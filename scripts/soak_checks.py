@@ -23,8 +23,8 @@ from redis.exceptions import RedisError
 
 from meetsync.events import Event, iso_utc
 from meetsync.providers import webhook_providers
+from meetsync.providers.keys import settings_from_env
 from meetsync.providers.savvycal.simulator import Delivery
-from meetsync.settings import Settings
 from meetsync.store import Store, open_store
 from meetsync.worker.main import cron_key, reconcile_task
 
@@ -67,7 +67,7 @@ def in_order_check(
     """Apply the events the mirror's inbox holds, one at a time in ``(occurred_at, id)``
     order, to a fresh SQLite mirror at ``path``; compare its rows with ``mirror``'s."""
     started = time.monotonic()
-    hooks = webhook_providers(Settings.from_env(env))["savvycal"]  # the receiver's parser
+    hooks = webhook_providers(settings_from_env(env))["savvycal"]  # the receiver's parser
     bodies = {d.event_id: d.body for d in deliveries}
     events: list[Event] = []
     disagreeing = clamped = 0

@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from meetsync.credentials import live_sql
 from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc
 from meetsync.store.schema import NOW_SQL
 
@@ -184,8 +185,7 @@ _STALE = "UPDATE events SET outcome = 'stale' WHERE provider = ? AND id = ?"
 # whatever order or batches.
 def _live(credential: str) -> str:
     expires = f":{credential}_expires_at"
-    return (f"CASE WHEN :named AND (CAST({expires} AS TEXT) IS NULL OR {expires} > :now)"
-            f" THEN :{credential} END")
+    return f"CASE WHEN :named AND {live_sql(expires, ':now', typed=True)} THEN :{credential} END"
 
 
 _MEETING = f"""

@@ -5,7 +5,7 @@ The mirror is a SQLite file (the default: its pragmas are set here) or a Postgre
 
 A ``Store`` is synchronous and not thread-safe: use it from one thread at a time (the worker
 gives it a thread of its own so the database never stalls the event loop). Its errors are in
-``store/errors.py``: ``StoreBusy`` means retry later.
+``meetsync/errors.py``: ``StoreBusy`` means retry later.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 import psycopg
 from sqlite_utils import Database
 
-from meetsync.events import Event, iso_utc
-from meetsync.providers import LEGACY_PROVIDER
+from meetsync.credentials import dead, dead_sql
+from meetsync.errors import StoreBusy, StoreError, StoreUnavailable
+from meetsync.events import LEGACY_PROVIDER, Event, iso_utc
 from meetsync.storable import unstorable
 from meetsync.store import postgres
 from meetsync.store.apply import ApplyResult, apply_events
-from meetsync.store.errors import StoreBusy, StoreError, StoreUnavailable
 from meetsync.store.schema import NOW_SQL, migrations
 
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -94,7 +94,7 @@ def open_store(
     if readonly:
         conn = sqlite3.connect(
             f"file:{path}?mode=ro", uri=True, timeout=busy_timeout,
-            isolation_level=None, check_same_thread=False,
+            isolation_level=None, check_same_thread=False, factory=_SqliteConnection,
         )
     else:
         if not path.exists():
@@ -102,7 +102,8 @@ def open_store(
             path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
-            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False,
+            factory=_SqliteConnection,
         )
     try:
         _prepare(conn, readonly=readonly, busy_timeout=busy_timeout)
@@ -129,6 +130,30 @@ def _prepare(conn: sqlite3.Connection, *, readonly: bool, busy_timeout: float) -
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """SQLite's connection raising the store's errors at its edge: a lock or an outage leaves
+    as ``StoreBusy``/``StoreUnavailable`` (``retry_later``), so no caller reads a driver's
+    message; an error of the data (a constraint, a bad value) leaves as the driver raised it."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.Error as exc:
+            retry = retry_later(exc)
+            if retry is None:
+                raise
+            raise retry from exc
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.Error as exc:
+            retry = retry_later(exc)
+            if retry is None:
+                raise
+            raise retry from exc
 
 
 class Store:
@@ -210,16 +235,18 @@ class Store:
     def purge_expired_credentials(self, now: datetime | None = None) -> int:
         """Clear each credential (every provider's) whose own expiry is not after ``now``: a
         ``host_url`` and a ``password`` die separately. Returns the meetings touched."""
-        due = """(host_url IS NOT NULL AND host_url_expires_at <= :now)
-               OR (password IS NOT NULL AND password_expires_at <= :now)"""
+        host_url_dead = dead_sql("host_url_expires_at", ":now")
+        password_dead = dead_sql("password_expires_at", ":now")
+        due = f"""(host_url IS NOT NULL AND {host_url_dead})
+               OR (password IS NOT NULL AND {password_dead})"""
         if self.postgres:  # rows an applier holds now wait for the next purge, never a deadlock
             due = ("(provider, id) IN (SELECT provider, id FROM meetings"
                    f" WHERE {due} FOR UPDATE SKIP LOCKED)")
         cur = self.conn.execute(
             f"""
             UPDATE meetings SET
-                host_url = CASE WHEN host_url_expires_at <= :now THEN NULL ELSE host_url END,
-                password = CASE WHEN password_expires_at <= :now THEN NULL ELSE password END
+                host_url = CASE WHEN {host_url_dead} THEN NULL ELSE host_url END,
+                password = CASE WHEN {password_dead} THEN NULL ELSE password END
             WHERE {due}
             """,
             {"now": iso_utc(now or self.clock())},
@@ -586,9 +613,9 @@ def _meeting_view(
         and appointment_status not in ("canceled", "deleted")
     )
     at = iso_utc(now)
-    if not current or _expired(host_url_expires_at, at):
+    if not current or dead(host_url_expires_at, at):
         host_url = None
-    if not current or _expired(password_expires_at, at):
+    if not current or dead(password_expires_at, at):
         password = None
     if appointment_status == "deleted":
         # Gone at its provider (a deletion, or an API 404): so are its meetings, whatever their
@@ -620,19 +647,14 @@ _NEVER_LIVE = frozenset({"failed", "skipped", "canceled"})
 """Meeting statuses that already say it is not there: a deleted appointment keeps them."""
 
 
-def _expired(expires_at: str | None, now: str) -> bool:
-    """A credential dies at its expiry; None: the provider gives it no end."""
-    return expires_at is not None and expires_at <= now
-
-
 def mirror_exists(db: str | Path) -> bool:
     """Whether there is a mirror to read: a SQLite file exists; a PostgreSQL database is
     taken to (an opener finds out, ``StoreBusy`` while its tables are missing)."""
     return postgres.is_postgres(str(db)) or Path(db).exists()
 
 
-def is_busy(exc: sqlite3.OperationalError) -> bool:
-    """The database stayed locked by another connection (retry later), not a real error."""
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    """The driver's own report of a lock (it gives no result code): retry later."""
     return "locked" in str(exc) or "busy" in str(exc)
 
 
@@ -661,7 +683,7 @@ def retry_later(exc: BaseException) -> StoreBusy | None:
         return None
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:  # raised by the driver itself, not by SQLite
-        busy = isinstance(exc, sqlite3.OperationalError) and is_busy(exc)
+        busy = isinstance(exc, sqlite3.OperationalError) and _locked(exc)
         return StoreBusy(str(exc)) if busy else None
     if code & 0xFF in _SQLITE_BUSY:
         return StoreBusy(str(exc))

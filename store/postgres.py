@@ -33,8 +33,8 @@ from typing import Any
 
 import psycopg
 
+from meetsync.errors import StoreBusy, StoreUnavailable
 from meetsync.redact import masked_url, url_passwords
-from meetsync.store.errors import StoreBusy, StoreUnavailable
 from meetsync.store.schema import _LIVE_MEETINGS, _SUBSCRIBER_TABLES, _TIMES_VERSION, NOW_SQL
 
 CHANGES_CHANNEL = "meetsync_changes"

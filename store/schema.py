@@ -20,8 +20,8 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from meetsync.events import MEETING_FIELDS
-from meetsync.providers import LEGACY_PROVIDER
+from meetsync.credentials import live_sql
+from meetsync.events import LEGACY_PROVIDER, MEETING_FIELDS
 
 migrations = Migrations("meetsync")
 
@@ -326,7 +326,7 @@ _EXPIRY_OF_APPOINTMENT = """(SELECT strftime('%Y-%m-%dT%H:%M:%SZ', a.end_at, '+2
 """What releases before m005 took every credential's expiry to be: its appointment's end + 24 h
 (NULL when the end is unknown)."""
 
-_LIVE_MEETINGS = """
+_LIVE_MEETINGS = f"""
 CREATE VIEW live_meetings AS
 SELECT m.provider, m.id, m.appointment_id,
        CASE WHEN gone AND m.status NOT IN ('failed', 'skipped') THEN 'canceled'
@@ -334,10 +334,10 @@ SELECT m.provider, m.id, m.appointment_id,
        m.conferencing_provider, m.external_meeting_id,
        CASE WHEN gone THEN NULL ELSE m.join_url END AS join_url,
        CASE WHEN is_current
-                 AND (m.host_url_expires_at IS NULL OR m.host_url_expires_at > now_utc)
+                 AND {live_sql('m.host_url_expires_at', 'now_utc')}
             THEN m.host_url END AS host_url,
        CASE WHEN is_current
-                 AND (m.password_expires_at IS NULL OR m.password_expires_at > now_utc)
+                 AND {live_sql('m.password_expires_at', 'now_utc')}
             THEN m.password END AS password,
        m.error_message, m.replaced_by, m.updated_at,
        m.account, m.host_url_expires_at, m.password_expires_at

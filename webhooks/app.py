@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from meetsync.providers import LEGACY_PROVIDER, providers, webhook_providers
+from meetsync.providers import LEGACY_PROVIDER, lane_bounds, providers, webhook_providers
+from meetsync.queue import QueueClient, queue_client
 from meetsync.settings import Settings
 from meetsync.store import StoreBusy
 from meetsync.webhooks.changes import ChangeFeed
@@ -20,8 +21,6 @@ from meetsync.webhooks.openapi import openapi_document, openapi_route
 from meetsync.webhooks.operator import counted, operator_routes
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.webhooks.receiver import Receiver
-from meetsync.worker.lanes import lane_bounds
-from meetsync.worker.queue import QueueClient, queue_client
 
 # Fail fast: a slow Redis must turn into a 503 the sender retries, not a hung delivery.
 REDIS_CONNECT_TIMEOUT_SECONDS = 1.0

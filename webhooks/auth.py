@@ -1,4 +1,5 @@
-"""The bearer token that guards every read route (``MEETSYNC_READ_TOKEN``)."""
+"""The bearer token that guards every read route (``MEETSYNC_READ_TOKEN``), the operator's
+routes too (``MEETSYNC_METRICS_TOKEN``): one rule, here."""
 
 from __future__ import annotations
 
@@ -11,20 +12,21 @@ from starlette.responses import JSONResponse
 from meetsync.settings import Settings
 
 
+def token_matches(given: str, token: str) -> bool:
+    """Whether ``given`` is ``token``, in constant time. No token configured matches nothing."""
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def bearer_matches(request: Request, token: str) -> bool:
+    """Whether a request carries ``Authorization: Bearer <token>``."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and token_matches(given.strip(), token)
+
+
 def bearer_guard(settings: Settings) -> Callable[[Request], bool]:
     """Whether a request carries ``Authorization: Bearer $MEETSYNC_READ_TOKEN``."""
-    token = (settings.read_token or "").encode()
-
-    def authorized(request: Request) -> bool:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # No token configured answers nothing: compare_digest never matches b"".
-        return (
-            bool(token)
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), token)
-        )
-
-    return authorized
+    token = settings.read_token or ""
+    return lambda request: bearer_matches(request, token)
 
 
 def unauthorized() -> JSONResponse:

@@ -14,9 +14,9 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from meetsync.queue import QueueClient
 from meetsync.store.postgres import is_postgres
 from meetsync.webhooks.receiver import json_response
-from meetsync.worker.queue import QueueClient
 
 SQLITE_TIMEOUT_SECONDS = 1.0
 

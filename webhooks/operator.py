@@ -23,7 +23,6 @@ from urllib.parse import parse_qs
 
 import anyio.to_thread
 import structlog
-from arq.constants import default_queue_name
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -33,14 +32,22 @@ from starlette.routing import Route
 from meetsync import metrics
 from meetsync.providers import providers
 from meetsync.providers.selftests import selftest_appointment_ids
+from meetsync.queue import (
+    JOB_QUEUE,
+    STATS,
+    LaneFigures,
+    QueueClient,
+    backlog,
+    lane_figures,
+    reconcile_runs_key,
+)
 from meetsync.settings import Settings
 from meetsync.store import Store, mirror_exists, open_store
 from meetsync.store import status as figures
 from meetsync.store.subscribers import cursors as subscriber_cursors
-from meetsync.webhooks.params import bounded_int
+from meetsync.webhooks.auth import bearer_matches, token_matches
+from meetsync.webhooks.params import TooLarge, bounded_body, bounded_int
 from meetsync.webhooks.status_page import login_page, status_page
-from meetsync.worker import lanes
-from meetsync.worker.queue import STATS, QueueClient, backlog, reconcile_runs_key
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +67,7 @@ class Overview:
     queue: dict[str, Any] | None = None
     counters: dict[str, int] = field(default_factory=dict)
     refetches: dict[Key, int] = field(default_factory=dict)
-    lanes: dict[Key, lanes.LaneFigures] = field(default_factory=dict)
+    lanes: dict[Key, LaneFigures] = field(default_factory=dict)
     run_ids: dict[Key, list[int]] = field(default_factory=dict)
     mirror: dict[str, Any] | None = None
     deliveries: dict[Key, dict[str, int]] = field(default_factory=dict)
@@ -119,7 +126,7 @@ def operator_routes(
     configured = [a.key for a in settings.accounts if a.provider in providers()]
 
     async def metrics_endpoint(request: Request) -> Response:
-        if metrics_token and not _bearer(request, metrics_token):
+        if metrics_token and not bearer_matches(request, metrics_token):
             return Response("missing or invalid bearer token\n", status_code=401,
                             headers={"WWW-Authenticate": "Bearer"}, media_type="text/plain")
         snapshot = metrics.Snapshot()
@@ -131,7 +138,7 @@ def operator_routes(
             snapshot.queue_pending = queue["pending"]
             snapshot.jobs_queued = queue["jobs"]
             try:  # labels from configuration only: the accounts configured
-                snapshot.lanes = await lanes.figures(redis, configured)
+                snapshot.lanes = await lane_figures(redis, configured)
             except (RedisError, OSError) as exc:
                 log.warning("status_redis_unavailable", error_type=type(exc).__name__)
         letters = await _read_mirror(db_path, figures.dead_letters_awaiting)
@@ -141,7 +148,7 @@ def operator_routes(
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     def signed_in(request: Request) -> bool:
-        if _bearer(request, read_token):
+        if bearer_matches(request, read_token):
             return True
         return _session_valid(request.cookies.get(COOKIE, ""), read_token)
 
@@ -153,9 +160,12 @@ def operator_routes(
         return HTMLResponse(status_page(overview), headers=_NO_STORE)
 
     async def login(request: Request) -> Response:
-        body = await _bounded_body(request)
+        try:
+            body = await bounded_body(request, MAX_FORM_BYTES)
+        except TooLarge:
+            body = b""  # no token in it: refused below
         given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0].strip()
-        if not (read_token and hmac.compare_digest(given.encode(), read_token.encode())):
+        if not token_matches(given, read_token):
             log.info("status_login_refused")  # never the value typed
             return HTMLResponse(login_page(failed=True), status_code=401, headers=_NO_STORE)
         response = RedirectResponse("/status", status_code=303)
@@ -172,12 +182,6 @@ def operator_routes(
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _bearer(request: Request, token: str) -> bool:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return (bool(token) and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), token.encode()))
 
 
 def _sign(token: str, expires: int) -> str:
@@ -201,17 +205,6 @@ def _session_valid(cookie: str, token: str, now: float | None = None) -> bool:
             and hmac.compare_digest(mac, _sign(token, expires)))
 
 
-async def _bounded_body(request: Request) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _queue(redis: Redis, stream: QueueClient, partitions: int) -> dict[str, Any] | None:
     """The stream's depth, its oldest entry's age (by Redis's clock), what workers hold
     unacknowledged, and arq's waiting jobs; None when Redis does not answer."""
@@ -220,7 +213,7 @@ async def _queue(redis: Redis, stream: QueueClient, partitions: int) -> dict[str
         # The clock of the node that dated the entries (one clock per server; a cluster's
         # nodes' agree to NTP's precision).
         seconds, micros = await stream.time()
-        jobs = await redis.zcard(default_queue_name)
+        jobs = await redis.zcard(JOB_QUEUE)
     except (RedisError, OSError) as exc:
         log.warning("status_redis_unavailable", error_type=type(exc).__name__)
         return None
@@ -315,10 +308,10 @@ async def _redis_figures(
         overview.run_ids[(provider, account)] = [int(i) for i in ids]
     # Each account's refetch lane (waiting and in flight), and refetch jobs an older release
     # left in arq's queue.
-    overview.lanes = await lanes.figures(redis, accounts)
+    overview.lanes = await lane_figures(redis, accounts)
     for key, lane in overview.lanes.items():
         overview.refetches[key] = lane.waiting + lane.in_flight
-    async for member, _score in redis.zscan_iter(default_queue_name, match="refetch:*"):
+    async for member, _score in redis.zscan_iter(JOB_QUEUE, match="refetch:*"):
         parts: list[str] = bytes(member).decode().split(":", 3)
         if len(parts) < 4:
             continue  # a job queued before accounts: its provider and account are implied

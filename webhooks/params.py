@@ -1,4 +1,7 @@
-"""Reading what a client sends (query parameters, headers, cookies) without ever a 500.
+"""Reading what a client sends (body, query parameters, headers, cookies) without ever a 500.
+
+A body is read through ``bounded_body``: refused (``TooLarge``) as soon as it is known to
+exceed its route's limit, never held whole first.
 
 Every number a route takes from a request goes through ``bounded_int``: the caller answers
 400 (or 401 for a credential) when it says None; every id it looks up, through ``storable``.
@@ -9,6 +12,12 @@ header or cookie, which HTTP decodes as Latin-1).
 """
 
 from __future__ import annotations
+
+from starlette.requests import Request
+
+
+class TooLarge(Exception):
+    """The body crossed its limit."""
 
 
 def bounded_int(raw: str, low: int, high: int) -> int | None:
@@ -29,4 +38,25 @@ def storable(text: str) -> bool:
     return "\x00" not in text
 
 
-__all__ = ["bounded_int", "storable"]
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (``TooLarge``) as soon as it is known to exceed ``limit`` bytes: by
+    its declared length, or while it streams."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and bounded_int(
+            declared, 0, limit) is None:  # digits past the limit, however many
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream()
+    try:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge
+            chunks.append(chunk)
+    finally:
+        await stream.aclose()
+    return b"".join(chunks)
+
+
+__all__ = ["TooLarge", "bounded_body", "bounded_int", "storable"]

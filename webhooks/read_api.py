@@ -7,8 +7,6 @@ can't stall webhook receipt.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import sqlite3
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -24,14 +22,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meetsync.metrics import host_url_read
-from meetsync.providers import providers
+from meetsync.providers import lane_bounds, providers
+from meetsync.queue import DEFAULT_BOUND, request_refetch
 from meetsync.settings import Settings
-from meetsync.store import DEFAULT_PROVIDER, Store, is_busy, open_store, views
+from meetsync.store import (
+    DEFAULT_PROVIDER,
+    Store,
+    StoreBusy,
+    StoreUnavailable,
+    open_store,
+    views,
+)
 from meetsync.store.mirror import BUSY_TIMEOUT_SECONDS, Clock
 from meetsync.store.postgres import is_postgres
+from meetsync.webhooks.auth import bearer_guard
 from meetsync.webhooks.params import storable
-from meetsync.worker import lanes
-from meetsync.worker.queue import request_refetch
 
 log = structlog.get_logger(__name__)
 
@@ -70,9 +75,10 @@ class ReadOnlyMirror:
             try:
                 store = self._inline or self._inline_store()
                 return None if store is None else fn(store)
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
+            except StoreUnavailable:
+                raise
+            except StoreBusy:
+                pass  # locked: the patient reader below waits for it
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._wait, fn)
 
     def _wait(self, fn: Callable[[Store], Any]) -> Any:
@@ -120,19 +126,11 @@ def read_routes(
     says so in ``linked``; without a ``host_url`` of its own it serves the linked one while that
     lives (``host_url_source`` names whose it is), and ``?fresh=true`` refetches the linked one.
     """
-    token = (settings.read_token or "").encode()
     refreshable = frozenset(name for name, p in providers().items() if p.refreshable)
     wait = settings.refresh_wait_seconds
-    bounds = lanes.lane_bounds(settings)
+    bounds = lane_bounds(settings)
 
-    def authorized(request: Request) -> bool:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # A missing token configuration answers nothing: compare_digest never matches b"".
-        return (
-            bool(token)
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), token)
-        )
+    authorized = bearer_guard(settings)
 
     def guarded(
         lookup: Lookup, param: str, meeting_of: MeetingOf = lambda found: found
@@ -192,7 +190,7 @@ def read_routes(
         try:
             await request_refetch(redis, provider, appointment["account"], appointment_id,
                                   bound=bounds.get((provider, appointment["account"]),
-                                                   lanes.DEFAULT_BOUND))
+                                                   DEFAULT_BOUND))
         except (RedisError, OSError) as exc:
             log.warning("refresh_unavailable", provider=provider, error_type=type(exc).__name__)
             return None

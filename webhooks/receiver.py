@@ -1,12 +1,12 @@
 """``POST /webhooks/{provider}``: read (bounded), verify, parse, queue, answer.
 
-Statuses (CONTRACT.md): 202 queued, duplicate or ignored type; 200 with the provider's body for
+Statuses (README: HTTP): 202 queued, duplicate or ignored type; 200 with the provider's body for
 an endpoint handshake; 400 not an envelope; 401 not signed by a configured secret; 404 unknown
 provider; 413 body over 1 MiB; 503 with ``Retry-After`` when Redis cannot take the event.
 
 A delivery the provider parses to a ``Hint`` queues a fetch of that appointment in its account's
 refetch lane (once, however many hints arrive while it waits; past the lane's bound it collapses
-into the account's "verify soon" mark: ``worker/lanes.py``) instead of an event: what a hint
+into the account's "verify soon" mark: ``meetsync/queue.py``) instead of an event: what a hint
 says is never written. An id the mirror holds goes before one it has never seen.
 
 No input yields a 500: an unexpected error is logged by type and answered 503, so the sender
@@ -29,18 +29,27 @@ from starlette.responses import Response
 from meetsync import metrics
 from meetsync.events import Event, from_micros, received
 from meetsync.providers import EnvelopeError, Hint, Reply, SignatureError, WebhookProvider
+from meetsync.queue import (
+    DEFAULT_BOUND,
+    FIELD,
+    IGNORED_TYPES,
+    STAT_FIELDS,
+    Outcome,
+    QueueClient,
+    count,
+    dropped,
+    stream_of,
+)
+from meetsync.queue import request as lane_request
 from meetsync.storable import unstorable
-from meetsync.webhooks.params import bounded_int
-from meetsync.worker import lanes
-from meetsync.worker.counters import IGNORED_TYPES
-from meetsync.worker.queue import FIELD, QueueClient, count, stream_of
+from meetsync.webhooks.params import TooLarge, bounded_body
 
 MAX_BODY_BYTES = 1_048_576
 RETRY_AFTER_SECONDS = "5"
 
 log = structlog.get_logger(__name__)
 
-HINT_ANSWERS: Mapping[lanes.Outcome, str] = {
+HINT_ANSWERS: Mapping[Outcome, str] = {
     "accepted": "fetch queued", "folded": "fetch queued", "collapsed": "verify soon",
     "dropped": "dropped: no API credentials",
 }
@@ -56,10 +65,6 @@ def json_response(
 
 def _unavailable(error: str) -> Response:
     return json_response(503, {"error": error}, {"Retry-After": RETRY_AFTER_SECONDS})
-
-
-class _TooLarge(Exception):
-    """The body crossed ``MAX_BODY_BYTES``."""
 
 
 class GroupCommit:
@@ -159,8 +164,8 @@ class Receiver:
     async def _receive(self, provider: WebhookProvider, request: Request) -> Response:
         name = provider.name
         try:
-            body = await _read_body(request)
-        except _TooLarge:
+            body = await bounded_body(request, MAX_BODY_BYTES)
+        except TooLarge:
             log.info("webhook_rejected", provider=name, reason="too_large")
             return json_response(413, {"error": "body over 1 MiB"})
         except ClientDisconnect:
@@ -193,7 +198,7 @@ class Receiver:
             return json_response(400, {"error": f"{refused}: text with a NUL character or a"
                                                 " lone surrogate cannot be stored"})
 
-        hinted: lanes.Outcome = "accepted"
+        hinted: Outcome = "accepted"
         try:
             if isinstance(parsed, Event):
                 parsed = received(parsed, int(self._clock() * 1_000_000), self._tolerance)
@@ -222,20 +227,20 @@ class Receiver:
         log.info("webhook_ignored", provider=name, type=parsed)
         return json_response(202, {"status": "ignored"})
 
-    async def _hint(self, name: str, hint: Hint) -> lanes.Outcome:
+    async def _hint(self, name: str, hint: Hint) -> Outcome:
         """Queue the fetch a hint asks for in its account's lane, counted by outcome."""
         key = (name, hint.account)
-        bound = (lanes.DEFAULT_BOUND if self._lane_bounds is None
+        bound = (DEFAULT_BOUND if self._lane_bounds is None
                  else self._lane_bounds.get(key))
-        outcome: lanes.Outcome
+        outcome: Outcome
         if bound is None:  # the account has no API credentials: nothing could fetch it
             outcome = "dropped"
-            await lanes.dropped(self._redis, name, hint.account)
+            await dropped(self._redis, name, hint.account)
         else:
             known = await self._holds(name, hint.appointment_id)
-            outcome = await lanes.request(self._redis, name, hint.account, hint.appointment_id,
+            outcome = await lane_request(self._redis, name, hint.account, hint.appointment_id,
                                           bound=bound, known=known, hint=True)
-        await count(self._stats, lanes.STAT_FIELDS[outcome])
+        await count(self._stats, STAT_FIELDS[outcome])
         return outcome
 
     async def _holds(self, name: str, appointment_id: str) -> bool:
@@ -260,23 +265,3 @@ class Receiver:
         )
         await count(self._stats, "clamped")
         metrics.CLAMPED.inc()
-
-
-async def _read_body(request: Request) -> bytes:
-    """The body, refusing (``_TooLarge``) as soon as it is known to exceed the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and bounded_int(
-            declared, 0, MAX_BODY_BYTES) is None:  # digits past the limit, however many
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    stream = request.stream()
-    try:
-        async for chunk in stream:
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _TooLarge
-            chunks.append(chunk)
-    finally:
-        await stream.aclose()
-    return b"".join(chunks)

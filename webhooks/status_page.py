@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from meetsync.worker.counters import IGNORED_TYPES, folded
+from meetsync.queue import IGNORED_TYPES, folded
 
 if TYPE_CHECKING:
     from meetsync.webhooks.operator import Overview

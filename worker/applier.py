@@ -42,7 +42,6 @@ import contextlib
 import dataclasses
 import os
 import socket
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,11 +54,11 @@ from redis.exceptions import RedisError, ResponseError
 
 from meetsync import metrics
 from meetsync.events import Event, received
+from meetsync.queue import EVENT_STREAM, FIELD, GROUP, STATS, QueueClient, streams
 from meetsync.redact import redact_payload
 from meetsync.storable import storable, storable_value
-from meetsync.store import ApplyResult, Failure, Store, StoreBusy, StoreUnavailable, retry_later
+from meetsync.store import ApplyResult, Failure, Store, StoreBusy, StoreUnavailable
 from meetsync.worker.partitions import Leases
-from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, QueueClient, streams
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -413,10 +412,7 @@ class Applier:
         while True:
             try:
                 return await self.store.run(fn)
-            except (StoreBusy, sqlite3.Error) as exc:
-                retry = retry_later(exc)
-                if retry is None:
-                    raise
+            except StoreBusy as retry:
                 # Entries stay pending while we wait; nothing is lost if we die here, and no
                 # event's attempt is spent.
                 self.busy_waits += 1

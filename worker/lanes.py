@@ -1,4 +1,6 @@
-"""Refetch lanes: one bounded queue of fetch requests per (provider, account).
+"""Refetch lanes, the worker's side: one bounded queue of fetch requests per (provider, account),
+taken under a lease and served at the account's budget. Requests are queued through
+``meetsync.queue`` (the receiver and the read API do too); this module takes and serves them.
 
 A fetch request (a hint from an unsigned or partial delivery, a tie, a start-URL refresh, a
 read's ``?fresh=true``) waits in its account's lane, never in arq's job queue: an arq job that
@@ -30,110 +32,24 @@ Why this design:
 - **Folded.** A request for an id already waiting or in flight adds nothing (the fetch is
   stamped before it asks; the next sweep repairs what it could not see).
 
-Counters: each lane's hash ``...:counts`` (fields ``accepted``, ``folded``, ``collapsed``,
-``dropped``: hints only) for the status page and the scrape; the receiver also bumps fixed
-fields of ``meetsync:stats``. Keys live on arq's Redis (``REDIS_URL``, one server): the scripts
-touch several keys of one lane at once.
+Keys and counters: ``meetsync.queue``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from meetsync.settings import Settings
+from meetsync.queue import PREFIX, TIER, LaneKeys, clock_ms
 
 log = structlog.get_logger(__name__)
 
-AccountKey = tuple[str, str]
-Outcome = Literal["accepted", "folded", "collapsed", "dropped"]
-OUTCOMES: tuple[Outcome, ...] = ("accepted", "folded", "collapsed", "dropped")
-# meetsync:stats fields, fixed: the first two kept their names from before lanes.
-STAT_FIELDS: Mapping[Outcome, str] = {
-    "accepted": "hints", "folded": "hints_folded", "collapsed": "hints_collapsed",
-    "dropped": "hints_dropped",
-}
-TIER = 10**13  # score = tier * TIER + arrival (ms): every arrival (< 2**44 ms) fits under it
-KNOWN, UNKNOWN = 0, 1
-DEFAULT_BOUND = 300  # a caller without settings (tests, tools): 5 min at 60 requests/min
 LEASE_SECONDS = 120.0  # a fetch's lease; past it another take puts the request back
-PREFIX = "meetsync:refetch:"
-
-
-@dataclass(frozen=True)
-class LaneKeys:
-    """The Redis keys of one lane."""
-
-    waiting: str  # sorted set: id -> tier * TIER + arrival ms
-    in_flight: str  # sorted set: id -> lease deadline (ms)
-    scores: str  # hash: id in flight -> its waiting score (put back with it)
-    verify: str  # string: the "verify soon" mark
-    counts: str  # hash: fixed outcome fields
-
-    @classmethod
-    def of(cls, provider: str, account: str) -> LaneKeys:
-        base = f"{PREFIX}{provider}:{account}"
-        return cls(base, f"{base}:inflight", f"{base}:scores", f"{base}:verify",
-                   f"{base}:counts")
-
-    def all(self) -> list[str]:
-        return [self.waiting, self.in_flight, self.scores, self.verify, self.counts]
-
-
-def bound_of(per_window: int, window_seconds: float, horizon_seconds: float) -> int:
-    """Requests a budget of ``per_window`` per ``window_seconds`` serves within the horizon."""
-    return max(1, math.ceil(per_window * horizon_seconds / window_seconds))
-
-
-def lane_bounds(settings: Settings) -> dict[AccountKey, int]:
-    """Each configured account that can fetch (API credentials), with its lane's bound.
-    Accounts without credentials have no lane: their hints are dropped (counted)."""
-    from meetsync.providers import providers
-
-    found: dict[AccountKey, int] = {}
-    for name, provider in providers().items():
-        for account in settings.accounts_of(name):
-            if provider.missing_api(account) is not None:
-                continue
-            budget = provider.budget(account)
-            found[account.key] = bound_of(budget.per_minute, budget.window,
-                                          settings.refetch_horizon_seconds)
-    return found
-
-
-# KEYS: waiting, in_flight, verify, counts. ARGV: id, score, bound, counted (1: a hint).
-_REQUEST = """
-local id, score, bound = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local outcome
-local waiting = redis.call('ZSCORE', KEYS[1], id)
-if waiting or redis.call('ZSCORE', KEYS[2], id) then
-  if waiting and score < tonumber(waiting) then redis.call('ZADD', KEYS[1], score, id) end
-  outcome = 'folded'
-elseif redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) < bound then
-  redis.call('ZADD', KEYS[1], score, id)
-  outcome = 'accepted'
-else
-  redis.call('SET', KEYS[3], '1')
-  outcome = 'collapsed'
-  local worst = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  if worst[1] and math.floor(score / TIER) < math.floor(tonumber(worst[2]) / TIER) then
-    redis.call('ZREM', KEYS[1], worst[1])
-    redis.call('ZADD', KEYS[1], score, id)
-    outcome = 'accepted'
-    if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[4], 'collapsed', 1) end
-  end
-end
-if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[4], outcome, 1) end
-return outcome
-""".replace("TIER", str(TIER))
 
 # KEYS: waiting, in_flight, scores. ARGV: now ms, lease ms. Returns the id taken, or false.
 _TAKE = """
@@ -163,31 +79,6 @@ return 1
 """.replace("TIER", str(TIER))
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-async def request(
-    redis: Redis, provider: str, account: str, appointment_id: str, *, bound: int,
-    known: bool = True, hint: bool = False, now_ms: int | None = None,
-) -> Outcome:
-    """Queue a fetch of one appointment in its account's lane (one round trip)."""
-    keys = LaneKeys.of(provider, account)
-    score = (KNOWN if known else UNKNOWN) * TIER + (now_ms if now_ms is not None else _now_ms())
-    answer = await redis.eval(  # type: ignore[misc]
-        _REQUEST, 4, keys.waiting, keys.in_flight, keys.verify, keys.counts,
-        appointment_id, str(score), str(bound), "1" if hint else "0")
-    outcome = answer.decode() if isinstance(answer, bytes) else str(answer)
-    assert outcome in OUTCOMES, outcome
-    return outcome
-
-
-async def dropped(redis: Redis, provider: str, account: str) -> None:
-    """Count a hint no lane takes (its account cannot fetch). Configured accounts only: the
-    receiver only calls it for an account a signature or the path named from configuration."""
-    await redis.hincrby(LaneKeys.of(provider, account).counts, "dropped", 1)  # type: ignore[misc]
-
-
 async def take(
     redis: Redis, provider: str, account: str, *, lease_seconds: float = LEASE_SECONDS,
     now_ms: int | None = None,
@@ -195,7 +86,7 @@ async def take(
     """The lane's first request, leased to the caller (``done`` or ``release`` it); None when
     the lane is empty. Expired leases go back in line first."""
     keys = LaneKeys.of(provider, account)
-    now = now_ms if now_ms is not None else _now_ms()
+    now = now_ms if now_ms is not None else clock_ms()
     taken = await redis.eval(  # type: ignore[misc]
         _TAKE, 3, keys.waiting, keys.in_flight, keys.scores, str(now),
         str(int(lease_seconds * 1000)))
@@ -217,42 +108,12 @@ async def release(redis: Redis, provider: str, account: str, appointment_id: str
     tier, so one appointment the API keeps failing cannot hold the lane's head."""
     keys = LaneKeys.of(provider, account)
     await redis.eval(  # type: ignore[misc]
-        _RELEASE, 3, keys.waiting, keys.in_flight, keys.scores, appointment_id, str(_now_ms()))
+        _RELEASE, 3, keys.waiting, keys.in_flight, keys.scores, appointment_id, str(clock_ms()))
 
 
 async def take_verify_mark(redis: Redis, provider: str, account: str) -> bool:
     """Whether the lane asked for a sweep soon; clears the mark (one worker gets it)."""
     return bool(await redis.delete(LaneKeys.of(provider, account).verify))
-
-
-@dataclass(frozen=True)
-class LaneFigures:
-    """What one lane holds and counted, for the status page and the scrape."""
-
-    waiting: int
-    in_flight: int
-    verify_soon: bool
-    counts: Mapping[str, int]
-
-
-async def figures(redis: Redis, accounts: Iterable[AccountKey]) -> dict[AccountKey, LaneFigures]:
-    """Each account's lane figures, in one pipelined round trip."""
-    wanted = list(accounts)
-    async with redis.pipeline(transaction=False) as pipe:
-        for provider, account in wanted:
-            keys = LaneKeys.of(provider, account)
-            pipe.zcard(keys.waiting)
-            pipe.zcard(keys.in_flight)
-            pipe.exists(keys.verify)
-            pipe.hgetall(keys.counts)
-        answers = await pipe.execute()
-    found: dict[AccountKey, LaneFigures] = {}
-    for n, key in enumerate(wanted):
-        waiting, in_flight, verify, counts = answers[4 * n: 4 * n + 4]
-        found[key] = LaneFigures(
-            int(waiting), int(in_flight), bool(verify),
-            {name: int(counts.get(name.encode(), 0)) for name in OUTCOMES})
-    return found
 
 
 async def outstanding(redis: Redis) -> int:

@@ -28,13 +28,27 @@ from arq.connections import ArqRedis, RedisSettings
 
 from meetsync.events import Event, gone, to_micros
 from meetsync.metrics import serve_worker_metrics, watch_budget
-from meetsync.providers import LEGACY_PROVIDER, EnvelopeError, Provider, ProviderApi, providers
+from meetsync.providers import (
+    LEGACY_PROVIDER,
+    EnvelopeError,
+    Provider,
+    ProviderApi,
+    lane_bounds,
+    providers,
+)
 from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
+from meetsync.queue import (
+    DEFAULT_BOUND,
+    JOB_QUEUE,
+    REFETCH_JOB,
+    queue_client,
+    remember_run,
+    request_refetch,
+)
 from meetsync.settings import Account, Settings
 from meetsync.store import Store, open_store, postgres
-from meetsync.worker import lanes
 from meetsync.worker.applier import Applier, StoreThread, consumer_name
-from meetsync.worker.queue import REFETCH_JOB, queue_client, remember_run, request_refetch
+from meetsync.worker.lanes import LEASE_SECONDS, Lane, RetryLater, done, take, take_verify_mark
 from meetsync.worker.reconciler import Reconciler
 from meetsync.worker.subscribers import Deliveries
 from meetsync.worker.writes import SnapshotWriter
@@ -87,7 +101,7 @@ class WorkerContext:
     deliveries_store: StoreThread | None = None
     # Fetched snapshots' write path (worker/writes.py); None: the store alone, no stream.
     writer: SnapshotWriter | None = None
-    lanes: list[lanes.Lane] = field(default_factory=list)
+    lanes: list[Lane] = field(default_factory=list)
     lane_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -102,7 +116,7 @@ class WorkerContext:
 
     def bound(self, provider: str, account: str) -> int:
         """The bound of the account's refetch lane (``worker/lanes.py``)."""
-        return lanes.lane_bounds(self.settings).get((provider, account), lanes.DEFAULT_BOUND)
+        return lane_bounds(self.settings).get((provider, account), DEFAULT_BOUND)
 
 
 def connect(settings: Settings, *, quiet: bool = False) -> dict[AccountKey, Connection]:
@@ -126,7 +140,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     redis: ArqRedis = ctx["redis"]
     store = StoreThread(lambda: open_store(settings.db_path))
     connections = connect(settings)
-    bounds = lanes.lane_bounds(settings)
+    bounds = lane_bounds(settings)
 
     async def refetch_ties(ties: set[tuple[str, str]]) -> None:
         # Only accounts with an API client can be refetched; the rest wait for a newer event.
@@ -138,7 +152,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             account = str(row.get("account") or "default") if row else "default"
             if (provider, account) in connections:
                 await request_refetch(redis, provider, account, appointment_id,
-                                      bound=bounds.get((provider, account), lanes.DEFAULT_BOUND))
+                                      bound=bounds.get((provider, account), DEFAULT_BOUND))
             else:
                 unresolved.setdefault((provider, account), []).append(appointment_id)
         for (provider, account), appointment_ids in unresolved.items():
@@ -171,9 +185,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         state.deliveries = Deliveries(
             settings, redis, state.deliveries_store,
             refreshable=frozenset(n for n, p in providers().items() if p.refreshable))
-    lease = float(ctx.get("lane_lease_seconds", lanes.LEASE_SECONDS))
+    lease = float(ctx.get("lane_lease_seconds", LEASE_SECONDS))
     for (provider, account), connection in sorted(connections.items()):
-        lane = lanes.Lane(redis, provider, account, _lane_fetch(state, provider, account),
+        lane = Lane(redis, provider, account, _lane_fetch(state, provider, account),
                           ready=_ready(connection.budget), lease_seconds=lease)
         state.lanes.append(lane)
         state.lane_tasks.append(asyncio.create_task(
@@ -197,7 +211,7 @@ def _lane_fetch(
         try:
             return await refetch_one(state, provider, account, appointment_id, event_id)
         except RetryableApiError as exc:
-            raise lanes.RetryLater(exc.retry_after or 5) from exc
+            raise RetryLater(exc.retry_after or 5) from exc
 
     return fetch
 
@@ -403,9 +417,9 @@ async def drain_lanes(state: WorkerContext) -> list[tuple[str, str, str]]:
     ran: list[tuple[str, str, str]] = []
     for provider, account in sorted(state.connections):
         fetch = _lane_fetch(state, provider, account)
-        while (appointment_id := await lanes.take(state.redis, provider, account)) is not None:
+        while (appointment_id := await take(state.redis, provider, account)) is not None:
             ran.append((provider, appointment_id, await fetch(appointment_id)))
-            await lanes.done(state.redis, provider, account, appointment_id)
+            await done(state.redis, provider, account, appointment_id)
     return ran
 
 
@@ -441,7 +455,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
         provider, account = key
         interval = intervals.get(key, state.settings.reconcile_interval_seconds)
         task = reconcile_task(provider, account)
-        if await lanes.take_verify_mark(state.redis, provider, account):
+        if await take_verify_mark(state.redis, provider, account):
             # Asked for now: this worker sweeps, and the interval starts again from here.
             await state.redis.set(cron_key(task), consumer_name(),
                                   px=max(1, int((interval - slack) * 1000)))
@@ -516,5 +530,6 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_jobs": 20,
         "job_timeout": 600,
         "keep_result": 60,
+        "queue_name": JOB_QUEUE,
         "max_tries": 5,
     }

@@ -29,7 +29,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from meetsync.worker.queue import QueueClient
+from meetsync.queue import QueueClient
 
 MEMBERS = "meetsync:appliers"
 MIN_TTL_MS = 100  # a claim timeout of 0 (tests) would expire a lease as it is taken

@@ -35,6 +35,7 @@ import orjson
 import structlog
 
 from meetsync import metrics
+from meetsync.credentials import dead
 from meetsync.events import Event, gone, iso_utc, to_micros
 from meetsync.providers import EnvelopeError, ProviderApi, Window
 from meetsync.providers.http import ApiError
@@ -328,12 +329,8 @@ def _dead_fields(event: Event, now: str) -> tuple[str, ...]:
     m = event.meeting
     if m is None:
         return ()
-    dead = (_dead(m.host_url_expires_at, now), _dead(m.password_expires_at, now))
-    return tuple(name for name, is_dead in zip(CREDENTIALS, dead, strict=True) if is_dead)
-
-
-def _dead(expires_at: str | None, now: str) -> bool:
-    return expires_at is not None and expires_at <= now
+    expired = (dead(m.host_url_expires_at, now), dead(m.password_expires_at, now))
+    return tuple(name for name, is_dead in zip(CREDENTIALS, expired, strict=True) if is_dead)
 
 
 def _without_dead_credentials(event: Event, now: str) -> Event:
@@ -341,8 +338,8 @@ def _without_dead_credentials(event: Event, now: str) -> Event:
     m = event.meeting
     if m is None:
         return event
-    host_url = None if _dead(m.host_url_expires_at, now) else m.host_url
-    password = None if _dead(m.password_expires_at, now) else m.password
+    host_url = None if dead(m.host_url_expires_at, now) else m.host_url
+    password = None if dead(m.password_expires_at, now) else m.password
     if (host_url, password) == (m.host_url, m.password):
         return event
     return replace(event, meeting=replace(m, host_url=host_url, password=password))

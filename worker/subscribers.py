@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import hashlib
 import random
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
@@ -264,7 +263,7 @@ class Deliverer:
         while not self._stopping.is_set():
             try:
                 await self._round()
-            except (StoreBusy, sqlite3.OperationalError) as exc:
+            except StoreBusy as exc:
                 log.warning("subscriber_store_busy", subscriber=self.name,
                             error_type=type(exc).__name__)
                 await self._sleep(1.0)

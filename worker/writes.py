@@ -20,9 +20,9 @@ from functools import partial
 import structlog
 
 from meetsync.events import Event
+from meetsync.queue import STATS, QueueClient, publish
 from meetsync.store import ApplyResult, Failure, Store
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.queue import STATS, QueueClient, publish
 
 log = structlog.get_logger(__name__)
 

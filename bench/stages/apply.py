@@ -19,9 +19,9 @@ from bench import workload
 from bench.common import Figure, Options, StageResult
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
+from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 
 TARGET = 0.10
 BATCH = 1000

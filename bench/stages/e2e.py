@@ -32,7 +32,7 @@ from bench import pg, procs, workload, wrk
 from bench.common import Figure, Options, StageResult, percentile
 from meetsync.dev.redis_server import RedisServer
 from meetsync.providers.savvycal.simulator import Delivery
-from meetsync.worker.queue import EVENT_STREAM, STATS
+from meetsync.queue import EVENT_STREAM, STATS
 
 RATE = 1000
 P99_TARGET_MS = 100.0

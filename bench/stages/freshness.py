@@ -40,9 +40,10 @@ from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.providers import Hint
 from meetsync.providers.http import RequestBudget
+from meetsync.providers.keys import settings_from_env
 from meetsync.providers.zoom import PROVIDER, ZoomClient
 from meetsync.providers.zoom.simulator import ZoomDelivery, ZoomSim
-from meetsync.settings import Settings
+from meetsync.queue import request_refetch
 from meetsync.simulator import serve_in_background
 from meetsync.simulator.clock import ManualClock
 from meetsync.store import Store, open_store
@@ -53,7 +54,6 @@ from meetsync.worker.main import (
     drain_lanes,
     refresh_credentials,
 )
-from meetsync.worker.queue import request_refetch
 
 SEED = 11
 TTL = 7200
@@ -95,7 +95,7 @@ class Harness:
                  redis_url: str) -> None:
         self.sim, self.clock, self.t0 = sim, clock, t0
         account = sim.account
-        self.settings = Settings.from_env({
+        self.settings = settings_from_env({
             "MEETSYNC_DB": str(db),
             "REDIS_URL": redis_url,
             "ZOOM_API_URL": f"{root}/v2",

@@ -12,7 +12,7 @@ import redis
 from bench import procs, workload, wrk
 from bench.common import Figure, Options, StageResult
 from meetsync.dev.redis_server import RedisServer
-from meetsync.worker.queue import EVENT_STREAM
+from meetsync.queue import EVENT_STREAM
 
 TARGET = 0.70
 

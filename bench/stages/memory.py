@@ -22,7 +22,7 @@ from bench import pg, procs, workload
 from bench.common import Figure, Options, StageResult
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
+from meetsync.queue import EVENT_STREAM, FIELD, STATS
 
 GROWTH_TARGET = 0.10
 CHECKPOINTS = (100_000, 300_000, 1_000_000)

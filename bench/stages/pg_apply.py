@@ -31,7 +31,7 @@ from bench.common import Figure, Options, StageResult
 from bench.stages.apply import BATCH, bench_events, row
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS
+from meetsync.queue import EVENT_STREAM, FIELD, STATS
 
 WORKERS = (1, 2, 4)
 

@@ -22,7 +22,7 @@ from bench.common import Figure, Options, StageResult
 from bench.stages.apply import bench_events
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.worker.queue import FIELD, STATS, stream_of, streams
+from meetsync.queue import FIELD, STATS, stream_of, streams
 
 WORKERS = (1, 2)
 PARTITIONS = 8

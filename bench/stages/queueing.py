@@ -19,10 +19,10 @@ from arq.worker import Worker
 from bench.common import Figure, Options, StageResult
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
+from meetsync.queue import publish
 from meetsync.store import open_store
 from meetsync.webhooks.receiver import GroupCommit
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import publish
 
 CONCURRENT = 256  # requests in flight at the receiver, sharing its pipelines
 

@@ -1,10 +1,5 @@
-"""What every command shares: exit codes, errors, the settings (loaded on first use), output.
-
-Errors::
-
-    SettingsError (meetsync.settings)   configuration invalid or missing: exit 3
-    Unavailable                         a dependency is down or absent: exit 4
-"""
+"""What every command shares: exit codes, the settings (loaded on first use), output. The
+errors each exit code stands for: ``meetsync/cli/errors.py``."""
 
 from __future__ import annotations
 
@@ -19,8 +14,9 @@ from typing import Any
 import click
 import orjson
 
+from meetsync.cli.errors import SettingsError, Unavailable
 from meetsync.config import Registry, caller_dir, user_path
-from meetsync.settings import Account, Settings, SettingsError
+from meetsync.settings import Account, Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the operation ran and failed, or found nothing
@@ -37,10 +33,6 @@ Exit codes:
   3    configuration invalid (every problem is listed)
   4    a dependency unavailable (Redis, the mirror file, a second `dev`)
   130  interrupted"""
-
-
-class Unavailable(Exception):
-    """Redis unreachable, no mirror file, Redis cannot start, a dev stack already running."""
 
 
 @dataclass

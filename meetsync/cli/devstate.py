@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meetsync.cli._common import Unavailable, registry
-from meetsync.config import Key
+from meetsync.cli.errors import Unavailable
 from meetsync.redact import has_password
-from meetsync.settings import Account, Settings, SettingsError
+from meetsync.settings import Account, Key, Settings, SettingsError
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,9 @@ def dev_settings(settings: Settings, saved: dict[str, Any], *,
             made[name] = found
         return found
 
-    for provider, keys in registry().items():
+    from meetsync.providers.keys import PROVIDER_KEYS  # on use: slow to import
+
+    for provider, keys in PROVIDER_KEYS.items():
         hooks = [key for key in keys if key.webhook and key.env]
         accounts = settings.accounts_of(provider)
         if not hooks or any(a.secrets(k.name) for a in accounts for k in hooks):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from meetsync.cli._common import Unavailable, mirror_path, print_json, registry, runtime
+from meetsync.cli._common import mirror_path, print_json, registry, runtime
+from meetsync.cli.errors import Unavailable
 from meetsync.config import config_path, masked, user_path
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

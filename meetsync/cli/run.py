@@ -57,7 +57,7 @@ def warn_unreachable_redis(settings: Settings) -> None:
     import redis
     from redis.exceptions import RedisError
 
-    from meetsync.worker.queue import cluster_url
+    from meetsync.queue import cluster_url
 
     urls = {"REDIS_URL": settings.redis_url, "MEETSYNC_QUEUE_URL": settings.queue_url}
     for name, url in urls.items():

@@ -54,8 +54,7 @@ def stats() -> int:
     import redis
     from redis.cluster import RedisCluster
 
-    from meetsync.worker.counters import folded
-    from meetsync.worker.queue import STATS, cluster_url, streams
+    from meetsync.queue import STATS, cluster_url, folded, streams
 
     settings = runtime().settings(find_dev=True)
     require(settings, redis=True)

@@ -41,8 +41,10 @@ from meetsync.demo.stack import (
 )
 from meetsync.demo.steps import say
 from meetsync.dev.redis_server import RedisServer, free_port
+from meetsync.providers.keys import settings_from_env
+from meetsync.providers.savvycal.config import savvycal_settings
 from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim, Scheme
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.settings import Settings
 from meetsync.simulator import Chaos, serve_in_background
 
 
@@ -115,7 +117,7 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
         env.pop("MEETSYNC_QUEUE_URL", None)  # the demo's queue is its own Redis too
         if sim:
             env |= {"SAVVYCAL_WEBHOOK_SECRET": native, "STANDARD_WEBHOOK_SECRET": standard,
-                    "SAVVYCAL_API_URL": settings.savvycal_api_url,
+                    "SAVVYCAL_API_URL": f"{sim_root}/v1",
                     "SAVVYCAL_API_TOKEN": sim.token}
         if zoom:
             env |= demo_zoom.environment(zoom.sim, zoom_root)
@@ -128,7 +130,7 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
             + ([f"Zoom API {zoom_root}/v2"] if zoom else [])
             + ([f"Avon API {avon_root}/v2"] if avon else [])
             + ([f"Consularia API {consularia_root}/v1"] if consularia else []))
-        partitions = Settings.from_env(env).queue_partitions  # the stack's, for the waits
+        partitions = settings_from_env(env).queue_partitions  # the stack's, for the waits
         log = workdir / "stack.log"
         web = spawn("serve", env, log)
         work = spawn("worker", env, log)
@@ -165,16 +167,16 @@ async def run_demo(options: DemoOptions, workdir: Path, *, kept: bool = False,
                 outcomes.append(await demo_savvycal.reconcile_and_report(
                     sim, settings, report, counted, started, progress))
             if zoom:
-                zoom_settings = Settings.from_env(env)
+                zoom_settings = settings_from_env(env)
                 outcomes.append(await demo_zoom.reconcile_and_report(
                     zoom, zoom_settings, url, zoom_report, zoom_stats, started, progress))
             if avon:
                 outcomes.append(await demo_avon.reconcile_and_report(
-                    avon, Settings.from_env(env), avon_report, avon_stats, started, progress,
+                    avon, settings_from_env(env), avon_report, avon_stats, started, progress,
                     unheard=options.drop))
             if consularia:
                 outcomes.append(await demo_consularia.poll_and_report(
-                    consularia, Settings.from_env(env), started, progress))
+                    consularia, settings_from_env(env), started, progress))
             return 0 if all(code == 0 for code in outcomes) else 1
         finally:
             await redis.aclose()

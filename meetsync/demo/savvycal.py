@@ -91,9 +91,11 @@ async def reconcile_and_report(
     say(f"before reconcile: {before_ok}/{compared} appointments match the provider; "
         f"mismatches by field: {dict(sorted(before_fields.items())) or 'none'}")
 
-    budget = RequestBudget(settings.api_requests_per_minute)
+    account = settings.account("savvycal")
+    assert account is not None  # the demo's settings hold the simulator's account
+    budget = RequestBudget(account.number("requests_per_minute"))
     thread = StoreThread(lambda: open_store(settings.db_path, clock=lambda: sim.now))
-    async with SavvyCalClient(settings.savvycal_api_url, settings.savvycal_api_token or "",
+    async with SavvyCalClient(account.text("api_url") or "", account.text("api_token") or "",
                               budget=budget) as client:
         run = await Reconciler(client, thread, clock=lambda: sim.now,
                                progress=lambda line: progress(f"  {line}")).run()

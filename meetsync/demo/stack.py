@@ -14,8 +14,8 @@ import httpx
 import redis.asyncio as aioredis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
-from meetsync.worker import lanes
-from meetsync.worker.queue import STATS, backlog, refetch_job_id
+from meetsync.queue import STATS, backlog, refetch_job_id
+from meetsync.worker.lanes import outstanding
 
 
 async def wait_until_applied(
@@ -46,7 +46,7 @@ async def wait_until_idle(
         queued = [job for job in await redis.zrange(default_queue_name, 0, -1)
                   if job.startswith(prefix)]
         running = [key async for key in redis.scan_iter(match=pattern, count=1000)]
-        if (not queued and not running and await lanes.outstanding(redis) == 0
+        if (not queued and not running and await outstanding(redis) == 0
                 and (await backlog(redis, partitions)).queued == 0):
             return
         if time.monotonic() > deadline:

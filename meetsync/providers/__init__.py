@@ -19,11 +19,12 @@ A delivery parses to one of::
     Reply    an endpoint handshake: answered 200 with this body, nothing queued
     str      an event type we ignore: answered 202 and counted
 
-Errors::
+Errors (the whole tree: ``meetsync/errors.py``)::
 
     ProviderError
     ├── SignatureError   delivery not verified: answer 401
-    └── EnvelopeError    verified, but not an envelope we understand: answer 400
+    ├── EnvelopeError    verified, but not an envelope we understand: answer 400
+    └── ApiError         an API call failed (``meetsync.providers.http``)
 """
 
 from __future__ import annotations
@@ -34,23 +35,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from meetsync.events import Event
+from meetsync.errors import ProviderError
+from meetsync.events import LEGACY_PROVIDER, Event
+from meetsync.queue import bound_of
 
 if TYPE_CHECKING:
-    from meetsync.config import Key
     from meetsync.providers.http import Priority, RequestBudget
-    from meetsync.settings import Account, Settings
-
-LEGACY_PROVIDER = "savvycal"
-"""Whose rows every mirror held before ids were keyed by provider, and whose unqualified read
-routes (``/v1/appointments/...``) stay."""
+    from meetsync.settings import Account, Key, Settings
 
 PACKAGES = ("savvycal", "zoom", "avon", "consularia")
 """The provider packages, by name: ``meetsync.providers.<name>`` exposes ``PROVIDER``."""
-
-
-class ProviderError(Exception):
-    """Base of the seam's errors. Messages are safe to return to callers: no secrets, no body."""
 
 
 class SignatureError(ProviderError):
@@ -268,6 +262,21 @@ def webhook_providers(settings: Settings) -> dict[str, WebhookProvider]:
     return served
 
 
+def lane_bounds(settings: Settings) -> dict[tuple[str, str], int]:
+    """Each configured account that can fetch (API credentials), with its refetch lane's bound:
+    what its budget serves within ``refetch_horizon_seconds`` (``meetsync.queue.bound_of``).
+    Accounts without credentials have no lane: their hints are dropped (counted)."""
+    found: dict[tuple[str, str], int] = {}
+    for name, provider in providers().items():
+        for account in settings.accounts_of(name):
+            if provider.missing_api(account) is not None:
+                continue
+            budget = provider.budget(account)
+            found[account.key] = bound_of(budget.per_minute, budget.window,
+                                          settings.refetch_horizon_seconds)
+    return found
+
+
 __all__ = [
     "LEGACY_PROVIDER",
     "Delivery",
@@ -282,6 +291,7 @@ __all__ = [
     "SweepPage",
     "WebhookProvider",
     "Window",
+    "lane_bounds",
     "missing_settings",
     "moment",
     "providers",

@@ -6,7 +6,7 @@ webhook-driven refetches and sweeps together stay under the provider's rate limi
 token; 429 and 5xx are retried with the provider's ``Retry-After`` (seconds or a date) or
 exponential backoff with full jitter.
 
-Errors::
+Errors (of ``meetsync/errors.py``'s tree, re-exported here)::
 
     ApiError                  (.status: HTTP status or None, .retry_after: seconds or None)
     ├── RetryableApiError     network error, timeout, 5xx, 429 — after max_attempts
@@ -32,6 +32,7 @@ from typing import Any, Literal, Self
 import httpx
 import orjson
 
+from meetsync.errors import ApiError, PermanentApiError, RetryableApiError
 from meetsync.metrics import api_attempt
 
 Priority = Literal["refetch", "sweep"]
@@ -39,25 +40,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_TIMEOUT = httpx.Timeout(10, connect=5)
 _RANK: dict[str, int] = {"refetch": 0, "sweep": 1}
-
-
-class ApiError(Exception):
-    """A provider API call failed."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class RetryableApiError(ApiError):
-    """Worth trying again later (``retry_after`` when the provider said how long)."""
-
-
-class PermanentApiError(ApiError):
-    """Trying again will not help: fix the token, the account or the request."""
 
 
 class RequestBudget:

@@ -23,15 +23,15 @@ from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
 from meetsync.dev.redis_server import RedisServer
+from meetsync.providers.keys import settings_from_env
 from meetsync.providers.savvycal.simulator.signing import sign
 from meetsync.providers.zoom.simulator.signing import zoom_headers
+from meetsync.queue import STATS, LaneKeys
 from meetsync.settings import Settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, Round, StoreThread
-from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import shutdown, startup
-from meetsync.worker.queue import STATS
 from tests.sql import query
 
 SECRETS = {"acme": "acme-savvycal-secret-0123456789", "beta": "beta-savvycal-secret-9876543210"}
@@ -47,7 +47,7 @@ def settings_for(tmp_path: Path, db: Path | str) -> Settings:
         f'[providers.savvycal.accounts.{name}]\nwebhook_secret = "{SECRETS[name]}"\n'
         f'[providers.zoom.accounts.{name}]\nwebhook_secret_token = "{TOKENS[name]}"\n'
         for name in ("acme", "beta")))
-    return Settings.from_env({"MEETSYNC_CONFIG": str(config), "MEETSYNC_DB": str(db),
+    return settings_from_env({"MEETSYNC_CONFIG": str(config), "MEETSYNC_DB": str(db),
                               "MEETSYNC_CALLER_DIR": str(tmp_path)})
 
 
@@ -203,7 +203,7 @@ async def test_a_tie_is_refetched_from_the_account_that_received_it(
         f'[providers.savvycal.accounts.{name}]\nwebhook_secret = "{SECRETS[name]}"\n'
         f'api_token = "{name}-token"\napi_url = "http://127.0.0.1:9/v1"\n'
         for name in ("acme", "beta")))
-    settings = Settings.from_env({"MEETSYNC_CONFIG": str(config), "MEETSYNC_DB": str(db),
+    settings = settings_from_env({"MEETSYNC_CONFIG": str(config), "MEETSYNC_DB": str(db),
                                   "REDIS_URL": redis_server.url,
                                   "MEETSYNC_CALLER_DIR": str(tmp_path)})
     arq = ArqRedis.from_url(redis_server.url)

@@ -12,10 +12,10 @@ import redis.asyncio as aioredis
 
 from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.providers.savvycal.simulator.signing import sign
-from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
+from tests.helpers.savvycal import savvycal_settings
 
 NATIVE = "e2e-native-secret"
 STANDARD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

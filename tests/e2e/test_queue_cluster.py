@@ -23,11 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.providers.savvycal.simulator.signing import sign
-from meetsync.settings import savvycal_settings
-from meetsync.store import open_store
-from meetsync.webhooks import create_app
-from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import (
+from meetsync.queue import (
     FIELD,
     STATS,
     Backlog,
@@ -37,8 +33,12 @@ from meetsync.worker.queue import (
     stream_of,
     streams,
 )
+from meetsync.store import open_store
+from meetsync.webhooks import create_app
+from meetsync.worker.applier import Applier, StoreThread
 from tests.cluster import LocalCluster
 from tests.faults.conftest import events_of, recent_sim
+from tests.helpers.savvycal import savvycal_settings
 from tests.store.test_order_property import state
 
 NATIVE = "cluster-native-secret"

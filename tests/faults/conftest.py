@@ -26,12 +26,13 @@ from meetsync.events import Event, iso_utc, to_micros
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.envelope import parse_envelope
 from meetsync.providers.savvycal.simulator import Delivery, SavvyCalSim
+from meetsync.queue import backlog, publish
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.store.apply import CREDENTIAL_GRACE
-from meetsync.worker.queue import backlog, publish
 from meetsync.worker.reconciler import drift, snapshot_of
+from tests.helpers.savvycal import flat
 
 NATIVE_SECRET = "faults-native-secret-0123456789abcdef"
 STANDARD_SECRET = "whsec_ZmF1bHRzLXN0YW5kYXJkLXNlY3JldC0wMTIzNDU2Nzg5"
@@ -156,10 +157,10 @@ def stack_env(settings: Settings, **extra: str) -> dict[str, str]:
         **os.environ,
         "MEETSYNC_DB": settings.db_path,
         "REDIS_URL": settings.redis_url or "",
-        "SAVVYCAL_WEBHOOK_SECRET": ",".join(settings.savvycal_webhook_secrets),
-        "STANDARD_WEBHOOK_SECRET": ",".join(settings.standard_webhook_secrets),
-        "SAVVYCAL_API_URL": settings.savvycal_api_url,
-        "SAVVYCAL_API_TOKEN": settings.savvycal_api_token or "",
+        "SAVVYCAL_WEBHOOK_SECRET": ",".join(flat(settings).savvycal_webhook_secrets),
+        "STANDARD_WEBHOOK_SECRET": ",".join(flat(settings).standard_webhook_secrets),
+        "SAVVYCAL_API_URL": flat(settings).savvycal_api_url,
+        "SAVVYCAL_API_TOKEN": flat(settings).savvycal_api_token or "",
         "MEETSYNC_READ_TOKEN": settings.read_token or "",
         "RECONCILE_INTERVAL_SECONDS": "86400",
         "LOG_LEVEL": "INFO",

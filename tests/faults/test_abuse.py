@@ -14,12 +14,13 @@ import redis.asyncio as aioredis
 from starlette.routing import Route
 
 from meetsync.providers.savvycal.simulator.signing import native_headers
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.queue import STATS
+from meetsync.settings import Settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import STATS
 from tests.faults.conftest import NATIVE_SECRET, READ_TOKEN, events_of, recent_sim
+from tests.helpers.savvycal import savvycal_settings
 from tests.sql import query
 
 # /metrics is open unless MEETSYNC_METRICS_TOKEN is set (tests/webhooks/test_metrics.py);

@@ -19,10 +19,9 @@ import redis.asyncio as aioredis
 from meetsync.demo.stack import wait_ready
 from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.providers.savvycal.simulator.signing import native_headers
-from meetsync.settings import savvycal_settings
-from meetsync.worker.counters import IGNORED_TYPES
-from meetsync.worker.queue import STATS
+from meetsync.queue import IGNORED_TYPES, STATS
 from tests.faults.conftest import NATIVE_SECRET, READ_TOKEN, Processes, stack_env
+from tests.helpers.savvycal import savvycal_settings
 
 FORGED = 1000  # as many fields as deliveries before; ~25 ms each on a busy CI host
 # An older release's per-type fields, still in the hash of a deployment that upgraded.

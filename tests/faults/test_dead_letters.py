@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 from tests.faults.conftest import (
     API_TOKEN,
     applied_ids,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from meetsync.dev.pg_server import PostgresServer
 from meetsync.dev.redis_server import RedisServer, free_port
-from meetsync.settings import savvycal_settings
 from tests.faults.conftest import (
     API_TOKEN,
     NATIVE_SECRET,
@@ -22,6 +21,7 @@ from tests.faults.conftest import (
     recent_sim,
     stack_env,
 )
+from tests.helpers.savvycal import savvycal_settings
 
 
 async def test_a_worker_waits_for_its_postgresql_and_rides_out_a_restart(

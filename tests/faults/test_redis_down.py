@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 from meetsync.dev.redis_server import RedisServer
 from meetsync.providers.savvycal.simulator import Delivery
 from meetsync.providers.savvycal.simulator.signing import native_headers
-from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
@@ -23,6 +22,7 @@ from tests.faults.conftest import (
     eventually,
     recent_sim,
 )
+from tests.helpers.savvycal import savvycal_settings
 
 URL = "http://receiver/webhooks/savvycal"
 

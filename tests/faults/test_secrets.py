@@ -24,11 +24,11 @@ from meetsync.events import Event, Meeting, iso_utc
 from meetsync.log import redact_credentials
 from meetsync.providers.savvycal.simulator import SavvyCalSim, signer
 from meetsync.providers.savvycal.simulator.signing import native_headers, standard_headers
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.queue import EVENT_STREAM, FIELD
+from meetsync.settings import Settings
 from meetsync.simulator import Chaos, Faults, deliver
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 from tests.faults.conftest import (
     API_TOKEN,
     NATIVE_SECRET,
@@ -42,6 +42,7 @@ from tests.faults.conftest import (
     stack_env,
 )
 from tests.faults.test_dead_letters import poisoned
+from tests.helpers.savvycal import savvycal_settings
 from tests.sql import query
 
 OLD_NATIVE = "faults-native-secret-RETIRED-4242"

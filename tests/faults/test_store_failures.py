@@ -22,9 +22,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from meetsync.queue import EVENT_STREAM, FIELD
 from meetsync.store import Store, open_store
 from meetsync.worker.applier import Applier, StoreThread, failures_key
-from meetsync.worker.queue import EVENT_STREAM, FIELD
 from tests.faults.conftest import (
     applied_ids,
     events_of,

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from meetsync.dev.redis_server import RedisServer
-from meetsync.settings import savvycal_settings
+from meetsync.queue import backlog
 from meetsync.store import open_store
-from meetsync.worker.queue import backlog
 from tests.faults.conftest import (
     API_TOKEN,
     NATIVE_SECRET,
@@ -25,6 +24,7 @@ from tests.faults.conftest import (
     recent_sim,
     stack_env,
 )
+from tests.helpers.savvycal import savvycal_settings
 from tests.sql import writes_held
 
 

@@ -10,6 +10,7 @@ import pytest
 from meetsync.config import load_settings, masked
 from meetsync.providers.keys import PROVIDER_KEYS
 from meetsync.settings import Settings, SettingsError
+from tests.helpers.savvycal import flat
 
 SECRET = "s3cr3t-planted-value"
 
@@ -71,8 +72,8 @@ webhook_secret = "file-secret"
     assert default is not None and default.secrets("webhook_secret") == ("a", "b")
     assert {a.name for a in settings.accounts_of("savvycal")} == {"default", "acme"}
     # compatibility layer: every account's webhook secrets verify, the default's token calls
-    assert settings.savvycal_webhook_secrets == ("a", "b", "file-secret")
-    assert settings.savvycal_api_token == "tok"
+    assert flat(settings).savvycal_webhook_secrets == ("a", "b", "file-secret")
+    assert flat(settings).savvycal_api_token == "tok"
 
 
 def test_every_problem_at_once_with_file_lines(tmp_path: Path) -> None:

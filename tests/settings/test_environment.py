@@ -9,8 +9,9 @@ import pytest
 
 from meetsync.cli._common import require
 from meetsync.config import load_settings
-from meetsync.providers.keys import PROVIDER_KEYS
-from meetsync.settings import Settings, SettingsError
+from meetsync.providers.keys import PROVIDER_KEYS, settings_from_env
+from meetsync.settings import SettingsError
+from tests.helpers.savvycal import flat
 
 SECRET = "s3cr3t-planted-value"
 
@@ -29,26 +30,27 @@ def test_todays_variables_build_the_default_savvycal_account(tmp_path: Path) -> 
     assert (settings.port, settings.log_level, settings.claim_idle_ms) == (8080, "WARNING", 100)
     assert settings.reconcile_interval_seconds == 30 and settings.clock_skew_seconds == 5
     assert [a.key for a in settings.accounts] == [("savvycal", "default")]
-    assert settings.savvycal_webhook_secrets == ("a", "b")
-    assert settings.standard_webhook_secrets == ("whsec_abc",)
-    assert settings.savvycal_api_url == "http://sim:1/v1"
-    assert (settings.savvycal_api_token, settings.savvycal_account_id) == ("tok", "acct_1")
-    assert settings.api_requests_per_minute == 60 and settings.read_token == "read"
+    assert flat(settings).savvycal_webhook_secrets == ("a", "b")
+    assert flat(settings).standard_webhook_secrets == ("whsec_abc",)
+    assert flat(settings).savvycal_api_url == "http://sim:1/v1"
+    one = flat(settings)
+    assert (one.savvycal_api_token, one.savvycal_account_id) == ("tok", "acct_1")
+    assert flat(settings).api_requests_per_minute == 60 and settings.read_token == "read"
 
 
 def test_nothing_set_means_defaults_and_no_account(tmp_path: Path) -> None:
     settings = load_settings({"MEETSYNC_CALLER_DIR": str(tmp_path), "PORT": ""}, PROVIDER_KEYS)
     assert settings.accounts == () and settings.redis_url is None
     assert settings.db_path == str(tmp_path / "meetsync.db") and settings.port == 8000
-    assert settings.savvycal_api_url == "https://api.savvycal.app/v1"
-    assert settings.api_requests_per_minute == 300
+    assert flat(settings).savvycal_api_url == "https://api.savvycal.app/v1"
+    assert flat(settings).api_requests_per_minute == 300
     with pytest.raises(SettingsError, match=r"^SAVVYCAL_API_TOKEN must be set$"):
         require(settings, api_token=True)  # what reconcile/backfill/replay check first
 
 
 def test_every_malformed_variable_is_named_at_once_without_its_value() -> None:
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({
+        settings_from_env({
             "REDIS_URL": f"localhost:{SECRET}", "PORT": "abc", "LOG_LEVEL": "verbose",
             "MEETSYNC_CLAIM_IDLE_MS": "-1", "SAVVYCAL_API_URL": f"ftp://{SECRET}",
             "STANDARD_WEBHOOK_SECRET": SECRET, "SAVVYCAL_API_REQUESTS_PER_MINUTE": "1.5",
@@ -68,17 +70,17 @@ def test_every_malformed_variable_is_named_at_once_without_its_value() -> None:
 def test_the_queue_settings_default_to_one_stream_on_redis_url() -> None:
     """No MEETSYNC_QUEUE_URL: the stream shares arq's Redis; a cluster is asked for by scheme;
     a partition count outside 1-64 fails at start-up, named."""
-    plain = Settings.from_env({"REDIS_URL": "redis://r:6379/0"})
+    plain = settings_from_env({"REDIS_URL": "redis://r:6379/0"})
     assert (plain.queue_partitions, plain.queue_url) == (1, None)
     assert plain.require_queue() == "redis://r:6379/0"
-    clustered = Settings.from_env({
+    clustered = settings_from_env({
         "REDIS_URL": "redis://r:6379/0", "MEETSYNC_QUEUE_PARTITIONS": "8",
         "MEETSYNC_QUEUE_URL": f"rediss+cluster://:{SECRET}@c:7000"})
     assert clustered.queue_partitions == 8
     assert clustered.require_queue() == f"rediss+cluster://:{SECRET}@c:7000"
     assert SECRET not in repr(clustered)
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({"MEETSYNC_QUEUE_PARTITIONS": "0",
+        settings_from_env({"MEETSYNC_QUEUE_PARTITIONS": "0",
                            "MEETSYNC_QUEUE_URL": f"cluster://{SECRET}"})
     assert caught.value.problems == (
         "MEETSYNC_QUEUE_URL must be a redis:// or rediss:// or redis+cluster:// or "
@@ -87,7 +89,7 @@ def test_the_queue_settings_default_to_one_stream_on_redis_url() -> None:
     )
     assert SECRET not in str(caught.value)
     with pytest.raises(SettingsError, match="MEETSYNC_QUEUE_PARTITIONS"):
-        Settings.from_env({"MEETSYNC_QUEUE_PARTITIONS": "65"})
+        settings_from_env({"MEETSYNC_QUEUE_PARTITIONS": "65"})
 
 
 def test_the_config_path_is_the_callers(tmp_path: Path) -> None:
@@ -100,17 +102,17 @@ def test_the_config_path_is_the_callers(tmp_path: Path) -> None:
 def test_a_provider_that_signs_nothing_needs_no_webhook_secret_to_serve() -> None:
     """Avon's deliveries are only hints (no signing scheme is documented): an Avon account is
     enough for the receiver, while an account of a signing provider still needs its secret."""
-    avon = Settings.from_env({"AVON_API_URL": "https://demo.avonhealth.com"})
+    avon = settings_from_env({"AVON_API_URL": "https://demo.avonhealth.com"})
     require(avon, webhook_secret=True)
     with pytest.raises(SettingsError, match="a webhook secret must be set"):
-        require(Settings.from_env({"SAVVYCAL_API_TOKEN": "t"}), webhook_secret=True)
+        require(settings_from_env({"SAVVYCAL_API_TOKEN": "t"}), webhook_secret=True)
 
 
 def test_a_poll_only_deployment_needs_no_webhook_secret_to_serve() -> None:
     """Consularia sends no webhooks: a Consularia-only deployment's receiver serves the read
     API alone; beside an account of a signing provider, that one's secret is still needed."""
     consularia = {"CONSULARIA_API_TOKEN": "t"}
-    require(Settings.from_env(consularia), webhook_secret=True)
+    require(settings_from_env(consularia), webhook_secret=True)
     with pytest.raises(SettingsError, match="a webhook secret must be set"):
-        require(Settings.from_env({**consularia, "SAVVYCAL_API_TOKEN": "t"}),
+        require(settings_from_env({**consularia, "SAVVYCAL_API_TOKEN": "t"}),
                 webhook_secret=True)

@@ -14,12 +14,13 @@ import orjson
 import pytest
 
 from meetsync.cli import main
-from meetsync.settings import Subscriber, savvycal_settings
+from meetsync.settings import Subscriber
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.store import subscribers as cursors
 from meetsync.webhooks import create_app
 from tests.cli.conftest import clean_env
+from tests.helpers.savvycal import savvycal_settings
 from tests.subscribers.conftest import SECRET, event, write
 from tests.subscribers.receiver import Fault, Receiver
 

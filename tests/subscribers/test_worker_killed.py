@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from meetsync.dev.redis_server import RedisServer
-from meetsync.settings import savvycal_settings
 from meetsync.worker.subscribers import webhook_id
 from tests.faults.conftest import Processes, stack_env
+from tests.helpers.savvycal import savvycal_settings
 from tests.subscribers.conftest import (
     SECRET,
     assert_in_order,

@@ -12,9 +12,10 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from meetsync.events import Event
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.queue import EVENT_STREAM, FIELD
+from meetsync.settings import Settings
 from meetsync.webhooks import create_app
-from meetsync.worker.queue import EVENT_STREAM, FIELD
+from tests.helpers.savvycal import savvycal_settings
 from tests.providers.savvycal.samples import NATIVE_SECRET, STANDARD_SECRET
 
 

@@ -17,12 +17,12 @@ from starlette.applications import Starlette
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
 from meetsync.providers import LEGACY_PROVIDER
-from meetsync.settings import savvycal_settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.webhooks.changes import ChangeFeed
 from meetsync.webhooks.read_api import ReadOnlyMirror
+from tests.helpers.savvycal import savvycal_settings
 
 TOKEN = "changes-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -19,10 +19,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from meetsync.dev.redis_server import RedisServer
-from meetsync.settings import Account, Settings, savvycal_settings
+from meetsync.settings import Account, Settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
+from tests.helpers.savvycal import savvycal_settings
 
 TOKEN = "client-input-read-token"
 METRICS_TOKEN = "client-input-metrics-token"

@@ -12,11 +12,11 @@ import httpx
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
+from meetsync.queue import STATS
 from meetsync.settings import Settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import STATS
 from tests.providers.savvycal.samples import Samples
 
 TOKEN = "clock-read-token"

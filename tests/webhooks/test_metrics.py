@@ -12,11 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
+from meetsync.queue import EVENT_STREAM
 from meetsync.settings import Settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import EVENT_STREAM
 from tests.providers.savvycal.samples import HOST_URL, NATIVE_SECRET, STANDARD_SECRET, Samples
 
 READ_TOKEN = "read-token-for-metrics-tests"

@@ -28,10 +28,11 @@ from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
 from meetsync.providers import LEGACY_PROVIDER, providers, webhook_providers
 from meetsync.providers.savvycal.simulator.signing import native_headers
-from meetsync.settings import Account, Settings, savvycal_settings
+from meetsync.settings import Account, Settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
+from tests.helpers.savvycal import savvycal_settings
 
 TOKEN = "openapi-read-token"
 # Not negative_data_rejection: its generated "invalid" cases are sometimes invalid only in a

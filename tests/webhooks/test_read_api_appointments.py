@@ -15,10 +15,10 @@ import redis.asyncio as aioredis
 from starlette.applications import Starlette
 
 from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc
-from meetsync.settings import savvycal_settings
+from meetsync.queue import LaneKeys
 from meetsync.store import open_store
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
-from meetsync.worker.lanes import LaneKeys
+from tests.helpers.savvycal import savvycal_settings
 
 TOKEN = "read-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -11,9 +11,9 @@ import pytest
 from starlette.applications import Starlette
 
 from meetsync.events import Event, Meeting
-from meetsync.settings import savvycal_settings
 from meetsync.store import open_store
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
+from tests.helpers.savvycal import savvycal_settings
 
 from ..store.test_provider_identity import two_providers
 

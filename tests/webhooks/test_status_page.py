@@ -20,11 +20,12 @@ import redis
 
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting, iso_utc, to_micros
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.queue import EVENT_STREAM, FIELD, STATS, remember_run
+from meetsync.settings import Settings
 from meetsync.simulator.serve import serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
-from meetsync.worker.queue import EVENT_STREAM, FIELD, STATS, remember_run
+from tests.helpers.savvycal import savvycal_settings
 
 READ_TOKEN = "status-read-token-0123456789"
 WRONG_TOKEN = "not-the-token-9876543210"

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meetsync.providers.zoom.simulator.signing import zoom_headers
+from meetsync.queue import EVENT_STREAM
 from meetsync.settings import Account, Settings
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import EVENT_STREAM
 from tests.providers.savvycal.samples import Samples
 
 ZOOM_SECRET = "zoom-secret-token-for-unstorable"

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from meetsync.demo.stack import wait_ready
 from meetsync.dev.redis_server import RedisServer, free_port
 from meetsync.metrics import APPLY_SERIES
-from meetsync.settings import savvycal_settings
 from tests.faults.conftest import Processes, stack_env
+from tests.helpers.savvycal import savvycal_settings
 
 APPLIER = {"meetsync_apply_batch_size", "meetsync_apply_batch_duration_seconds",
            "meetsync_events", "meetsync_dead_letters", "meetsync_store_busy_waits"}

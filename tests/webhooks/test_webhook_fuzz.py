@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from meetsync.worker.queue import EVENT_STREAM
+from meetsync.queue import EVENT_STREAM
 
 if TYPE_CHECKING:
     from tests.providers.savvycal.samples import Samples

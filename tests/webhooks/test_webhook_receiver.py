@@ -16,10 +16,11 @@ from structlog.testing import capture_logs
 
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
-from meetsync.settings import Settings, savvycal_settings
+from meetsync.queue import STATS
+from meetsync.settings import Settings
 from meetsync.webhooks import create_app
 from meetsync.webhooks.receiver import MAX_BODY_BYTES, Receiver
-from meetsync.worker.queue import STATS
+from tests.helpers.savvycal import savvycal_settings
 
 if TYPE_CHECKING:
     from tests.providers.savvycal.samples import Samples

@@ -7,9 +7,9 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from meetsync.events import Event, Meeting
+from meetsync.queue import EVENT_STREAM, FIELD, GROUP, STATS, publish
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import EVENT_STREAM, FIELD, GROUP, STATS, publish
 from tests.sql import query
 
 

@@ -32,13 +32,14 @@ from meetsync.dev.redis_server import RedisServer
 from meetsync.events import to_micros
 from meetsync.providers.avon.mapping import appointment_event
 from meetsync.providers.avon.simulator import AvonSim
+from meetsync.providers.keys import settings_from_env
 from meetsync.providers.savvycal.simulator import SavvyCalSim
+from meetsync.queue import STATS, reconcile_runs_key, request_refetch
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.main import worker_settings
-from meetsync.worker.queue import STATS, reconcile_runs_key, request_refetch
 from tests.sql import query
 
 FLOOD = int(os.environ.get("MEETSYNC_FLOOD", "1000"))
@@ -137,7 +138,7 @@ async def flood_stack(
     with serve_in_background(avon_app) as avon_root, \
             serve_in_background(savvycal.asgi_app()) as savvycal_root:
         credentials = avon.credentials
-        settings = Settings.from_env({
+        settings = settings_from_env({
             "MEETSYNC_DB": str(db_path), "REDIS_URL": redis_server.url,
             "MEETSYNC_READ_TOKEN": "read-token", "AVON_API_URL": avon_root,
             "AVON_CLIENT_ID": credentials.client_id,
@@ -323,7 +324,7 @@ async def test_a_hint_for_an_account_without_api_credentials_is_dropped_and_coun
     redis_server: RedisServer, redis: aioredis.Redis, tmp_path: Path,
 ) -> None:
     """Nothing could fetch it: no lane, no job, counted as dropped (and said so)."""
-    settings = Settings.from_env({
+    settings = settings_from_env({
         "MEETSYNC_DB": str(tmp_path / "mirror.db"), "REDIS_URL": redis_server.url,
         "MEETSYNC_READ_TOKEN": "read-token", "AVON_API_URL": "http://127.0.0.1:9"})
     transport = httpx.ASGITransport(app=create_app(settings, redis=redis))

@@ -15,10 +15,9 @@ from structlog.testing import capture_logs
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
 from meetsync.providers.savvycal.simulator import SavvyCalSim
-from meetsync.settings import savvycal_settings
+from meetsync.queue import LaneKeys, publish
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
-from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import (
     WorkerContext,
     claim,
@@ -27,7 +26,7 @@ from meetsync.worker.main import (
     shutdown,
     startup,
 )
-from meetsync.worker.queue import publish
+from tests.helpers.savvycal import savvycal_settings
 
 
 async def test_reconcile_cron_repairs_an_empty_mirror_and_counts_its_own_calls(

@@ -18,10 +18,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from redis.asyncio.cluster import RedisCluster
 
 from meetsync.dev.redis_server import RedisServer
+from meetsync.queue import STATS, QueueClient, backlog, publish, streams
 from meetsync.store import Store, open_store
 from meetsync.worker.applier import Applier, StoreThread
 from meetsync.worker.partitions import Leases, assign, lease_key
-from meetsync.worker.queue import STATS, QueueClient, backlog, publish, streams
 from tests.worker.test_partitions import history
 
 T = TypeVar("T")

@@ -17,10 +17,7 @@ from hypothesis import strategies as st
 from meetsync.events import Event, received, to_micros
 from meetsync.providers.savvycal.envelope import parse_envelope
 from meetsync.providers.savvycal.simulator import SavvyCalSim
-from meetsync.store import open_store
-from meetsync.webhooks.receiver import GroupCommit
-from meetsync.worker.applier import Applier, StoreThread
-from meetsync.worker.queue import (
+from meetsync.queue import (
     EVENT_STREAM,
     FIELD,
     GROUP,
@@ -30,6 +27,9 @@ from meetsync.worker.queue import (
     stream_key,
     streams,
 )
+from meetsync.store import open_store
+from meetsync.webhooks.receiver import GroupCommit
+from meetsync.worker.applier import Applier, StoreThread
 from tests.store.test_order_property import state
 
 names = st.text(min_size=1, max_size=30)

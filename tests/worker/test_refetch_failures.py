@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from meetsync.dev.redis_server import RedisServer
+from meetsync.queue import request_refetch
 from meetsync.store import open_store
 from meetsync.store.postgres import is_postgres
-from meetsync.worker.queue import request_refetch
 from tests.sql import execute, query
 from tests.worker.test_hint_flood import flood_stack, running_worker, until
 

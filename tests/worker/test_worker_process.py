@@ -15,7 +15,7 @@ import redis
 
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, Meeting
-from meetsync.worker.queue import EVENT_STREAM, FIELD
+from meetsync.queue import EVENT_STREAM, FIELD
 
 
 def publish(url: str, event_id: str, at: int) -> None:

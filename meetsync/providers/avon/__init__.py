@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from meetsync.config import Key
 from meetsync.providers import Delivery, SelfTestDelivery, SignatureError, missing_settings
 from meetsync.providers.avon.client import AvonClient
 from meetsync.providers.avon.config import API_CREDENTIALS, KEYS
@@ -30,7 +29,7 @@ from meetsync.providers.avon.envelope import parse_envelope
 from meetsync.providers.avon.mapping import PROVIDER as NAME
 from meetsync.providers.avon.mapping import appointment_event
 from meetsync.providers.http import RequestBudget
-from meetsync.settings import Account
+from meetsync.settings import Account, Key
 
 
 class AvonWebhooks:

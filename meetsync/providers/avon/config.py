@@ -1,6 +1,6 @@
 """Avon Health's settings, as data: one account's keys, their variables and defaults.
 
-The variables are the single-account deployment's (CONTRACT.md: ``AVON_API_URL`` plus the
+The variables are the single-account deployment's (README, Avon: ``AVON_API_URL`` plus the
 credentials its API needs, named ``AVON_*``); ``MEETSYNC_CONFIG`` may hold further accounts
 under ``[providers.avon.accounts.NAME]``. There is no ``AVON_WEBHOOK_SECRET``: Avon documents no
 signing scheme, so deliveries are hints (``envelope``).
@@ -22,13 +22,13 @@ What Avon's docs say (docs.avonhealth.com, "Authentication" and "SDKs"), and our
   account"; the SDK sends it always. Optional: sent when set.
 
 One key is ours (a guess, documented here): ``AVON_API_REQUESTS_PER_MINUTE`` (default 60).
-Avon documents no rate limit (PROVIDERS.md); 60/min is a conservative budget. A 429 with
+Avon documents no rate limit (its API reference); 60/min is a conservative budget. A 429 with
 ``Retry-After`` is honoured whatever the budget.
 """
 
 from __future__ import annotations
 
-from meetsync.config import Key
+from meetsync.settings import Key
 
 REQUESTS_PER_MINUTE = 60
 

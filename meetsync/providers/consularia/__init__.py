@@ -23,14 +23,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from meetsync.config import Key
 from meetsync.providers import SelfTestDelivery, missing_settings
 from meetsync.providers.consularia.client import ConsulariaClient
 from meetsync.providers.consularia.config import API_CREDENTIALS, API_URL, KEYS
 from meetsync.providers.consularia.mapping import PROVIDER as NAME
 from meetsync.providers.consularia.mapping import appointment_event
 from meetsync.providers.http import RequestBudget
-from meetsync.settings import Account
+from meetsync.settings import Account, Key
 
 
 class Consularia:

@@ -1,6 +1,6 @@
 """Consularia Connect's settings, as data: one account's keys, their variables and defaults.
 
-The contract's variables (CONTRACT.md, "Single-account settings for the new providers") are
+The single-account variables (README: Connecting Consularia Connect) are
 ``CONSULARIA_API_URL``, ``CONSULARIA_API_TOKEN`` and ``CONSULARIA_POLL_INTERVAL_SECONDS``;
 ``MEETSYNC_CONFIG`` may hold further accounts under ``[providers.consularia.accounts.NAME]``.
 
@@ -25,7 +25,7 @@ Guesses and keys of our own, documented here:
 
 from __future__ import annotations
 
-from meetsync.config import Key
+from meetsync.settings import Key
 
 API_URL = "https://api.consularia.dev/v1"
 POLL_INTERVAL_SECONDS = 300

@@ -14,7 +14,7 @@ from meetsync.providers import SelfTestDelivery, SignatureError, missing_setting
 from meetsync.providers.http import RequestBudget
 from meetsync.providers.savvycal import selftest as _selftest
 from meetsync.providers.savvycal.client import SavvyCalClient
-from meetsync.providers.savvycal.config import KEYS
+from meetsync.providers.savvycal.config import API_URL, KEYS
 from meetsync.providers.savvycal.envelope import (
     CREDENTIAL_LIFETIME,
     appointment_event,
@@ -26,7 +26,6 @@ from meetsync.providers.savvycal.envelope import (
 from meetsync.providers.savvycal.signing import NativeScheme, StandardScheme
 from meetsync.settings import Account, Settings
 
-DEFAULT_API_URL = "https://api.savvycal.app/v1"
 _STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
 _NATIVE_HEADER = "x-savvycal-signature"
@@ -141,7 +140,7 @@ class SavvyCal:
         if token is None:
             return None
         return SavvyCalClient(
-            account.text("api_url") or DEFAULT_API_URL, token,
+            account.text("api_url") or API_URL, token,
             account_id=account.text("account_id"), account=account.name, budget=budget,
         )
 

@@ -1,6 +1,6 @@
 """The async SavvyCal Appointments API client: one account's ``ProviderApi``.
 
-``GET /appointments/{id}`` and ``GET /appointments`` (pages by offset, CONTRACT.md), budgeted and
+``GET /appointments/{id}`` and ``GET /appointments`` (pages by offset), budgeted and
 retried by ``JsonApi``; ``fetch`` and ``sweep`` turn Appointments into ``Event``s.
 """
 
@@ -120,7 +120,7 @@ class SavvyCalClient(JsonApi):
         """Every appointment matching ``filters``, each id once.
 
         Pages are offsets, so rows that move while we page can be skipped or repeated
-        (CONTRACT.md): repeats are dropped here; a caller needing completeness sweeps again.
+        (offset paging): repeats are dropped here; a caller needing completeness sweeps again.
         """
         seen: set[str] = set()
         page = 1

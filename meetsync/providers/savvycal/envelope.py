@@ -1,6 +1,6 @@
 """SavvyCal's webhook envelope and Appointment object, turned into provider-neutral ``Event``s.
 
-Envelope (CONTRACT.md)::
+Envelope (README: Connecting SavvyCal)::
 
     {"id": "evt_...", "created_at": "<ISO-8601>",
      "data": {"type": "appointment.meeting.updated", "object": <Appointment>,
@@ -81,7 +81,7 @@ def appointment_event(
     """The ``Event`` for one Appointment object (from a webhook or an API response).
 
     Its meeting's ``host_url`` and ``password`` die 24 h after the appointment ends (the
-    provider answers 410 after that, CONTRACT.md).
+    provider answers 410 after that; README: Where we had to guess the provider's behaviour).
     """
     if not isinstance(obj, dict):
         raise EnvelopeError("appointment must be an object")

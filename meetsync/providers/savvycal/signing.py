@@ -1,7 +1,7 @@
 """The two ways a SavvyCal delivery can be signed.
 
 - Native: ``x-savvycal-signature: sha256=<HEX>``, HEX being the uppercase hex HMAC-SHA256 of the
-  raw body under the account's webhook secret. No timestamp is signed (CONTRACT.md).
+  raw body under the account's webhook secret. No timestamp is signed (README: Connecting SavvyCal).
 - Standard Webhooks (deliveries relayed through Svix or any Standard Webhooks sender):
   ``webhook-id``/``webhook-timestamp``/``webhook-signature`` (or ``svix-`` prefixed) and a
   ``whsec_`` secret; https://www.standardwebhooks.com/ and the ``svix`` package's ``Webhook``.

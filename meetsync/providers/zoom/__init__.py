@@ -14,7 +14,7 @@ never carry a meeting: ``GET /meetings/{id}`` does, and the worker refetches bef
 
 Several accounts (several Zoom apps) may post to one ``/webhooks/zoom`` URL: each has its own
 secret token, and the one that verifies a delivery names its account (Zoom's apps cannot share
-a token, PROVIDERS.md).
+a token: https://developers.zoom.us/docs/api/webhooks/).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from meetsync.config import Key
 from meetsync.providers import Delivery, Reply, SelfTestDelivery, SignatureError, missing_settings
 from meetsync.providers.http import RequestBudget
 from meetsync.providers.zoom import selftest as _selftest
@@ -36,7 +35,7 @@ from meetsync.providers.zoom.config import API_CREDENTIALS, API_URL, KEYS, OAUTH
 from meetsync.providers.zoom.envelope import URL_VALIDATION, UrlValidation, parse_envelope
 from meetsync.providers.zoom.mapping import PROVIDER as NAME
 from meetsync.providers.zoom.mapping import deleted_event, meeting_event, occurrences
-from meetsync.settings import Account
+from meetsync.settings import Account, Key
 
 SECRET_KEY = "webhook_secret_token"  # noqa: S105 (a settings key name)
 _VALIDATION_MARK = URL_VALIDATION.encode()

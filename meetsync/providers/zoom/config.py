@@ -1,14 +1,15 @@
 """Zoom's settings, as data: one account's keys, their variables and defaults.
 
-The variables are the single-account deployment's (CONTRACT.md, "Single-account settings for
-the new providers"); ``MEETSYNC_CONFIG`` may hold further accounts under
+The variables are the single-account deployment's (README: Connecting
+Zoom); ``MEETSYNC_CONFIG`` may hold further accounts under
 ``[providers.zoom.accounts.NAME]``.
 
 Two keys are ours, not the contract's (guesses, documented here):
 
 - ``ZOOM_API_REQUESTS_PER_SECOND`` (default 4): Zoom limits requests per second per account,
   shared by every app of that account. 4/s is the "Light" limit of the Free plan, the lowest
-  there is (PROVIDERS.md): safe everywhere; Pro accounts may raise it to 30, Business+ to 80.
+  there is (https://developers.zoom.us/docs/api/rate-limits/): safe everywhere; Pro
+  accounts may raise it to 30, Business+ to 80.
   The daily caps (6,000 Light requests/day on Free) are not budgeted: a 429 says so with an
   ISO-8601 ``Retry-After`` the client honours.
 - ``ZOOM_USER_IDS`` (a comma-separated list; ``user_ids = [...]`` in the file) and
@@ -21,7 +22,7 @@ Two keys are ours, not the contract's (guesses, documented here):
 
 from __future__ import annotations
 
-from meetsync.config import Key
+from meetsync.settings import Key
 
 API_URL = "https://api.zoom.us/v2"
 OAUTH_URL = "https://zoom.us/oauth/token"

@@ -1,6 +1,7 @@
 """Zoom's webhook envelope, turned into what the seam's receiver acts on.
 
-Envelope (PROVIDERS.md; zoom/rivet-javascript ``meetings/meetings.d.ts``)::
+Envelope (https://developers.zoom.us/docs/api/webhooks/ and zoom/rivet-javascript
+``meetings/meetings.d.ts``)::
 
     {"event": "meeting.created", "event_ts": 1740841200123,
      "payload": {"account_id": "...", "operator": "...", "object": {"id": 85746065432, ...},

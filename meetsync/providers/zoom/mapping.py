@@ -2,7 +2,8 @@
 
 Each Zoom meeting is both the appointment and its meeting: ``appointment_id`` = meeting id =
 ``external_meeting_id`` = the numeric meeting id as text (``uuid`` names one instance of a
-meeting and changes per occurrence: never a key, PROVIDERS.md).
+meeting and changes per occurrence: never a key,
+https://developers.zoom.us/docs/api/meetings/).
 
 What each source may say (``source``):
 

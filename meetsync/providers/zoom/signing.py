@@ -2,7 +2,8 @@
 
 A delivery carries ``x-zm-request-timestamp`` (Unix seconds) and
 ``x-zm-signature: v0=<HEX>``, HEX being the lowercase hex HMAC-SHA256, under the app's secret
-token, of ``v0:{timestamp}:{raw body}`` (PROVIDERS.md). We verify the RAW body as received:
+token, of ``v0:{timestamp}:{raw body}`` (https://developers.zoom.us/docs/api/webhooks/). We
+verify the RAW body as received:
 Zoom's own samples re-serialise the parsed JSON, which breaks on any byte-level difference.
 The timestamp must be within ``TOLERANCE_SECONDS`` of our clock either way (Zoom's samples skip
 this check; we do not: without it a captured delivery replays forever).
@@ -89,7 +90,7 @@ def encrypted_token(plain_token: str, secret: str) -> str:
 
 
 def url_validation_reply(plain_token: str, secret: str) -> dict[str, str]:
-    """The body answering ``endpoint.url_validation`` (200, within 3 s, PROVIDERS.md)."""
+    """The body answering ``endpoint.url_validation`` (200, within 3 s: Zoom's webhook docs)."""
     return {"plainToken": plain_token, "encryptedToken": encrypted_token(plain_token, secret)}
 
 

@@ -21,14 +21,14 @@ from meetsync.events import to_micros
 from meetsync.providers.avon import PROVIDER
 from meetsync.providers.avon.mapping import appointment_event
 from meetsync.providers.avon.simulator import AvonSim
+from meetsync.providers.keys import settings_from_env
+from meetsync.queue import STATS, LaneKeys
 from meetsync.settings import Settings
 from meetsync.simulator import Chaos, deliver, serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import WorkerContext, connect, drain_lanes
-from meetsync.worker.queue import STATS
 from meetsync.worker.reconciler import Reconciler, drift, snapshot_of
 from tests.providers.avon.conftest import ACCOUNT
 
@@ -72,7 +72,7 @@ async def avon_stack(redis: aioredis.Redis, redis_url: str, tmp: Path,
     arq = ArqRedis(connection_pool=redis.connection_pool)
     with serve_in_background(sim.asgi_app(per_minute_limit=100_000)) as root:
         credentials = sim.credentials
-        settings = Settings.from_env({
+        settings = settings_from_env({
             "MEETSYNC_DB": str(tmp / "mirror.db"), "REDIS_URL": redis_url,
             "MEETSYNC_READ_TOKEN": "read-token", "AVON_API_URL": root,
             "AVON_CLIENT_ID": credentials.client_id,

@@ -37,7 +37,7 @@ def test_meeting_update_maps_every_field(samples: Samples) -> None:
             host_url=samples.host_url,
             password="abc123",
             error_message=None,
-            # Credentials die 24 h after the appointment ends (CONTRACT.md).
+            # Credentials die 24 h after the appointment ends (README).
             host_url_expires_at="2025-03-02T15:30:00Z",
             password_expires_at="2025-03-02T15:30:00Z",
         ),

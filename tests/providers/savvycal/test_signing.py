@@ -9,7 +9,8 @@ import pytest
 
 from meetsync.providers import SignatureError
 from meetsync.providers.savvycal import SavvyCalWebhooks
-from meetsync.settings import SettingsError, savvycal_settings
+from meetsync.settings import SettingsError
+from tests.helpers.savvycal import savvycal_settings
 
 if TYPE_CHECKING:
     from tests.providers.savvycal.samples import Samples

@@ -29,9 +29,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from meetsync.dev.redis_server import RedisServer
+from meetsync.providers.keys import settings_from_env
 from meetsync.providers.zoom.simulator import ZoomDelivery, ZoomSim
 from meetsync.providers.zoom.simulator.signing import zoom_headers
-from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.store import open_store
 from meetsync.webhooks import create_app
@@ -122,7 +122,7 @@ async def zoom_stack(
     await redis.flushdb()
     arq = ArqRedis.from_url(redis_server.url)
     with serve_in_background(sim.asgi_app(per_second_limit=10_000)) as sim_root:
-        settings = Settings.from_env(env(sim, sim_root, db, redis_server.url))
+        settings = settings_from_env(env(sim, sim_root, db, redis_server.url))
         store = StoreThread(lambda: open_store(settings.db_path))
         connections = connect(settings)
         state = WorkerContext(settings, arq, store, applier=None,  # type: ignore[arg-type]

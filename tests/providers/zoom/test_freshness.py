@@ -34,15 +34,16 @@ import meetsync.worker.main as worker_main
 from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event, from_micros, iso_utc
 from meetsync.providers import Hint
+from meetsync.providers.keys import settings_from_env
 from meetsync.providers.zoom import PROVIDER
 from meetsync.providers.zoom.simulator import ZoomDelivery, ZoomSim
+from meetsync.queue import LaneKeys, request_refetch
 from meetsync.settings import Settings
 from meetsync.simulator import serve_in_background
 from meetsync.simulator.clock import ManualClock
 from meetsync.store import Store, open_store
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.lanes import LaneKeys
 from meetsync.worker.main import (
     WorkerContext,
     connect,
@@ -50,7 +51,6 @@ from meetsync.worker.main import (
     refresh_credentials,
     worker_settings,
 )
-from meetsync.worker.queue import request_refetch
 
 TOKEN = "read-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -155,7 +155,7 @@ async def zoom_stack(
     arq = ArqRedis.from_url(redis_url)
     await arq.flushdb()
     with serve_in_background(app) as root:
-        settings = Settings.from_env(zoom_env(
+        settings = settings_from_env(zoom_env(
             sim, root, tmp / "mirror.db", redis_url, ZOOM_START_URL_TTL_SECONDS=str(ttl),
             MEETSYNC_REFRESH_MARGIN_SECONDS=str(margin), MEETSYNC_REFRESH_WAIT_SECONDS="0"))
         store = StoreThread(lambda: open_store(settings.db_path, clock=wall))
@@ -280,7 +280,7 @@ async def test_fresh_true_waits_for_a_real_arq_worker_and_is_bounded_without_one
     with serve_in_background(sim.asgi_app()) as root:
         # A window of a minute: the refresh cron (run at startup) leaves both meetings alone,
         # so only ?fresh=true can get them a start URL.
-        settings = Settings.from_env(zoom_env(
+        settings = settings_from_env(zoom_env(
             sim, root, tmp_path / "mirror.db", redis_server.url,
             MEETSYNC_REFRESH_WINDOW_SECONDS="60", MEETSYNC_REFRESH_WAIT_SECONDS=str(wait)))
         hooks = PROVIDER.webhooks(settings.accounts_of("zoom"))

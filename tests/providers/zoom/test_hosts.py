@@ -14,6 +14,7 @@ import pytest
 from meetsync.events import Event
 from meetsync.providers import Window
 from meetsync.providers.http import PermanentApiError, RequestBudget
+from meetsync.providers.keys import settings_from_env
 from meetsync.providers.zoom import PROVIDER, ZoomClient, users_of
 from meetsync.providers.zoom.simulator import LIST_MEETINGS, LIST_USERS, User, ZoomSim
 from meetsync.settings import Settings, SettingsError
@@ -127,16 +128,16 @@ async def test_the_settings_limit_the_sweep_to_listed_users(
     users = sim.account.users
     made = hosted(sim, users)
     # by id and by email; blanks and repeats ignored
-    settings = Settings.from_env(env(sim, root, ZOOM_USER_IDS=f"{users[1].id}, {users[3].email},,"
+    settings = settings_from_env(env(sim, root, ZOOM_USER_IDS=f"{users[1].id}, {users[3].email},,"
                                                               f"{users[1].id}"))
     ids, errors = await swept(api_from(settings))
     assert errors == [] and ids == made[users[1].id] | made[users[3].id]
     assert sim.calls[LIST_USERS] == 0 and sim.calls[LIST_MEETINGS] == 4
 
     # ZOOM_USER_ID keeps working for one
-    ids, _ = await swept(api_from(Settings.from_env(env(sim, root, ZOOM_USER_ID=users[2].id))))
+    ids, _ = await swept(api_from(settings_from_env(env(sim, root, ZOOM_USER_ID=users[2].id))))
     assert ids == made[users[2].id]
-    ids, _ = await swept(api_from(Settings.from_env(env(sim, root, ZOOM_USER_ID="me"))))
+    ids, _ = await swept(api_from(settings_from_env(env(sim, root, ZOOM_USER_ID="me"))))
     assert ids == made[users[0].id]  # the owner
 
 
@@ -169,13 +170,13 @@ def test_user_ids_in_the_file(tmp_path: Path) -> None:
                       'client_secret = "s"\nuser_ids = ["u1", "host@example.com"]\n'
                       'user_id = "u1"\n\n[providers.zoom.accounts.us]\n'
                       'webhook_secret_token = "t"\n')
-    settings = Settings.from_env({"MEETSYNC_CONFIG": str(config)})
+    settings = settings_from_env({"MEETSYNC_CONFIG": str(config)})
     eu, us = settings.account("zoom", "eu"), settings.account("zoom", "us")
     assert eu is not None and us is not None
     assert users_of(eu) == ("u1", "host@example.com") and users_of(us) is None
     config.write_text('[providers.zoom.accounts.eu]\nuser_ids = 3\n')
     with pytest.raises(SettingsError, match="user_ids must be a string or a list of strings"):
-        Settings.from_env({"MEETSYNC_CONFIG": str(config)})
+        settings_from_env({"MEETSYNC_CONFIG": str(config)})
 
 
 async def test_the_sweep_stays_within_the_accounts_budget(
@@ -205,7 +206,7 @@ async def test_the_reconciler_finds_a_second_hosts_meetings_without_webhooks(
     owner, second = sim.account.users
     delivered = [sim.create(host=owner, start_time=START + timedelta(hours=2))]
     unheard = hosted(sim, [second], per_user=3)[second.id]  # no webhook sent for these
-    hooks = PROVIDER.webhooks(Settings.from_env(
+    hooks = PROVIDER.webhooks(settings_from_env(
         {"ZOOM_WEBHOOK_SECRET_TOKEN": sim.account.secret_token}).accounts_of("zoom"))
     store = StoreThread(lambda: open_store(db_path, clock=lambda: START))
     try:
@@ -215,7 +216,7 @@ async def test_the_reconciler_finds_a_second_hosts_meetings_without_webhooks(
             assert isinstance(parsed, Event)
             await store.run(lambda s, e=parsed: s.apply([e]))  # type: ignore[misc]
         with serve_in_background(sim.asgi_app()) as root:
-            api = api_from(Settings.from_env(env(sim, root)))
+            api = api_from(settings_from_env(env(sim, root)))
             try:
                 run = await Reconciler(api, store, horizon=PROVIDER.horizon,
                                        clock=lambda: START).run()
