@@ -69,7 +69,7 @@ def _imports(tree: ast.Module, name: str, is_package: bool) -> Iterator[str]:
                 anchor = package.split(".")
                 anchor = anchor[: len(anchor) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            yield base
+            # `from package import module` is an arrow to the module, not to the package
             yield from (f"{base}.{alias.name}" for alias in node.names)
 
 
