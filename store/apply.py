@@ -53,8 +53,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from meetsync.events import Event, Meeting, iso_utc
-from meetsync.store import rows as batch_rows
-from meetsync.store.rows import LISTED, Connection, Key, Row, Rows
+from meetsync.store.rows import LISTED, MEETING, Connection, Key, Row, Rows, read, snapshot, write
 
 __all__ = ["ACCOUNT_CONFLICT", "AccountConflict", "ApplyResult", "Conflict", "Connection",
            "apply_events"]
@@ -119,15 +118,15 @@ def apply_events(conn: Connection, events: Sequence[Event], now: datetime) -> Ap
     ``now`` decides which credentials are already dead (their expiry is not after it): those
     are never written.
     """
-    rows = batch_rows.read(conn, events)
-    fold = _Fold(batch_rows.snapshot(rows), iso_utc(now))
+    rows = read(conn, events)
+    fold = _Fold(snapshot(rows), iso_utc(now))
     touched: set[Key] = set()
     for event in events:
         if fold.apply(event):  # the current meeting may have changed
             touched.add((event.provider, event.appointment_id))
     for key in touched:
         fold.resolve_chain(key)
-    batch_rows.write(conn, rows, fold.rows, list(fold.inbox.values()))
+    write(conn, rows, fold.rows, list(fold.inbox.values()))
     return fold.result
 
 
@@ -268,7 +267,7 @@ class _Fold:
         just before the new one); True if that changed it."""
         meeting = self.rows.meetings.get((event.provider, meeting_id))
         if meeting is None:
-            meeting = dict.fromkeys(batch_rows.MEETING)
+            meeting = dict.fromkeys(MEETING)
             meeting.update(
                 provider=event.provider, id=meeting_id, appointment_id=event.appointment_id,
                 first_seen_at=event.occurred_at, first_seen_rank=0,
