@@ -1,0 +1,199 @@
+"""A batch's rows: read once before it is folded (``store/apply.py``), written back set-based.
+
+``read`` loads, with one statement per table (per provider in the batch), everything the batch's
+events may look at: their inbox rows, their appointments, every meeting of those appointments
+and every meeting they name (one held by another appointment is a conflict, never written),
+and the participants and occurrences of the appointments whose events list them. ``write``
+writes back only the rows the fold changed, one ``executemany`` per table: a row written once
+per batch logs one change (the change-log triggers of ``store/schema.py`` fire per row written
+and only on a visible change), however many of the batch's events touched it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from meetsync.events import Event
+from meetsync.store.schema import NOW_SQL
+
+Key = tuple[str, str]
+"""(provider, id): an appointment, a meeting or an inbox event."""
+
+Row = dict[str, Any]
+
+APPOINTMENT = (
+    "provider", "id", "account", "owner_known", "meeting_id", "status", "start_at", "end_at",
+    "version_at", "version_event", "tie_at", "no_meeting", "named_meeting_id", "times_at",
+    "times_event", "participants_at", "participants_event", "occurrences_at",
+    "occurrences_event",
+)
+MEETING = (
+    "provider", "id", "appointment_id", "status", "conferencing_provider",
+    "external_meeting_id", "join_url", "host_url", "password", "host_url_expires_at",
+    "password_expires_at", "error_message", "replaced_by", "first_seen_at", "first_seen_rank",
+    "version_at", "version_event", "predecessor",
+)
+LISTED = {
+    "participants": ("role", "unique_id", "display_name"),
+    "occurrences": ("start_at", "end_at", "status"),
+}
+"""The listed sets: each table's fields besides its key (provider, appointment_id, id)."""
+
+INBOX = ("id", "provider", "appointment_id", "type", "occurred_at", "claimed_at", "account",
+         "outcome")
+
+
+class Connection(Protocol):
+    """What the batch needs of a connection: ``sqlite3.Connection``, or the PostgreSQL one
+    (``store/postgres.py``) that translates the same statements."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+
+@dataclass
+class Rows:
+    """The mirror's rows a batch reads and folds: keyed by (provider, id); the listed sets by
+    table, then appointment, then member id."""
+
+    inbox: set[Key] = field(default_factory=set)
+    appointments: dict[Key, Row] = field(default_factory=dict)
+    meetings: dict[Key, Row] = field(default_factory=dict)
+    listed: dict[str, dict[Key, dict[str, Row]]] = field(
+        default_factory=lambda: {table: {} for table in LISTED})
+
+
+def _in(column: str) -> str:
+    return f"{column} IN (SELECT value FROM json_each(?))"
+
+
+def _ids(values: set[str]) -> str:
+    return orjson.dumps(sorted(values)).decode()
+
+
+_READ_INBOX = f"SELECT id FROM events WHERE provider = ? AND {_in('id')}"
+_READ_APPOINTMENTS = (f"SELECT {', '.join(APPOINTMENT)} FROM appointments"
+                      f" WHERE provider = ? AND {_in('id')}")
+_READ_MEETINGS = (f"SELECT {', '.join(MEETING)} FROM meetings"
+                  f" WHERE provider = ? AND ({_in('appointment_id')} OR {_in('id')})")
+
+
+def _read_listed(table: str) -> str:
+    return (f"SELECT appointment_id, id, {', '.join(LISTED[table])} FROM {table}"
+            f" WHERE provider = ? AND {_in('appointment_id')}")
+
+
+@dataclass
+class _Wanted:
+    events: set[str] = field(default_factory=set)
+    appointments: set[str] = field(default_factory=set)
+    meetings: set[str] = field(default_factory=set)
+    listed: dict[str, set[str]] = field(default_factory=lambda: {t: set() for t in LISTED})
+
+
+def read(conn: Connection, events: Sequence[Event]) -> Rows:
+    """The rows ``events`` may read, as the mirror holds them now."""
+    wanted: dict[str, _Wanted] = defaultdict(_Wanted)
+    for event in events:
+        w = wanted[event.provider]
+        w.events.add(event.id)
+        w.appointments.add(event.appointment_id)
+        if event.meeting is not None:
+            w.meetings.add(event.meeting.id)
+        if event.previous_meeting_id:
+            w.meetings.add(event.previous_meeting_id)
+        if event.participants is not None:
+            w.listed["participants"].add(event.appointment_id)
+        if event.occurrences is not None:
+            w.listed["occurrences"].add(event.appointment_id)
+    rows = Rows()
+    for provider, w in wanted.items():
+        rows.inbox.update((provider, event_id) for (event_id,)
+                          in conn.execute(_READ_INBOX, (provider, _ids(w.events))))
+        for found in conn.execute(_READ_APPOINTMENTS, (provider, _ids(w.appointments))):
+            rows.appointments[provider, found[1]] = dict(zip(APPOINTMENT, found, strict=True))
+        for found in conn.execute(
+                _READ_MEETINGS, (provider, _ids(w.appointments), _ids(w.meetings))):
+            rows.meetings[provider, found[1]] = dict(zip(MEETING, found, strict=True))
+        for table, fields in LISTED.items():
+            if not w.listed[table]:
+                continue
+            sets = rows.listed[table]
+            for appointment_id in w.listed[table]:
+                sets[provider, appointment_id] = {}
+            for found in conn.execute(_read_listed(table), (provider, _ids(w.listed[table]))):
+                sets[provider, found[0]][found[1]] = dict(zip(fields, found[2:], strict=True))
+    return rows
+
+
+def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...], where: str = "") -> str:
+    return f"""
+INSERT INTO {table} ({", ".join(columns)}, updated_at)
+VALUES ({", ".join(f":{name}" for name in columns)}, {NOW_SQL})
+ON CONFLICT ({", ".join(key)}) DO UPDATE SET
+    {", ".join(f"{name} = excluded.{name}" for name in columns if name not in key)},
+    updated_at = excluded.updated_at
+{where}"""
+
+
+_WRITE_INBOX = f"""
+INSERT INTO events ({", ".join(INBOX)}, applied_at)
+VALUES ({", ".join(f":{name}" for name in INBOX)}, {NOW_SQL})
+ON CONFLICT (provider, id) DO NOTHING
+"""
+_WRITE_APPOINTMENTS = _upsert("appointments", APPOINTMENT, ("provider", "id"))
+# A meeting id another appointment took meanwhile stays with it (the fold reports a conflict
+# for those it saw).
+_WRITE_MEETINGS = _upsert("meetings", MEETING, ("provider", "id"),
+                          "WHERE meetings.appointment_id = excluded.appointment_id")
+
+
+def _write_listed(table: str) -> str:
+    fields = LISTED[table]
+    return _upsert(table, ("provider", "appointment_id", "id", *fields),
+                   ("provider", "appointment_id", "id"),
+                   "WHERE " + " OR ".join(f"{table}.{name} IS NOT excluded.{name}"
+                                          for name in fields))
+
+
+def _delete_listed(table: str) -> str:
+    return f"DELETE FROM {table} WHERE provider = ? AND appointment_id = ? AND id = ?"
+
+
+def snapshot(rows: Rows) -> Rows:
+    """A copy of ``rows`` to compare the folded ones with (``write`` writes the difference)."""
+    return copy.deepcopy(rows)
+
+
+def write(conn: Connection, before: Rows, after: Rows, inbox: Sequence[Row]) -> None:
+    """Write the new inbox rows and every row ``after`` holds that ``before`` did not."""
+    if inbox:
+        conn.executemany(_WRITE_INBOX, inbox)
+    changed = [row for key, row in after.appointments.items()
+               if before.appointments.get(key) != row]
+    if changed:
+        conn.executemany(_WRITE_APPOINTMENTS, changed)
+    changed = [row for key, row in after.meetings.items() if before.meetings.get(key) != row]
+    if changed:
+        conn.executemany(_WRITE_MEETINGS, changed)
+    for table in LISTED:
+        gone: list[tuple[str, str, str]] = []
+        upserts: list[Row] = []
+        for (provider, appointment_id), members in after.listed[table].items():
+            known = before.listed[table].get((provider, appointment_id), {})
+            gone += [(provider, appointment_id, member) for member in known
+                     if member not in members]
+            upserts += [{"provider": provider, "appointment_id": appointment_id, "id": member,
+                         **values}
+                        for member, values in members.items() if known.get(member) != values]
+        if gone:
+            conn.executemany(_delete_listed(table), gone)
+        if upserts:
+            conn.executemany(_write_listed(table), upserts)
