@@ -170,7 +170,11 @@ async def running_worker(stack: Flood, **ctx: Any) -> AsyncIterator[dict[str, An
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
-        # arq's close() re-raises the cancellation of a cron it stopped mid-run: let them end
+        # Jobs still running (an Avon sweep waiting, for up to a minute, on the budget the flood
+        # spent) are cancelled, not waited out; arq's close() would re-raise the cancellation
+        # of a cron it stopped mid-run, so they are gone before it runs.
+        for job in worker.tasks.values():
+            job.cancel()
         await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
         worker.tasks.clear()
         with warnings.catch_warnings():  # arq closes its pool with redis-py's close()
