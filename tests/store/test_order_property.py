@@ -158,8 +158,8 @@ def test_any_order_with_duplicates_converges_to_in_order_state(
         cuts = data.draw(st.lists(st.integers(0, len(deliveries)), max_size=4))
 
         in_order, chaos = new_mirror(), new_mirror()
-        for e in sorted(history, key=lambda e: (e.occurred_at, e.id)):
-            deliver(in_order, [e], [])
+        ordered = sorted(history, key=lambda e: (e.occurred_at, e.id))
+        deliver(in_order, ordered, list(range(1, len(ordered))))  # one event per batch
         deliver(chaos, deliveries, cuts)
         assert state(chaos) == state(in_order)
         check_chains(chaos, history)

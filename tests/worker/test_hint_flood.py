@@ -270,8 +270,10 @@ async def test_a_request_taken_by_a_worker_that_dies_mid_fetch_is_fetched_again(
         async def asked() -> bool:
             return any(p.endswith("/appointments/" + target) for p in stack.avon_paths)
 
-        async with running_worker(stack, lane_lease_seconds=1):
+        async with running_worker(stack, lane_lease_seconds=1) as ctx:
             assert await until(asked, 10) is not None  # in flight, hanging
+            for lane in ctx["meetsync"].lane_tasks:  # dies now, not after shutdown's patience
+                lane.cancel()
         # The worker is gone (cancelled mid-fetch: it could not even say so), nothing applied.
         assert not stack.fetched("avon", target)
         hold.clear()
