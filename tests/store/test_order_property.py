@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -144,6 +145,7 @@ def deliver(path: Path | str, deliveries: list[Event], cuts: list[int]) -> None:
 EXAMPLES = {"sqlite": 150, "postgresql": 50}
 
 
+@pytest.mark.timeout(240)  # ~15 s (SQLite) and ~35 s alone, up to 70 s beside other workers
 def test_any_order_with_duplicates_converges_to_in_order_state(
     backend: str, new_mirror: Callable[[], Path | str]
 ) -> None:
