@@ -244,10 +244,10 @@ async def test_a_genuine_hint_for_a_held_appointment_goes_before_the_forged_ones
             {"event": "appointment.updated", "object": {"id": genuine}}))
         assert response.status_code == 202
         async with running_worker(stack):
-            async def asked() -> bool:
-                return any(p.endswith("/appointments/" + genuine) for p in stack.avon_paths)
+            async def applied() -> bool:  # the worker's jobs end with the block: wait for it
+                return stack.fetched("avon", genuine)
 
-            await until(asked, 10)
+            await until(applied, 30)
         fetches = [p.rsplit("/", 1)[-1] for p in stack.avon_paths if "/appointments/" in p]
         print(f"\nAvon fetches after the flood, in order: {fetches[:5]}...")
         assert fetches and fetches[0] == genuine
