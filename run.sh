@@ -65,7 +65,17 @@ fi
 
 case "$cmd" in
   test)
-    exec "$venv/bin/pytest" "$@"
+    # Parallel unless told (-n N, --numprocesses, -p no:xdist): pytest-xdist workers, each with
+    # its own Redis and PostgreSQL (tests/conftest.py). The tests mostly wait (on servers, child
+    # processes, crons), so twice as many workers as CPUs; MEETSYNC_TEST_WORKERS overrides it
+    # (0: no workers). worksteal: an idle worker takes tests queued on a busy one, so a few
+    # minute-long tests do not leave the others idle at the end.
+    parallel=(-n "${MEETSYNC_TEST_WORKERS:-$((2 * $(nproc 2>/dev/null || echo 1)))}"
+              --dist worksteal)
+    for arg in "$@"; do
+      case "$arg" in -n*|--numprocesses*|no:xdist) parallel=() ;; esac
+    done
+    exec "$venv/bin/pytest" "${parallel[@]}" "$@"
     ;;
   lint)
     "$venv/bin/ruff" check .

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import report, wrk
 from bench.common import Figure, Options, StageResult
 from bench.stages import apply, memory, pg_apply, pg_driver, queueing
@@ -22,6 +24,9 @@ Running 1s test @ http://127.0.0.1:8000/webhooks/savvycal
   Non-2xx or 3xx responses: 3
 Requests/sec:  19203.00
 """
+# A stage measures real work (processes, servers, thousands of writes): 30 s alone, nearer
+# 120 s beside the suite's other workers on a busy 2-core machine. The timeout stops a hung one.
+STAGE_TIMEOUT = pytest.mark.timeout(300)
 
 
 def test_wrk_summary_is_read() -> None:
@@ -30,6 +35,7 @@ def test_wrk_summary_is_read() -> None:
     assert (result.p50_ms, result.p99_ms) == (1.57, 3.89)
 
 
+@STAGE_TIMEOUT
 def test_quick_apply_and_queueing_stages_run_and_report(tmp_path: Path) -> None:
     options = Options(quick=True, workdir=tmp_path)
     results = [apply.run(options), queueing.run(options)]
@@ -44,6 +50,7 @@ def test_quick_apply_and_queueing_stages_run_and_report(tmp_path: Path) -> None:
     assert str(tmp_path) not in text
 
 
+@STAGE_TIMEOUT
 def test_quick_postgres_stages_run_and_report(tmp_path: Path) -> None:
     """The driver comparison and the multi-worker apply run against a private PostgreSQL."""
     options = Options(quick=True, workdir=tmp_path)
@@ -58,6 +65,7 @@ def test_quick_postgres_stages_run_and_report(tmp_path: Path) -> None:
     assert applied.details[0].startswith("| case | workers |")
 
 
+@STAGE_TIMEOUT
 def test_quick_cost_curve_runs_on_both_mirrors(tmp_path: Path) -> None:
     """The memory stage follows one worker per mirror, SQLite and PostgreSQL, over its
     checkpoints."""

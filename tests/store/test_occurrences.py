@@ -231,13 +231,14 @@ def held(path: Path) -> dict[tuple[str, str], list[tuple[object, ...]]]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), events=snapshots())
 def test_any_order_and_batching_ends_with_the_newest_list(
-    data: st.DataObject, events: list[Event]
+    sqlite_template: Path, data: st.DataObject, events: list[Event]
 ) -> None:
     dupes = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
     deliveries = data.draw(st.permutations(events + dupes))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(deliveries)), max_size=3)))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mirror.db"
+        shutil.copyfile(sqlite_template, path)  # a new, migrated mirror
         with open_store(path) as store:
             start = 0
             for cut in [*cuts, len(deliveries)]:
