@@ -65,6 +65,10 @@ T = TypeVar("T")
 
 MAX_BACKOFF_SECONDS = 5.0
 MIN_RECLAIM_SECONDS = 0.05  # how often a batch's entries are claimed again, at most
+# A partition's lease outlives its holder by this much at most (or the claim timeout, if
+# shorter): a crashed worker's partitions wait no longer than that for a new holder, whatever
+# the claim timeout (its pending entries still wait for the claim timeout).
+LEASE_TTL_MS = 5_000
 FAILURES_TTL_SECONDS = 7 * 24 * 3600  # outlives any retry; a count left behind goes with it
 
 
@@ -165,7 +169,7 @@ class Applier:
         lease it holds, started and stopped as the share changes (``worker/partitions.py``).
         A stream handed over is released once its task has finished its batch."""
         leases = self.leases = Leases(self.redis, self.streams, self.name,
-                                      ttl_ms=self.claim_idle_ms)
+                                      ttl_ms=min(self.claim_idle_ms, LEASE_TTL_MS))
         log.info("applier_started", consumer=self.name, batch_size=self.batch_size,
                  streams=len(self.streams))
         serving: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
