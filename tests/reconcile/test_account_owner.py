@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from meetsync.providers.http import ClientOptions
 from meetsync.providers.savvycal import PROVIDER
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.simulator import SavvyCalSim
@@ -49,8 +50,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         sim = SavvyCalSim(seed, start=START)
         edge = Edge(sim)
         sides[name] = Side(sim, edge, SavvyCalClient(
-            "http://sim/v1", sim.token, budget=RequestBudget(UNLIMITED), transport=edge,
-            account=name))
+            "http://sim/v1", sim.token, budget=RequestBudget(UNLIMITED),
+            options=ClientOptions(transport=edge), account=name))
     acme, beta = sides["acme"], sides["beta"]
     booked = acme.sim.book(start_at=acme.sim.start + timedelta(hours=2))
     created = acme.sim.create_meeting(booked.appointment_id)
