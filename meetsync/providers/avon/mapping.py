@@ -1,6 +1,6 @@
 """Avon Health appointments → provider-neutral ``Event`` snapshots.
 
-The appointment model (seeds/003, docs.avonhealth.com "Appointment"): ``id`` (``appt_...``),
+The appointment model (docs.avonhealth.com, "Appointment"): ``id`` (``appt_...``),
 ``object: "appointment"``, ``start_time``/``end_time``, ``host``, ``attendees``,
 ``interaction_type`` (``video_call`` | ``in_person``), ``video_call {join_url, meeting_id}``,
 ``status_history [{status, changed_by, changed_at}]``, ``created_at``, ``last_updated_at``.

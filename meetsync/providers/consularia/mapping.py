@@ -1,6 +1,6 @@
 """One Consularia Connect appointment (a list item or ``GET /appointments/{id}/``) as an ``Event``.
 
-Fields (seeds/002, the OpenAPI excerpt)::
+Fields (Consularia's OpenAPI excerpt; our guesses: docs/providers.md)::
 
     detail  id, title, start_date_time, duration_minutes, status, config,
             participants [{id, unique_id, display_name, role}], created_at, updated_at

@@ -8,10 +8,11 @@ https://developers.zoom.us/docs/api/meetings/).
 What each source may say (``source``):
 
 - ``fetch`` (``GET /meetings/{id}``): everything, credentials included. ``host_url`` is the
-  ``start_url``, which Zoom lets live 2 h (seeds/004): ``host_url_expires_at`` = the stamp
-  (``occurred_at``, taken before the request was sent) + ``ttl_seconds``. ``password`` is the
-  meeting passcode; ``password_expires_at`` = end + 24 h, the same retention SavvyCal gives its
-  credentials (a guess: Zoom documents none; a passcode lives as long as the meeting).
+  ``start_url``, which Zoom lets live 2 h (its API reference, "Get a meeting"):
+  ``host_url_expires_at`` = the stamp (``occurred_at``, taken before the request was sent)
+  + ``ttl_seconds``. ``password`` is the meeting passcode; ``password_expires_at`` = end +
+  24 h, the same retention SavvyCal gives its credentials (a guess: Zoom documents none; a
+  passcode lives as long as the meeting).
 - ``list`` (``GET /users/{id}/meetings`` rows): no ``start_url`` and no passcode. The Meeting it
   carries has ``host_url``/``password`` None meaning "not listed", never "none": such events
   belong in incomplete sweep pages (``SweepPage.complete=False``), compared, not applied.
