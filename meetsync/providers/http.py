@@ -112,7 +112,8 @@ class ClientOptions:
     and random source; production uses the defaults."""
 
     transport: httpx.AsyncBaseTransport | None = None
-    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)  # unhashable
+    # httpx.Timeout is unhashable, which dataclasses refuse as a plain default
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     max_attempts: int = 5
     sleep: Sleep = asyncio.sleep
     rng: random.Random | None = None
@@ -145,9 +146,7 @@ class JsonApi:
             headers={"accept": "application/json", **(headers or {})},
         )
         self.budget = budget
-        self.max_attempts = options.max_attempts
-        self.backoff_base = options.backoff_base
-        self.backoff_cap = options.backoff_cap
+        self.options = options
         self._sleep = options.sleep
         self._rng = options.rng or random.Random()
         self.calls = 0
@@ -192,7 +191,7 @@ class JsonApi:
         self.calls += 1
         label = f"GET {path.split('?')[0]}"
         reauthenticated = False
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.options.max_attempts + 1):
             await self.budget.acquire(priority)
             try:
                 response = await self._http.get(
@@ -218,7 +217,7 @@ class JsonApi:
                 error = _status_error(label, response)
                 if status == 429:
                     self.rate_limited += 1
-            if isinstance(error, PermanentApiError) or attempt == self.max_attempts:
+            if isinstance(error, PermanentApiError) or attempt == self.options.max_attempts:
                 raise error
             self.retries += 1
             await self._sleep(self._delay(attempt, error.retry_after))
@@ -234,7 +233,8 @@ class JsonApi:
         """The provider's ``retry-after`` exactly, else exponential backoff with full jitter."""
         if retry_after is not None:
             return retry_after
-        return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+        cap, base = self.options.backoff_cap, self.options.backoff_base
+        return self._rng.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
 
