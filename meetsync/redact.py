@@ -5,8 +5,8 @@ line, an error message nor a dead-letter record.
 
 Two nets: a value under a sensitive key is replaced whole, at any depth; and every string,
 whatever its key (a log message, an exception's text, a traceback), has the credential shapes
-we know scrubbed from it: a ``token=``/``password=``/... URL parameter (the host URL's token,
-seeds/001), a bearer token, a ``whsec_`` secret, a ``sha256=`` signature, a password in a URL.
+we know scrubbed from it: a ``token=``/``password=``/... URL parameter (a host URL carries its
+token so), a bearer token, a ``whsec_`` secret, a ``sha256=`` signature, a password in a URL.
 """
 
 from __future__ import annotations

@@ -519,16 +519,6 @@ class Store:
         keys = ("seq", "provider", "entity", "entity_id", "appointment_id", "changed_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def tied_appointments(
-        self, limit: int = 1000, *, provider: str = DEFAULT_PROVIDER
-    ) -> list[str]:
-        """Appointments whose newest snapshot tied with another: a refetch decides them."""
-        rows = self.conn.execute(
-            "SELECT id FROM appointments WHERE provider = ? AND tie_at IS NOT NULL LIMIT ?",
-            (provider, limit),
-        )
-        return [row[0] for row in rows]
-
     def appointments_ending_after(
         self, cutoff: str, *, provider: str = DEFAULT_PROVIDER, account: str | None = None
     ) -> list[str]:

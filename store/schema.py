@@ -120,7 +120,7 @@ def m001_mirror(db: Database) -> None:
 
         {_change_triggers(provider=False)}
 
-        -- host_url is a credential that dies 24 h after the appointment ends (seeds/001);
+        -- host_url is a credential that dies 24 h after the appointment ends (docs/mirror.md);
         -- the password goes with it.
         CREATE VIEW live_meetings AS
         SELECT m.id, m.appointment_id, m.status, m.conferencing_provider,

@@ -68,7 +68,7 @@ def _utc_now() -> datetime:
 
 
 @dataclass
-class Connection:
+class ConnectedAccount:
     """One configured account of one provider, as the worker talks to it."""
 
     provider: Provider
@@ -92,7 +92,7 @@ class WorkerContext:
     store: StoreThread
     applier: Applier
     applier_task: asyncio.Task[None]
-    connections: dict[AccountKey, Connection]
+    connections: dict[AccountKey, ConnectedAccount]
     # "now" for refetch stamps and the refresh cron: the wall clock, or a simulated one in
     # tests and the freshness bench (match the store's clock, or expiries drift from it)
     clock: Callable[[], datetime] = field(default=_utc_now)
@@ -119,16 +119,16 @@ class WorkerContext:
         return lane_bounds(self.settings).get((provider, account), DEFAULT_BOUND)
 
 
-def connect(settings: Settings, *, quiet: bool = False) -> dict[AccountKey, Connection]:
+def connect(settings: Settings, *, quiet: bool = False) -> dict[AccountKey, ConnectedAccount]:
     """A client (and a budget) for every configured account that has API credentials."""
-    found: dict[AccountKey, Connection] = {}
+    found: dict[AccountKey, ConnectedAccount] = {}
     for name, provider in providers().items():
         for account in settings.accounts_of(name):
             budget = provider.budget(account)
             watch_budget(name, account.name, budget)
             api = provider.api(account, budget)
             if api is not None:
-                found[account.key] = Connection(provider, account, budget, api)
+                found[account.key] = ConnectedAccount(provider, account, budget, api)
             elif not quiet:
                 log.warning("reconciler_disabled", provider=name, account=account.name,
                             fix=f"set {provider.missing_api(account) or 'its API credentials'}")
@@ -451,7 +451,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
     intervals = sweep_intervals(state.settings)
     slack = _tick(state.settings) / 10  # cron firings jitter; a sweep is never due twice a tick
 
-    async def sweep(key: AccountKey, connection: Connection) -> dict[str, Any] | None:
+    async def sweep(key: AccountKey, connection: ConnectedAccount) -> dict[str, Any] | None:
         provider, account = key
         interval = intervals.get(key, state.settings.reconcile_interval_seconds)
         task = reconcile_task(provider, account)

@@ -49,7 +49,7 @@ from meetsync.simulator.clock import ManualClock
 from meetsync.store import Store, open_store
 from meetsync.worker.applier import StoreThread
 from meetsync.worker.main import (
-    Connection,
+    ConnectedAccount,
     WorkerContext,
     drain_lanes,
     refresh_credentials,
@@ -118,7 +118,7 @@ class Harness:
         self.store = StoreThread(lambda: open_store(db, clock=self.wall))
         state = WorkerContext(self.settings, self.arq, self.store, applier=None,  # type: ignore[arg-type]
                               applier_task=None,  # type: ignore[arg-type]
-                              connections={zoom.key: Connection(PROVIDER, zoom, budget, api)},
+                              connections={zoom.key: ConnectedAccount(PROVIDER, zoom, budget, api)},
                               clock=self.wall)
         self.ctx: dict[str, Any] = {"meetsync": state}
         self.hooks = PROVIDER.webhooks([zoom])

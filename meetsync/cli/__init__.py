@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import click
 
-from meetsync.cli import endpoints, ops, run, sync, views
+from meetsync.cli import endpoints, ops, repair, run, views
 from meetsync.cli._common import (
     EXIT_CODES,
     EXIT_CONFIG,
@@ -54,11 +54,11 @@ def dead_letters() -> None:
 
 
 for command in (run.serve, run.worker, run.dev, run.demo, views.show, views.changes,
-                views.stats, sync.reconcile, sync.backfill, ops.backup, ops.migrate, ops.config,
+                views.stats, repair.reconcile, repair.backfill, ops.backup, ops.migrate, ops.config,
                 endpoints.endpoints, subscribers):
     cli.add_command(command)
 dead_letters.add_command(views.dead_letters_list)
-dead_letters.add_command(sync.replay)
+dead_letters.add_command(repair.replay)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,7 @@ The pieces::
     ├── WebhookProvider  verify + parse deliveries for all its accounts (None: poll-only)
     └── ProviderApi      one account's API client: fetch one appointment, sweep a window
 
-A delivery parses to one of::
+A delivery parses to one of (``Parsed``)::
 
     Event    a snapshot: queued and applied
     Hint     "this appointment changed": the worker fetches it (unsigned or partial deliveries)
@@ -73,7 +73,7 @@ class Reply:
     body: Mapping[str, Any]
 
 
-Delivery = Event | Hint | Reply | str
+Parsed = Event | Hint | Reply | str  # what a delivery says (not the delivery itself)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,7 @@ class WebhookProvider(Protocol):
         API to ask when it has several accounts; the receiver refuses a delivery signed for
         another account than the one in the path."""
 
-    def parse(self, body: bytes, account: str) -> Delivery:
+    def parse(self, body: bytes, account: str) -> Parsed:
         """What a verified delivery to ``account`` says. ``EnvelopeError`` if not an envelope."""
 
 
@@ -279,9 +279,9 @@ def lane_bounds(settings: Settings) -> dict[tuple[str, str], int]:
 
 __all__ = [
     "LEGACY_PROVIDER",
-    "Delivery",
     "EnvelopeError",
     "Hint",
+    "Parsed",
     "Provider",
     "ProviderApi",
     "ProviderError",

@@ -4,7 +4,8 @@
 attempt (retries included) first takes a unit from the account's ``RequestBudget``, so
 webhook-driven refetches and sweeps together stay under the provider's rate limit for that
 token; 429 and 5xx are retried with the provider's ``Retry-After`` (seconds or a date) or
-exponential backoff with full jitter.
+exponential backoff with full jitter. How a client reaches the API and retries is one
+``ClientOptions`` value, the same for every provider (tests swap its transport and sleep).
 
 Errors (of ``meetsync/errors.py``'s tree, re-exported here)::
 
@@ -24,6 +25,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -102,6 +104,26 @@ class RequestBudget:
         return max(0, self.per_minute - sum(1 for at in tuple(self._grants) if at > floor))
 
 
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """How a client reaches its API and retries: ``max_attempts`` HTTP attempts per call,
+    waits drawn from ``rng`` between 0 and ``backoff_base * 2**(attempt-1)`` (at most
+    ``backoff_cap`` seconds) and slept with ``sleep``. Tests pass their own transport, sleep
+    and random source; production uses the defaults."""
+
+    transport: httpx.AsyncBaseTransport | None = None
+    # httpx.Timeout is unhashable, which dataclasses refuse as a plain default
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
+    max_attempts: int = 5
+    sleep: Sleep = asyncio.sleep
+    rng: random.Random | None = None
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+
+
+DEFAULT_OPTIONS = ClientOptions()
+
+
 class JsonApi:
     """A JSON-over-HTTP API: budgeted, retried GETs. Providers subclass it.
 
@@ -117,24 +139,16 @@ class JsonApi:
         *,
         budget: RequestBudget,
         headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_attempts: int = 5,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        options: ClientOptions = DEFAULT_OPTIONS,
     ) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout,
+            base_url=base_url.rstrip("/"), transport=options.transport, timeout=options.timeout,
             headers={"accept": "application/json", **(headers or {})},
         )
         self.budget = budget
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self.options = options
+        self._sleep = options.sleep
+        self._rng = options.rng or random.Random()
         self.calls = 0
         self.retries = 0
         self.rate_limited = 0
@@ -177,7 +191,7 @@ class JsonApi:
         self.calls += 1
         label = f"GET {path.split('?')[0]}"
         reauthenticated = False
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.options.max_attempts + 1):
             await self.budget.acquire(priority)
             try:
                 response = await self._http.get(
@@ -203,7 +217,7 @@ class JsonApi:
                 error = _status_error(label, response)
                 if status == 429:
                     self.rate_limited += 1
-            if isinstance(error, PermanentApiError) or attempt == self.max_attempts:
+            if isinstance(error, PermanentApiError) or attempt == self.options.max_attempts:
                 raise error
             self.retries += 1
             await self._sleep(self._delay(attempt, error.retry_after))
@@ -219,7 +233,8 @@ class JsonApi:
         """The provider's ``retry-after`` exactly, else exponential backoff with full jitter."""
         if retry_after is not None:
             return retry_after
-        return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+        cap, base = self.options.backoff_cap, self.options.backoff_base
+        return self._rng.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
 
@@ -234,9 +249,15 @@ class TokenApi(JsonApi):
     default_token_seconds = 3600
 
     def __init__(
-        self, base_url: str, *, clock: Callable[[], float] = time.monotonic, **options: Any
+        self,
+        base_url: str,
+        *,
+        budget: RequestBudget,
+        headers: Mapping[str, str] | None = None,
+        options: ClientOptions = DEFAULT_OPTIONS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(base_url, **options)
+        super().__init__(base_url, budget=budget, headers=headers, options=options)
         self.tokens_fetched = 0
         self._clock = clock
         self._token: str | None = None
@@ -342,7 +363,9 @@ def json_object(value: Any, what: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "ApiError",
+    "ClientOptions",
     "JsonApi",
     "PermanentApiError",
     "Priority",

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from meetsync.providers.http import ClientOptions
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.simulator import Faults
@@ -36,8 +37,8 @@ async def sweep(
 ) -> tuple[RunReport, SavvyCalClient, float]:
     store = StoreThread(lambda: open_store(db_path))
     client = SavvyCalClient(
-        api, API_TOKEN, budget=RequestBudget(10_000), max_attempts=ATTEMPTS,
-        backoff_base=0.05, timeout=httpx.Timeout(client_timeout),
+        api, API_TOKEN, budget=RequestBudget(10_000), options=ClientOptions(
+            max_attempts=ATTEMPTS, backoff_base=0.05, timeout=httpx.Timeout(client_timeout)),
     )
     started = time.monotonic()
     try:

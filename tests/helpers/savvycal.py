@@ -1,10 +1,14 @@
 """Tests written for one SavvyCal account: its settings under the single-account deployment's
-flat names. The core's ``Settings`` names no provider; these read the account instead."""
+flat names (the core's ``Settings`` names no provider; these read the account instead), and a
+listing of every appointment the API shows."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+from meetsync.providers.savvycal.client import MAX_PAGE_SIZE, SavvyCalClient
 from meetsync.providers.savvycal.config import API_URL, savvycal_settings
 from meetsync.settings import Account, Settings
 
@@ -57,4 +61,30 @@ def flat(settings: Settings) -> Flat:
     return Flat(settings)
 
 
-__all__ = ["API_URL", "Flat", "flat", "savvycal_settings"]
+async def iter_appointments(
+    client: SavvyCalClient,
+    *,
+    filters: list[dict[str, Any]] | None = None,
+    page_size: int = MAX_PAGE_SIZE,
+) -> AsyncIterator[dict[str, Any]]:
+    """Every appointment matching ``filters``, each id once.
+
+    Pages are offsets, so rows that move while we page can be skipped or repeated (offset
+    paging): repeats are dropped here; the product's sweep (``SavvyCalClient.sweep``) copes
+    with the skips as well.
+    """
+    seen: set[str] = set()
+    page = 1
+    while True:
+        result = await client.list_appointments(page=page, page_size=page_size, filters=filters)
+        for row in result.data:
+            row_id = row.get("id")
+            if isinstance(row_id, str) and row_id not in seen:
+                seen.add(row_id)
+                yield row
+        if page >= result.total_pages or not result.data:
+            return
+        page += 1
+
+
+__all__ = ["API_URL", "Flat", "flat", "iter_appointments", "savvycal_settings"]

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from meetsync.events import Event, iso_utc, received, to_micros
+from meetsync.providers.http import ClientOptions
 from meetsync.providers.savvycal import appointment_event
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.envelope import parse_envelope
@@ -172,7 +173,8 @@ class Harness:
         self.edge = Edge(sim, **edge_options)
         self.client = SavvyCalClient(
             "http://sim/v1", sim.token, budget=budget or RequestBudget(UNLIMITED),
-            transport=self.edge, sleep=self._sleep, max_attempts=max_attempts,
+            options=ClientOptions(transport=self.edge, sleep=self._sleep,
+                                  max_attempts=max_attempts),
         )
         self.store = StoreThread(lambda: open_store(db_path, clock=self.now))
 

@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
+from meetsync.providers.http import ClientOptions
 from meetsync.providers.savvycal import PROVIDER
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.settings import Account, Settings
 from meetsync.store import open_store
 from meetsync.worker.applier import StoreThread
-from meetsync.worker.main import Connection, WorkerContext, refetch_appointment
+from meetsync.worker.main import ConnectedAccount, WorkerContext, refetch_appointment
 from meetsync.worker.reconciler import Reconciler
 from tests.reconcile.conftest import START, UNLIMITED, Edge, events_of
 
@@ -49,8 +50,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         sim = SavvyCalSim(seed, start=START)
         edge = Edge(sim)
         sides[name] = Side(sim, edge, SavvyCalClient(
-            "http://sim/v1", sim.token, budget=RequestBudget(UNLIMITED), transport=edge,
-            account=name))
+            "http://sim/v1", sim.token, budget=RequestBudget(UNLIMITED),
+            options=ClientOptions(transport=edge), account=name))
     acme, beta = sides["acme"], sides["beta"]
     booked = acme.sim.book(start_at=acme.sim.start + timedelta(hours=2))
     created = acme.sim.create_meeting(booked.appointment_id)
@@ -81,8 +82,8 @@ async def test_a_refetch_asked_under_another_account_asks_the_owners_api(world: 
     before = await held(world)
     assert before[:2] == ("acme", "scheduled")
     connections = {
-        ("savvycal", name): Connection(PROVIDER, Account("savvycal", name), side.client.budget,
-                                       side.client)
+        ("savvycal", name): ConnectedAccount(PROVIDER, Account("savvycal", name),
+                                             side.client.budget, side.client)
         for name, side in (("acme", world.acme), ("beta", world.beta))}
     state = WorkerContext(Settings(), redis=None, store=world.store,  # type: ignore[arg-type]
                           applier=None, applier_task=None,  # type: ignore[arg-type]

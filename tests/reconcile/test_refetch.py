@@ -13,7 +13,7 @@ from meetsync.events import to_micros
 from meetsync.providers.savvycal import PROVIDER, appointment_event
 from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.settings import Account, Settings
-from meetsync.worker.main import Connection, WorkerContext, refetch, refetch_appointment
+from meetsync.worker.main import ConnectedAccount, WorkerContext, refetch, refetch_appointment
 
 MakeHarness = Callable[..., Any]
 
@@ -53,7 +53,7 @@ async def test_refetch_of_an_unknown_appointment_is_a_deletion(
 
 def context(h: Any) -> dict[str, Any]:
     account = Account("savvycal", "default")
-    connection = Connection(PROVIDER, account, h.client.budget, h.client)
+    connection = ConnectedAccount(PROVIDER, account, h.client.budget, h.client)
     state = WorkerContext(Settings(), redis=None, store=h.store, applier=None,  # type: ignore[arg-type]
                           applier_task=None,  # type: ignore[arg-type]
                           connections={account.key: connection})

@@ -11,6 +11,7 @@ import pytest
 
 from meetsync.events import Event, Meeting
 from meetsync.store import Store, open_store
+from tests.helpers.store import tied_appointments
 from tests.sql import query as sql_query
 
 FAR = "2099-01-01T00:00:00Z"
@@ -129,7 +130,7 @@ def test_exact_tie_is_deterministic_and_flagged_for_refetch(tmp_path: Path) -> N
                 result, _ = store.apply([e])
                 ties |= result.ties
             assert ties == {("savvycal", "appt_1")}
-            assert store.tied_appointments() == ["appt_1"]
+            assert tied_appointments(store) == ["appt_1"]
             states.append(store.current_meeting("appt_1")["status"])  # type: ignore[index]
     assert states[0] == states[1] == "failed"  # the greater event id wins a tie
 
@@ -137,7 +138,7 @@ def test_exact_tie_is_deterministic_and_flagged_for_refetch(tmp_path: Path) -> N
 def test_newer_event_clears_tie_flag(store: Store) -> None:
     store.apply([event("evt_x", 10, meeting("amtg_a")), event("evt_y", 10, meeting("amtg_a"))])
     store.apply([event("evt_z", 11, meeting("amtg_a"))])
-    assert store.tied_appointments() == []
+    assert tied_appointments(store) == []
 
 
 def test_each_credential_is_served_until_its_own_expiry(db_path: Path) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from meetsync.providers import Delivery, SelfTestDelivery, SignatureError, missing_settings
+from meetsync.providers import Parsed, SelfTestDelivery, SignatureError, missing_settings
 from meetsync.providers.avon.client import AvonClient
 from meetsync.providers.avon.config import API_CREDENTIALS, KEYS
 from meetsync.providers.avon.envelope import parse_envelope
@@ -60,7 +60,7 @@ class AvonWebhooks:
             raise SignatureError("several avon accounts: post to /webhooks/avon/{account}")
         return self._accounts[0]
 
-    def parse(self, body: bytes, account: str) -> Delivery:
+    def parse(self, body: bytes, account: str) -> Parsed:
         """A ``Hint`` for an appointment event; the type name of any other."""
         return parse_envelope(body, account=account)
 

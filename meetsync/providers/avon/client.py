@@ -39,8 +39,6 @@ Errors are ``meetsync.providers.http``'s: ``RetryableApiError`` / ``PermanentApi
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -52,11 +50,11 @@ from meetsync.events import Event, to_micros
 from meetsync.providers import EnvelopeError, SweepPage, Window
 from meetsync.providers.avon.mapping import APPOINTMENT_ID, PROVIDER, appointment_event
 from meetsync.providers.http import (
-    DEFAULT_TIMEOUT,
+    DEFAULT_OPTIONS,
+    ClientOptions,
     PermanentApiError,
     Priority,
     RequestBudget,
-    Sleep,
     TokenApi,
 )
 
@@ -90,19 +88,11 @@ class AvonClient(TokenApi):
         avon_account: str | None = None,
         budget: RequestBudget,
         clock: Callable[[], float] = time.monotonic,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_attempts: int = 5,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        options: ClientOptions = DEFAULT_OPTIONS,
     ) -> None:
         super().__init__(
-            api_url, clock=clock, budget=budget, transport=transport, timeout=timeout,
+            api_url, clock=clock, budget=budget, options=options,
             headers={"account": avon_account} if avon_account else None,
-            max_attempts=max_attempts, sleep=sleep, rng=rng, backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
         )
         self.account = account
         self._client_id = client_id

@@ -1,6 +1,6 @@
 """Avon Health appointments → provider-neutral ``Event`` snapshots.
 
-The appointment model (seeds/003, docs.avonhealth.com "Appointment"): ``id`` (``appt_...``),
+The appointment model (docs.avonhealth.com, "Appointment"): ``id`` (``appt_...``),
 ``object: "appointment"``, ``start_time``/``end_time``, ``host``, ``attendees``,
 ``interaction_type`` (``video_call`` | ``in_person``), ``video_call {join_url, meeting_id}``,
 ``status_history [{status, changed_by, changed_at}]``, ``created_at``, ``last_updated_at``.
@@ -48,8 +48,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from meetsync.events import Event, Meeting, Participant, iso_utc
+from meetsync.events import Event, Meeting, Participant
 from meetsync.providers import EnvelopeError
+from meetsync.providers.parsing import iso
 
 PROVIDER = "avon"
 CONFERENCING_PROVIDER = "zoom"
@@ -88,8 +89,8 @@ def appointment_event(
         occurred_at=_micros(updated) if updated is not None else occurred_at,
         appointment_id=found_id,
         appointment_status=status,
-        start_at=_iso(_moment(obj.get("start_time"), "start_time")),
-        end_at=_iso(_moment(obj.get("end_time"), "end_time")),
+        start_at=iso(_moment(obj.get("start_time"), "start_time"), "appointment time"),
+        end_at=iso(_moment(obj.get("end_time"), "end_time"), "appointment time"),
         meeting=meeting,
         no_meeting=no_meeting,
         account=account,
@@ -202,15 +203,6 @@ def _micros(moment: datetime) -> int:
     if micros < 0:
         raise EnvelopeError("last_updated_at is out of range")
     return micros
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    try:
-        return iso_utc(moment)
-    except (OverflowError, ValueError):
-        raise EnvelopeError("appointment time is out of range") from None
 
 
 __all__ = ["APPOINTMENT_ID", "PROVIDER", "appointment_event", "appointment_id", "parse_moment"]

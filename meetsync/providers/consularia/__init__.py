@@ -1,10 +1,10 @@
 """Consularia Connect: a poll-only provider behind the seam (``meetsync.providers``).
 
-Consularia Connect is a video-appointment platform with an API (an OpenAPI excerpt,
-seeds/002) and no documented webhooks: ``webhooks`` is None (no ``/webhooks/consularia``
-route), and the worker sweeps each account every ``CONSULARIA_POLL_INTERVAL_SECONDS``
-(``poll_interval``). Each appointment is its own meeting, keyed by its UUID (``mapping``).
-Module by module:
+Consularia Connect is a video-appointment platform with an API (an OpenAPI excerpt; what
+we guessed: docs/providers.md) and no documented webhooks: ``webhooks`` is None
+(no ``/webhooks/consularia`` route), and the worker sweeps each account every
+``CONSULARIA_POLL_INTERVAL_SECONDS`` (``poll_interval``). Each appointment is its own
+meeting, keyed by its UUID (``mapping``). Module by module:
 
     config     KEYS: the CONSULARIA_* settings of one account (and the guessed defaults)
     mapping    an appointment (list item or detail) → Event

@@ -45,9 +45,7 @@ Errors are ``meetsync.providers.http``'s: ``RetryableApiError`` / ``PermanentApi
 
 from __future__ import annotations
 
-import asyncio
 import math
-import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,12 +64,12 @@ from meetsync.providers.consularia.mapping import (
     is_appointment_id,
 )
 from meetsync.providers.http import (
-    DEFAULT_TIMEOUT,
+    DEFAULT_OPTIONS,
+    ClientOptions,
     JsonApi,
     PermanentApiError,
     Priority,
     RequestBudget,
-    Sleep,
 )
 
 LIST_PATH = "/appointments/"
@@ -96,18 +94,11 @@ class ConsulariaClient(JsonApi):
         api_url: str = API_URL,
         poll_window_days: int = POLL_WINDOW_DAYS,
         rotation: int = ROTATION_PER_SWEEP,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_attempts: int = 5,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        options: ClientOptions = DEFAULT_OPTIONS,
     ) -> None:
         super().__init__(
             api_url, budget=budget, headers={"authorization": f"Token {api_token}"},
-            transport=transport, timeout=timeout, max_attempts=max_attempts, sleep=sleep,
-            rng=rng, backoff_base=backoff_base, backoff_cap=backoff_cap,
+            options=options,
         )
         self.account = account
         self.poll_window = timedelta(days=poll_window_days)

@@ -6,9 +6,9 @@ The single-account variables (README: Connecting Consularia Connect) are
 
 Guesses and keys of our own, documented here:
 
-- ``CONSULARIA_API_URL`` defaults to ``https://api.consularia.dev/v1``: the OpenAPI excerpt
-  (seeds/002) names no server; the support address is ``support@consularia.dev`` and the
-  document calls itself "1.0.0 (v1)". A guess: set the URL your organisation was given.
+- ``CONSULARIA_API_URL`` defaults to ``https://api.consularia.dev/v1``: Consularia's OpenAPI
+  excerpt names no server; the support address is ``support@consularia.dev`` and the document
+  calls itself "1.0.0 (v1)". A guess: set the URL your organisation was given.
 - ``CONSULARIA_POLL_INTERVAL_SECONDS`` (default 300): seconds between sweeps of the account.
   Consularia documents no webhooks, so polling is the only way a change arrives.
 - ``CONSULARIA_POLL_WINDOW_DAYS`` (default 30): how far ahead of now a window sweep lists

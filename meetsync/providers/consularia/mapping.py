@@ -1,6 +1,6 @@
 """One Consularia Connect appointment (a list item or ``GET /appointments/{id}/``) as an ``Event``.
 
-Fields (seeds/002, the OpenAPI excerpt)::
+Fields (Consularia's OpenAPI excerpt; our guesses: docs/providers.md)::
 
     detail  id, title, start_date_time, duration_minutes, status, config,
             participants [{id, unique_id, display_name, role}], created_at, updated_at
@@ -39,6 +39,7 @@ from typing import Any
 
 from meetsync.events import Event, Meeting, Participant, iso_utc
 from meetsync.providers import EnvelopeError, moment
+from meetsync.providers.parsing import iso, optional_text
 
 PROVIDER = "consularia"
 MAX_MINUTES = 60 * 24 * 366
@@ -88,8 +89,8 @@ def appointment_event(
         occurred_at=occurred_at,
         appointment_id=key,
         appointment_status=status,
-        start_at=_iso(start),
-        end_at=_iso(end),
+        start_at=iso(start, "appointment time"),
+        end_at=iso(end, "appointment time"),
         meeting=Meeting(
             id=key,
             status=CANCELED if status == CANCELED else "created",
@@ -133,9 +134,9 @@ def participants(obj: dict[str, Any]) -> tuple[Participant, ...] | None:
             raise EnvelopeError("participant id must be a non-empty string")
         found.append(Participant(
             id=participant_id,
-            role=_optional_text(item, "role"),
-            unique_id=_optional_text(item, "unique_id"),
-            display_name=_optional_text(item, "display_name"),
+            role=optional_text(item, "role", "participant", limit=_TEXT_LIMIT),
+            unique_id=optional_text(item, "unique_id", "participant", limit=_TEXT_LIMIT),
+            display_name=optional_text(item, "display_name", "participant", limit=_TEXT_LIMIT),
         ))
     return tuple(found)
 
@@ -174,25 +175,6 @@ def _end(obj: dict[str, Any], start: datetime | None) -> datetime | None:
         return start + timedelta(minutes=duration)
     except OverflowError:
         raise EnvelopeError("appointment end is out of range") from None
-
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    try:
-        return iso_utc(moment)
-    except (OverflowError, ValueError):
-        raise EnvelopeError("appointment time is out of range") from None
-
-
-def _optional_text(obj: dict[str, Any], name: str) -> str | None:
-    value = obj.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise EnvelopeError(f"participant {name} must be a string")
-    return value[:_TEXT_LIMIT]
 
 
 __all__ = [

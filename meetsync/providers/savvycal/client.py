@@ -18,7 +18,9 @@ import structlog
 from meetsync.events import Event, to_micros
 from meetsync.providers import EnvelopeError, SweepPage, Window
 from meetsync.providers.http import (
+    DEFAULT_OPTIONS,
     ApiError,
+    ClientOptions,
     JsonApi,
     PermanentApiError,
     Priority,
@@ -61,12 +63,12 @@ class SavvyCalClient(JsonApi):
         account_id: str | None = None,
         account: str = "default",
         budget: RequestBudget,
-        **options: Any,
+        options: ClientOptions = DEFAULT_OPTIONS,
     ) -> None:
         headers = {"authorization": f"Bearer {token}"}
         if account_id:
             headers["x-savvycal-account"] = account_id
-        super().__init__(base_url, budget=budget, headers=headers, **options)
+        super().__init__(base_url, budget=budget, headers=headers, options=options)
         self.account = account
 
     async def get_appointment(
@@ -108,35 +110,6 @@ class SavvyCalClient(JsonApi):
             )
         except (KeyError, TypeError, ValueError):
             raise PermanentApiError("GET /appointments: malformed meta") from None
-
-    async def iter_appointments(
-        self,
-        *,
-        filters: list[dict[str, Any]] | None = None,
-        page_size: int = MAX_PAGE_SIZE,
-        order_by: str = "start_at_utc",
-        priority: Priority = "sweep",
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every appointment matching ``filters``, each id once.
-
-        Pages are offsets, so rows that move while we page can be skipped or repeated
-        (offset paging): repeats are dropped here; a caller needing completeness sweeps again.
-        """
-        seen: set[str] = set()
-        page = 1
-        while True:
-            result = await self.list_appointments(
-                page=page, page_size=page_size, filters=filters, order_by=order_by,
-                priority=priority,
-            )
-            for row in result.data:
-                row_id = row.get("id")
-                if isinstance(row_id, str) and row_id not in seen:
-                    seen.add(row_id)
-                    yield row
-            if page >= result.total_pages or not result.data:
-                return
-            page += 1
 
     # --- ProviderApi ------------------------------------------------------------------------
 

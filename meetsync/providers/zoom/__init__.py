@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from meetsync.providers import Delivery, Reply, SelfTestDelivery, SignatureError, missing_settings
+from meetsync.providers import Parsed, Reply, SelfTestDelivery, SignatureError, missing_settings
 from meetsync.providers.http import RequestBudget
 from meetsync.providers.zoom import selftest as _selftest
 from meetsync.providers.zoom import signing
@@ -71,7 +71,7 @@ class ZoomWebhooks:
                 self._signed_with.popitem(last=False)
         return self._keys[index][0]
 
-    def parse(self, body: bytes, account: str) -> Delivery:
+    def parse(self, body: bytes, account: str) -> Parsed:
         """What a verified delivery to ``account`` says (``envelope`` for the cases)."""
         found = parse_envelope(body, account=account)
         if isinstance(found, UrlValidation):

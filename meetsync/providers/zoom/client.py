@@ -52,9 +52,7 @@ Errors are ``meetsync.providers.http``'s: ``RetryableApiError`` / ``PermanentApi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -66,11 +64,11 @@ import httpx
 from meetsync.events import Event, to_micros
 from meetsync.providers import EnvelopeError, SweepPage, Window
 from meetsync.providers.http import (
-    DEFAULT_TIMEOUT,
+    DEFAULT_OPTIONS,
+    ClientOptions,
     PermanentApiError,
     Priority,
     RequestBudget,
-    Sleep,
     TokenApi,
 )
 from meetsync.providers.zoom.config import API_URL, OAUTH_URL, START_URL_TTL_SECONDS
@@ -108,19 +106,9 @@ class ZoomClient(TokenApi):
         ttl_seconds: int = START_URL_TTL_SECONDS,
         user_ids: Sequence[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_attempts: int = 5,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        options: ClientOptions = DEFAULT_OPTIONS,
     ) -> None:
-        super().__init__(
-            api_url, clock=clock, budget=budget, transport=transport, timeout=timeout,
-            max_attempts=max_attempts, sleep=sleep, rng=rng, backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-        )
+        super().__init__(api_url, clock=clock, budget=budget, options=options)
         self.account = account
         self.ttl_seconds = ttl_seconds
         self.user_ids = None if user_ids is None else tuple(user_ids)

@@ -26,7 +26,7 @@ from meetsync.settings import Key
 
 API_URL = "https://api.zoom.us/v2"
 OAUTH_URL = "https://zoom.us/oauth/token"
-START_URL_TTL_SECONDS = 7200  # start_url lives 2 h for regular users (seeds/004)
+START_URL_TTL_SECONDS = 7200  # start_url lives 2 h for regular users (Zoom API: "Get a meeting")
 
 KEYS: tuple[Key, ...] = (
     Key("webhook_secret_token", "ZOOM_WEBHOOK_SECRET_TOKEN", "secrets", secret=True,

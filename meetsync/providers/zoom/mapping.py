@@ -8,10 +8,11 @@ https://developers.zoom.us/docs/api/meetings/).
 What each source may say (``source``):
 
 - ``fetch`` (``GET /meetings/{id}``): everything, credentials included. ``host_url`` is the
-  ``start_url``, which Zoom lets live 2 h (seeds/004): ``host_url_expires_at`` = the stamp
-  (``occurred_at``, taken before the request was sent) + ``ttl_seconds``. ``password`` is the
-  meeting passcode; ``password_expires_at`` = end + 24 h, the same retention SavvyCal gives its
-  credentials (a guess: Zoom documents none; a passcode lives as long as the meeting).
+  ``start_url``, which Zoom lets live 2 h (its API reference, "Get a meeting"):
+  ``host_url_expires_at`` = the stamp (``occurred_at``, taken before the request was sent)
+  + ``ttl_seconds``. ``password`` is the meeting passcode; ``password_expires_at`` = end +
+  24 h, the same retention SavvyCal gives its credentials (a guess: Zoom documents none; a
+  passcode lives as long as the meeting).
 - ``list`` (``GET /users/{id}/meetings`` rows): no ``start_url`` and no passcode. The Meeting it
   carries has ``host_url``/``password`` None meaning "not listed", never "none": such events
   belong in incomplete sweep pages (``SweepPage.complete=False``), compared, not applied.
@@ -57,8 +58,9 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from meetsync.events import Event, Meeting, Occurrence, from_micros, iso_utc
+from meetsync.events import Event, Meeting, Occurrence, from_micros
 from meetsync.providers import EnvelopeError, moment
+from meetsync.providers.parsing import iso, optional_text
 
 PROVIDER = "zoom"
 PASSWORD_GRACE = timedelta(hours=24)
@@ -120,8 +122,8 @@ def meeting_event(
         occurred_at=occurred_at,
         appointment_id=appointment_id,
         appointment_status=status,
-        start_at=_iso(start),
-        end_at=_iso(end),
+        start_at=iso(start, "meeting time"),
+        end_at=iso(end, "meeting time"),
         meeting=meeting,
         account=account,
         occurrences=occurrences(obj) if says else None,
@@ -144,8 +146,8 @@ def deleted_event(
         occurred_at=occurred_at,
         appointment_id=meeting_id(obj),
         appointment_status="deleted",
-        start_at=_iso(start),
-        end_at=_iso(_end(obj, start, prefer_end_time=False)),
+        start_at=iso(start, "meeting time"),
+        end_at=iso(_end(obj, start, prefer_end_time=False), "meeting time"),
         no_meeting=True,
         account=account,
     )
@@ -190,7 +192,7 @@ def occurrences(obj: dict[str, Any]) -> tuple[Occurrence, ...] | None:
 
 def _lenient_iso(moment: datetime | None) -> str | None:
     try:
-        return _iso(moment)
+        return iso(moment, "meeting time")
     except EnvelopeError:
         return None
 
@@ -199,16 +201,17 @@ def _meeting(
     obj: dict[str, Any], appointment_id: str, source: Source, occurred_at: int, ttl_seconds: int,
     end: datetime | None,
 ) -> Meeting:
-    join_url = _optional_text(obj, "join_url")
+    join_url = optional_text(obj, "join_url", "meeting")
     host_url = password = host_expires = password_expires = None
     if source == "fetch":
-        host_url = _optional_text(obj, "start_url")
+        host_url = optional_text(obj, "start_url", "meeting")
         if host_url is not None:
-            host_expires = _iso(from_micros(occurred_at) + timedelta(seconds=ttl_seconds))
+            expires = from_micros(occurred_at) + timedelta(seconds=ttl_seconds)
+            host_expires = iso(expires, "meeting time")
     if source != "list":
-        password = _optional_text(obj, "password")
+        password = optional_text(obj, "password", "meeting")
         if password is not None and end is not None:
-            password_expires = _iso(end + PASSWORD_GRACE)
+            password_expires = iso(end + PASSWORD_GRACE, "meeting time")
     return Meeting(
         id=appointment_id,
         status="created",
@@ -262,25 +265,6 @@ def _end(obj: dict[str, Any], start: datetime | None, *, prefer_end_time: bool) 
 def _minutes(value: object) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)
             and 0 <= value <= _MAX_MINUTES)
-
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    try:
-        return iso_utc(moment)
-    except (OverflowError, ValueError):
-        raise EnvelopeError("meeting time is out of range") from None
-
-
-def _optional_text(obj: dict[str, Any], name: str) -> str | None:
-    value = obj.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise EnvelopeError(f"meeting {name} must be a string")
-    return value
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from meetsync.events import Event, to_micros
 from meetsync.providers.avon import AvonClient
 from meetsync.providers.avon.mapping import appointment_event
 from meetsync.providers.avon.simulator import AvonDelivery, AvonSim
-from meetsync.providers.http import RequestBudget
+from meetsync.providers.http import ClientOptions, RequestBudget
 from meetsync.simulator import ManualClock, serve_in_background
 from meetsync.worker.reconciler import snapshot_of
 from tests.providers.harness import UNLIMITED, Edge, World
@@ -40,7 +40,7 @@ class AvonWorld(World):
             api_url=root, client_id=credentials.client_id,
             client_secret=credentials.client_secret, user_jwt=credentials.user_jwt,
             avon_account=credentials.account, budget=budget or RequestBudget(UNLIMITED),
-            transport=self.edge, sleep=self.sleep, max_attempts=max_attempts,
+            options=ClientOptions(transport=self.edge, sleep=self.sleep, max_attempts=max_attempts),
         )
 
     def snapshot(self, obj: dict[str, Any]) -> Event:

@@ -17,7 +17,12 @@ from meetsync.providers import SweepPage, Window
 from meetsync.providers.avon import PROVIDER, AvonClient
 from meetsync.providers.avon.simulator import AvonSim
 from meetsync.providers.avon.simulator.api import GET_APPOINTMENT, LIST_APPOINTMENTS, TOKEN
-from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
+from meetsync.providers.http import (
+    ClientOptions,
+    PermanentApiError,
+    RequestBudget,
+    RetryableApiError,
+)
 from meetsync.settings import Account
 from meetsync.simulator import Faults, ManualClock, serve_in_background
 
@@ -42,14 +47,14 @@ class Harness:
         self.slept.append(seconds)
         self.clock.now += seconds
 
-    def client(self, **overrides: Any) -> AvonClient:
+    def client(self, *, max_attempts: int = 6, **overrides: Any) -> AvonClient:
         c = self.sim.credentials
-        options: dict[str, Any] = {
+        arguments: dict[str, Any] = {
             "api_url": self.root, "client_id": c.client_id, "client_secret": c.client_secret,
-            "user_jwt": c.user_jwt, "avon_account": c.account,
-            "budget": RequestBudget(10_000), "sleep": self.sleep, "max_attempts": 6,
+            "user_jwt": c.user_jwt, "avon_account": c.account, "budget": RequestBudget(10_000),
+            "options": ClientOptions(sleep=self.sleep, max_attempts=max_attempts),
         } | overrides
-        return AvonClient(**options)
+        return AvonClient(**arguments)
 
 
 def harness_for(sim: AvonSim, clock: ManualClock, **config: Any) -> Iterator[Harness]:

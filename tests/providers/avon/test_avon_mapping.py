@@ -14,7 +14,7 @@ from meetsync.providers.avon import appointment_event
 
 STAMP = 1_700_000_000_000_000  # µs: the fetch stamp
 
-# seeds/003, the documented example
+# the documented example (docs.avonhealth.com, "Appointment")
 DOC: dict[str, Any] = {
     "id": "appt_2UxtAULYUrX7GVsTKePy",
     "object": "appointment",

@@ -17,7 +17,7 @@ from meetsync.events import to_micros
 from meetsync.providers.consularia import ConsulariaClient
 from meetsync.providers.consularia.mapping import appointment_event
 from meetsync.providers.consularia.simulator import ApiConfig, ConsulariaSim
-from meetsync.providers.http import RequestBudget
+from meetsync.providers.http import ClientOptions, RequestBudget
 from meetsync.simulator import ManualClock, serve_in_background
 from meetsync.worker.reconciler import snapshot_of
 from tests.providers.harness import UNLIMITED, Edge, World
@@ -36,7 +36,8 @@ class ConsulariaWorld(World):
         self.edge = Edge(**edge)
         self.client = ConsulariaClient(
             api_token=sim.token, api_url=f"{root}/v1", budget=budget or RequestBudget(UNLIMITED),
-            rotation=rotation, transport=self.edge, sleep=self.sleep, max_attempts=max_attempts,
+            rotation=rotation,
+            options=ClientOptions(transport=self.edge, sleep=self.sleep, max_attempts=max_attempts),
         )
 
     def truth(self) -> dict[str, dict[str, Any]]:

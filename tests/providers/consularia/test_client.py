@@ -19,7 +19,12 @@ from meetsync.providers import SweepPage, Window
 from meetsync.providers.consularia import PROVIDER, ConsulariaClient
 from meetsync.providers.consularia.client import MAX_PAGES
 from meetsync.providers.consularia.simulator import DETAIL, LIST, ApiConfig, ConsulariaSim
-from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
+from meetsync.providers.http import (
+    ClientOptions,
+    PermanentApiError,
+    RequestBudget,
+    RetryableApiError,
+)
 from meetsync.simulator.faults import Faults
 from meetsync.simulator.serve import serve_in_background
 
@@ -51,7 +56,8 @@ async def client(sim: ConsulariaSim, root: str) -> AsyncIterator[ConsulariaClien
         slept.append(seconds)
 
     api = ConsulariaClient(account="acme", api_token=sim.token, api_url=f"{root}/v1",
-                           budget=RequestBudget(10_000), sleep=sleep, rotation=5)
+                           budget=RequestBudget(10_000), options=ClientOptions(sleep=sleep),
+                           rotation=5)
     api.slept = slept  # type: ignore[attr-defined]
     yield api
     await api.aclose()
@@ -189,8 +195,8 @@ async def test_rate_limit_of_the_simulated_api_is_honoured(sim: ConsulariaSim) -
             slept.append(seconds)
 
         async with ConsulariaClient(api_token=sim.token, api_url=f"{url}/v1",
-                                    budget=RequestBudget(100), sleep=sleep,
-                                    max_attempts=2) as api:
+                                    budget=RequestBudget(100),
+                                    options=ClientOptions(sleep=sleep, max_attempts=2)) as api:
             appointment_id = next(iter(sim.appointments))
             await fetch(api, appointment_id)
             await fetch(api, appointment_id)
@@ -231,7 +237,8 @@ async def test_a_server_ignoring_page_is_not_paged_forever() -> None:
 
     async with ConsulariaClient(api_token="t", api_url="http://consularia.test/v1",
                                 budget=RequestBudget(100),
-                                transport=httpx.MockTransport(answer)) as api:
+                                options=ClientOptions(transport=httpx.MockTransport(answer)),
+                                ) as api:
         pages = await sweep(api)
     assert len(pages) == 2 and ids(pages) == [row["id"]]
     assert pages[-1].errors == ["paging stopped: page 2 repeated the page before"]

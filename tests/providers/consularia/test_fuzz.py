@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from meetsync.providers import EnvelopeError, Window
 from meetsync.providers.consularia import ConsulariaClient
 from meetsync.providers.consularia.mapping import appointment_event
-from meetsync.providers.http import PermanentApiError, RequestBudget
+from meetsync.providers.http import ClientOptions, PermanentApiError, RequestBudget
 
 ID = "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 
@@ -55,7 +55,8 @@ def _client(body: bytes) -> ConsulariaClient:
         return httpx.Response(200, content=body)
 
     return ConsulariaClient(api_token="t", api_url="http://consularia.test/v1",
-                            budget=RequestBudget(10**6), transport=httpx.MockTransport(answer))
+                            budget=RequestBudget(10**6),
+                            options=ClientOptions(transport=httpx.MockTransport(answer)))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

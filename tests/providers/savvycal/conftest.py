@@ -4,11 +4,15 @@ hand-driven ``clock`` of ``tests/conftest.py``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
+from meetsync.providers.http import ClientOptions
 from meetsync.providers.savvycal.client import RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.simulator.clock import ManualClock
@@ -31,16 +35,14 @@ async def make_client(sim: SavvyCalSim, clock: ManualClock) -> AsyncIterator[Mak
     """Clients over the simulator's ASGI app; retries sleep on the fake clock."""
     made: list[SavvyCalClient] = []
 
-    def make(**overrides: object) -> SavvyCalClient:
-        app = overrides.pop("app", None) or sim.asgi_app(clock=clock)
-        options: dict[str, object] = {
-            "budget": RequestBudget(10_000),
-            "transport": httpx.ASGITransport(app=app),
-            "sleep": clock.auto_sleep,
-        }
-        options.update(overrides)
-        token = str(options.pop("token", sim.token))
-        client = SavvyCalClient("http://sim/v1", token, **options)  # type: ignore[arg-type]
+    def make(*, app: Starlette | None = None, token: str | None = None,
+             **options: Any) -> SavvyCalClient:
+        """``options`` are ``ClientOptions`` fields over this fixture's transport and sleep."""
+        transport = httpx.ASGITransport(app=app or sim.asgi_app(clock=clock))
+        client = SavvyCalClient(
+            "http://sim/v1", token or sim.token, budget=RequestBudget(10_000),
+            options=replace(ClientOptions(transport=transport, sleep=clock.auto_sleep), **options),
+        )
         made.append(client)
         return client
 

@@ -7,8 +7,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from meetsync.providers.http import ClientOptions
 from meetsync.providers.savvycal.client import PermanentApiError, RequestBudget, SavvyCalClient
 from meetsync.providers.savvycal.simulator import SavvyCalSim
+from tests.helpers.savvycal import iter_appointments
 
 MakeClient = Callable[..., SavvyCalClient]
 
@@ -51,7 +53,7 @@ async def test_iter_appointments_with_the_upcoming_filter(
     sim: SavvyCalSim, make_client: MakeClient
 ) -> None:
     client = make_client()
-    rows = [row async for row in client.iter_appointments(filters=UPCOMING, page_size=7)]
+    rows = [row async for row in iter_appointments(client, filters=UPCOMING, page_size=7)]
     now = sim.now.timestamp()
     expected = {a["id"] for a in sim.appointments.values() if a["end_at"]["unix_ts"] > now}
     assert {row["id"] for row in rows} == expected
@@ -79,12 +81,13 @@ async def test_account_header_is_sent_when_configured() -> None:
         sim.token,
         account_id="acct_platform0001",
         budget=RequestBudget(),
-        transport=transport,
+        options=ClientOptions(transport=transport),
     ) as client:
         page = await client.list_appointments(page=1, page_size=100)
         assert page.total_count == 5
     async with SavvyCalClient(
-        "http://sim/v1", sim.token, budget=RequestBudget(), transport=transport
+        "http://sim/v1", sim.token, budget=RequestBudget(),
+        options=ClientOptions(transport=transport),
     ) as client:
         with pytest.raises(PermanentApiError) as caught:
             await client.list_appointments(page=1, page_size=100)

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+from meetsync.providers.http import ClientOptions
 from meetsync.providers.savvycal.client import (
     PermanentApiError,
     RequestBudget,
@@ -105,9 +106,7 @@ async def test_slow_provider_times_out_then_is_retryable() -> None:
             f"{root}/v1",
             sim.token,
             budget=RequestBudget(),
-            timeout=httpx.Timeout(0.05),
-            max_attempts=2,
-            sleep=sleep,
+            options=ClientOptions(timeout=httpx.Timeout(0.05), max_attempts=2, sleep=sleep),
         ) as client:
             with pytest.raises(RetryableApiError, match="timed out") as caught:
                 await client.list_appointments(page=1, page_size=5)
@@ -124,8 +123,7 @@ async def test_connection_refused_is_retryable() -> None:
         f"http://127.0.0.1:{port}/v1",
         "secret-token-value",
         budget=RequestBudget(),
-        max_attempts=3,
-        sleep=ManualClock().auto_sleep,
+        options=ClientOptions(max_attempts=3, sleep=ManualClock().auto_sleep),
     ) as client:
         with pytest.raises(RetryableApiError, match="network error") as caught:
             await client.get_appointment("appt_000000000000")
@@ -140,7 +138,8 @@ async def test_malformed_json_is_permanent() -> None:
 
     app = Starlette(routes=[Route("/v1/appointments/{appointment_id}", garbage)])
     async with SavvyCalClient(
-        "http://sim/v1", "t", budget=RequestBudget(), transport=httpx.ASGITransport(app=app)
+        "http://sim/v1", "t", budget=RequestBudget(),
+        options=ClientOptions(transport=httpx.ASGITransport(app=app)),
     ) as client:
         with pytest.raises(PermanentApiError, match="not JSON"):
             await client.get_appointment("appt_000000000000")

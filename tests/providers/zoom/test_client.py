@@ -17,7 +17,12 @@ from starlette.routing import Route
 
 from meetsync.events import to_micros
 from meetsync.providers import SignatureError, SweepPage, Window
-from meetsync.providers.http import PermanentApiError, RequestBudget, RetryableApiError
+from meetsync.providers.http import (
+    ClientOptions,
+    PermanentApiError,
+    RequestBudget,
+    RetryableApiError,
+)
 from meetsync.providers.zoom import PROVIDER, ZoomClient
 from meetsync.providers.zoom.client import MAX_PAGES
 from meetsync.settings import Account
@@ -115,7 +120,8 @@ async def client(fake: tuple[FakeZoom, str]) -> AsyncIterator[ZoomClient]:
     api = ZoomClient(account="acme", account_id="acct1", client_id="cid",
                      client_secret="csecret", budget=RequestBudget(1000, window=1.0),
                      api_url=f"{url}/v2", oauth_url=f"{url}/oauth/token", ttl_seconds=600,
-                     clock=Clock(), sleep=sleep, user_ids=["me"])  # one scripted user
+                     clock=Clock(), options=ClientOptions(sleep=sleep),
+                     user_ids=["me"])  # one scripted user
     api.slept = slept  # type: ignore[attr-defined]
     yield api
     await api.aclose()

@@ -13,7 +13,7 @@ import pytest
 
 from meetsync.events import Event
 from meetsync.providers import Window
-from meetsync.providers.http import PermanentApiError, RequestBudget
+from meetsync.providers.http import ClientOptions, PermanentApiError, RequestBudget
 from meetsync.providers.keys import settings_from_env
 from meetsync.providers.zoom import PROVIDER, ZoomClient, users_of
 from meetsync.providers.zoom.simulator import LIST_MEETINGS, LIST_USERS, User, ZoomSim
@@ -190,7 +190,7 @@ async def test_the_sweep_stays_within_the_accounts_budget(
     made = hosted(sim, sim.account.users, per_user=1)
     budget = RequestBudget(4, window=1.0, clock=clock, sleep=clock.auto_sleep)
     with serve_in_background(sim.asgi_app(per_second_limit=4)) as root:
-        api = client(sim, root, budget, clock=clock, sleep=clock.auto_sleep)
+        api = client(sim, root, budget, clock=clock, options=ClientOptions(sleep=clock.auto_sleep))
         ids, errors = await swept(api)
     assert errors == [] and ids == set().union(*made.values())
     requests = 1 + 3 + 2 * 9  # the token, three pages of users, two listings per host

@@ -1,11 +1,12 @@
 """The simulated Avon Health's truth: appointments, their changes, and the webhook deliveries
 each change sends.
 
-Appointments follow the documented model (seeds/003): ``start_time``/``end_time`` as epoch
-milliseconds (``time_format="ms"``, the older docs) or ISO-8601 (``"iso"``, the newer ones),
-``status_history`` entries ``{status, changed_by, changed_at}``, ``interaction_type``
-``video_call`` (with ``video_call {join_url, meeting_id}``) or ``in_person`` (with a
-``location``), ``last_updated_at`` in epoch ms bumped by every change.
+Appointments follow the documented model (docs.avonhealth.com, "Appointment"):
+``start_time``/``end_time`` as epoch milliseconds (``time_format="ms"``, the older docs) or
+ISO-8601 (``"iso"``, the newer ones), ``status_history`` entries ``{status, changed_by,
+changed_at}``, ``interaction_type`` ``video_call`` (with ``video_call {join_url,
+meeting_id}``) or ``in_person`` (with a ``location``), ``last_updated_at`` in epoch ms bumped
+by every change.
 
 Statuses: ``scheduled`` → (``confirmed``) → ``in_progress`` → ``completed``, or ``cancelled``
 at any point before completion (the docs show only ``scheduled``; the rest are read off the

@@ -1,5 +1,6 @@
-"""A Consularia Connect simulator written from its OpenAPI excerpt (seeds/002): the truth, a
-workload that changes it over simulated time, and its API (token auth, paged appointments).
+"""A Consularia Connect simulator written from its OpenAPI excerpt (docs/providers.md): the
+truth, a workload that changes it over simulated time, and its API (token auth, paged
+appointments).
 
     sim = ConsulariaSim(7, start=datetime(2026, 12, 1, 15, tzinfo=UTC), clock=ManualClock())
     changes = sim.play(200)                         # the truth's changes, in true order

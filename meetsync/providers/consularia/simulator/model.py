@@ -6,7 +6,7 @@ log is for tests, which compare the mirror with ``sim.appointments`` after a swe
 
 - ``create``: ``scheduled``, 1-4 participants (one ``moderator``), 15..120 minutes;
 - ``reschedule`` (start and/or duration), ``retitle``: only while ``scheduled`` (the API
-  refuses to update active and completed appointments, seeds/002);
+  refuses to update active and completed appointments, says its OpenAPI excerpt);
 - ``add_participant`` / ``remove_participant`` / ``rename_participant`` / ``change_role``;
 - ``set_status``: ``active``, ``completed``, ``cancelled`` (the values are undocumented:
   ours, a guess; ``cancelled`` is the spelling a Django app would likely use);

@@ -1,4 +1,5 @@
-"""Commands that talk to the provider: ``reconcile``, ``backfill``, ``dead-letters replay``."""
+"""Commands that repair the mirror: ``reconcile`` and ``backfill`` (against the provider's
+API), ``dead-letters replay`` (events the worker gave up on)."""
 
 from __future__ import annotations
 
