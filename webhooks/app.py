@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,7 +23,7 @@ from meetsync.webhooks.changes import ChangeFeed
 from meetsync.webhooks.health import Readiness, healthz
 from meetsync.webhooks.openapi import openapi_document, openapi_route
 from meetsync.webhooks.operator import counted, operator_routes
-from meetsync.webhooks.params import bounded_body
+from meetsync.webhooks.params import bounded_body, bounded_receive
 from meetsync.webhooks.read_api import ReadOnlyMirror, read_routes
 from meetsync.webhooks.receiver import MAX_BODY_BYTES, Answer, Receiver
 
@@ -105,9 +106,10 @@ class Webhooks:
     async def serve(self, scope: Scope, receive: Receive, send: Send, name: str,
                     posted_to: str | None) -> None:
         """The same, straight on ASGI: no Request wrapper, no Response object."""
-        request = Request(scope, receive)
-        answer = await self._receiver.answer(name, posted_to, request.headers,
-                                             lambda: bounded_body(request, MAX_BODY_BYTES))
+        headers = Headers(scope=scope)
+        answer = await self._receiver.answer(
+            name, posted_to, headers,
+            lambda: bounded_receive(headers.get("content-length"), receive, MAX_BODY_BYTES))
         self._count(name, posted_to, answer)
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": answer.raw_headers()})
