@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -47,6 +47,7 @@ from meetsync.store import status as figures
 from meetsync.store.subscribers import cursors as subscriber_cursors
 from meetsync.webhooks.auth import bearer_matches, token_matches
 from meetsync.webhooks.params import TooLarge, bounded_body, bounded_int
+from meetsync.webhooks.receiver import Answer
 from meetsync.webhooks.status_page import login_page, status_page
 
 log = structlog.get_logger(__name__)
@@ -91,27 +92,22 @@ fixed bucket per provider (never a label made of a string the sender chose). Not
 account name (it has a space), so it cannot collide with one."""
 
 
-def counted(endpoint: Callable[[Request], Awaitable[Response]],
-            known: frozenset[str], accounts: frozenset[Key] = frozenset(),
-            ) -> Callable[[Request], Awaitable[Response]]:
-    """The receiver's endpoint, counting each answer (``meetsync_webhook_deliveries_total``).
+def counted(known: frozenset[str], accounts: frozenset[Key] = frozenset(),
+            ) -> Callable[[str, str | None, Answer], None]:
+    """What counts each answer of the receiver (``meetsync_webhook_deliveries_total``), given
+    the provider and account named in its path.
 
     A delivery no account verified (a wrong secret: the most common setup mistake) counts
     under the account its path named when that is one of ``accounts`` (the configured ones),
     else under ``UNKNOWN_ACCOUNT``."""
 
-    async def counting(request: Request) -> Response:
-        response = await endpoint(request)
-        name = request.path_params.get("provider")
-        account = getattr(request.state, "account", None)
+    def count(name: str, posted_to: str | None, answer: Answer) -> None:
+        account = answer.account
         if account is None and name in known:
-            posted_to = request.path_params.get("account")
             account = posted_to if (name, posted_to) in accounts else UNKNOWN_ACCOUNT
-        metrics.delivery(name if name in known else None, account, response.status_code,
-                         bytes(response.body))
-        return response
+        metrics.delivery(name if name in known else None, account, answer.status, answer.said)
 
-    return counting
+    return count
 
 
 def operator_routes(

@@ -13,7 +13,8 @@ header or cookie, which HTTP decodes as Latin-1).
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 
 class TooLarge(Exception):
@@ -41,22 +42,31 @@ def storable(text: str) -> bool:
 async def bounded_body(request: Request, limit: int) -> bytes:
     """The body, refusing (``TooLarge``) as soon as it is known to exceed ``limit`` bytes: by
     its declared length, or while it streams."""
-    declared = request.headers.get("content-length")
+    return await bounded_receive(request.headers.get("content-length"), request.receive, limit)
+
+
+async def bounded_receive(declared: str | None, receive: Receive, limit: int) -> bytes:
+    """``bounded_body`` straight from ASGI's ``receive`` (as Starlette's ``Request.stream``
+    reads it: ``ClientDisconnect`` when the client leaves first), given the declared
+    ``Content-Length``."""
     if declared is not None and declared.isascii() and declared.isdigit() and bounded_int(
             declared, 0, limit) is None:  # digits past the limit, however many
         raise TooLarge
     chunks: list[bytes] = []
     size = 0
-    stream = request.stream()
-    try:
-        async for chunk in stream:
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge
-            chunks.append(chunk)
-    finally:
-        await stream.aclose()
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        if message["type"] != "http.request":
+            continue
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-__all__ = ["TooLarge", "bounded_body", "bounded_int", "storable"]
+__all__ = ["TooLarge", "bounded_body", "bounded_int", "bounded_receive", "storable"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import NamedTuple
 
 import orjson
 import structlog
@@ -54,6 +55,29 @@ HINT_ANSWERS: Mapping[Outcome, str] = {
     "dropped": "dropped: no API credentials",
 }
 
+_JSON = (b"content-type", b"application/json")
+_RETRY = (b"retry-after", RETRY_AFTER_SECONDS.encode())
+
+
+class Answer(NamedTuple):
+    """What the receiver answers one delivery: plain data, so that the Starlette endpoint and
+    the app's direct ASGI path (``webhooks/app.py``) send the same bytes and count the same."""
+
+    status: int
+    body: bytes  # JSON
+    account: str | None = None  # the account whose secret signed it; None: not verified
+    said: str | None = None  # a 202's "status" (queued, fetch queued, ...): the metric's outcome
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as ASGI sends them, in Starlette's order for ``json_response``'s."""
+        length = (b"content-length", str(len(self.body)).encode())
+        return [_RETRY, length, _JSON] if self.status == 503 else [length, _JSON]
+
+    def response(self) -> Response:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS} if self.status == 503 else None
+        return Response(self.body, status_code=self.status, headers=headers,
+                        media_type="application/json")
+
 
 def json_response(
     status: int, payload: Mapping[str, object], headers: Mapping[str, str] | None = None
@@ -63,8 +87,16 @@ def json_response(
     )
 
 
-def _unavailable(error: str) -> Response:
-    return json_response(503, {"error": error}, {"Retry-After": RETRY_AFTER_SECONDS})
+def _answer(status: int, payload: Mapping[str, object], account: str | None = None) -> Answer:
+    return Answer(status, orjson.dumps(payload), account)
+
+
+def _unavailable(error: str, account: str | None = None) -> Answer:
+    return _answer(503, {"error": error}, account)
+
+
+def _accepted(said: str, account: str, **more: str) -> Answer:
+    return Answer(202, orjson.dumps({"status": said, **more}), account, said)
 
 
 class GroupCommit:
@@ -86,8 +118,12 @@ class GroupCommit:
 
     async def publish(self, event: Event) -> None:
         """Durably queue one event (returns once Redis has it; raises what Redis raised)."""
+        await self.append(stream_of(event, self._partitions), event.to_json())
+
+    async def append(self, stream: str, raw: bytes) -> None:
+        """``publish`` for an event already serialized (``raw``) and placed (``stream``)."""
         done = asyncio.get_running_loop().create_future()
-        self._waiting.append((stream_of(event, self._partitions), event.to_json(), done))
+        self._waiting.append((stream, raw, done))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         await done
@@ -99,8 +135,8 @@ class GroupCommit:
                 batch, self._waiting = self._waiting, []
                 try:
                     async with self._redis.pipeline(transaction=False) as pipe:
-                        for stream, raw, _ in batch:
-                            pipe.xadd(stream, {FIELD: raw})
+                        for stream, raw, _ in batch:  # XADD stream * e raw, as ``xadd`` sends it
+                            pipe.execute_command("XADD", stream, "*", FIELD, raw)
                         answers = await pipe.execute(raise_on_error=False)
                 except Exception as exc:  # each waiting request answers for itself
                     answers = [exc] * len(batch)
@@ -118,6 +154,16 @@ class GroupCommit:
                 if not done.done():
                     done.set_exception(RedisError("the queue writer stopped"))
             self._waiting = []
+
+
+def _serialized(event: Event) -> bytes:
+    """The event's stream entry; empty when it may hold unstorable text (orjson refuses a lone
+    surrogate and writes a NUL as ``\\u0000``): ``unstorable`` then walks it to say where."""
+    try:
+        raw = event.to_json()
+    except TypeError:  # orjson.JSONEncodeError
+        return b""
+    return b"" if b"\\u0000" in raw else raw
 
 
 class Receiver:
@@ -146,65 +192,90 @@ class Receiver:
         self._known = known
         self._redis = redis
         self._stats = redis if queue is None else queue
+        self._partitions = partitions
         self._queue = GroupCommit(self._stats, partitions)
         self._tolerance = int(clock_skew_seconds * 1_000_000)
         self._clock = clock
 
     async def endpoint(self, request: Request) -> Response:
-        name = request.path_params["provider"]
+        """As a Starlette endpoint (``webhooks/app.py`` serves ``answer`` itself)."""
+        answer = await self.answer(request.path_params["provider"],
+                                   request.path_params.get("account"), request.headers,
+                                   lambda: bounded_body(request, MAX_BODY_BYTES))
+        return answer.response()
+
+    async def answer(self, name: str, posted_to: str | None, headers: Mapping[str, str],
+                     read: Callable[[], Awaitable[bytes]]) -> Answer:
+        """Answer one delivery to ``/webhooks/{name}[/{posted_to}]``; ``read`` gives its body,
+        or raises ``TooLarge`` past ``MAX_BODY_BYTES``, ``ClientDisconnect`` if the client left.
+        """
         provider = self._providers.get(name)
         if provider is None:
-            return json_response(404, {"error": "unknown provider"})
+            return _answer(404, {"error": "unknown provider"})
         try:
-            return await self._receive(provider, request)
+            return await self._receive(provider, posted_to, headers, read)
         except Exception as exc:  # last resort: a bug must not become a 500 with a traceback
             log.error("webhook_unexpected_error", provider=name, error_type=type(exc).__name__)
             return _unavailable("internal error")
 
-    async def _receive(self, provider: WebhookProvider, request: Request) -> Response:
+    async def _receive(self, provider: WebhookProvider, posted_to: str | None,
+                       headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]],
+                       ) -> Answer:
         name = provider.name
         try:
-            body = await bounded_body(request, MAX_BODY_BYTES)
+            body = await read()
         except TooLarge:
             log.info("webhook_rejected", provider=name, reason="too_large")
-            return json_response(413, {"error": "body over 1 MiB"})
+            return _answer(413, {"error": "body over 1 MiB"})
         except ClientDisconnect:
             log.info("webhook_client_disconnected", provider=name)
-            return json_response(400, {"error": "client disconnected"})
+            return _answer(400, {"error": "client disconnected"})
 
-        posted_to = request.path_params.get("account")
         try:
-            account = provider.verify(body, request.headers, posted_to)
+            account = provider.verify(body, headers, posted_to)
             if posted_to is not None and account != posted_to:
                 raise SignatureError("signed for another account than the one in the path")
         except SignatureError as exc:
             log.info("webhook_rejected", provider=name, reason="signature", detail=str(exc))
-            return json_response(401, {"error": str(exc)})
-        request.state.account = account  # for the deliveries metric (counted_deliveries)
+            return _answer(401, {"error": str(exc)})
+        try:
+            return await self._verified(provider, account, body)
+        except Exception as exc:  # counted under the account that signed it
+            log.error("webhook_unexpected_error", provider=name, error_type=type(exc).__name__)
+            return _unavailable("internal error", account)
 
+    async def _verified(self, provider: WebhookProvider, account: str, body: bytes) -> Answer:
+        name = provider.name
         try:
             parsed = provider.parse(body, account)
         except EnvelopeError as exc:
             log.info("webhook_rejected", provider=name, reason="envelope", detail=str(exc))
-            return json_response(400, {"error": str(exc)})
+            return _answer(400, {"error": str(exc)}, account)
         if isinstance(parsed, Reply):
             log.info("webhook_handshake", provider=name, account=account)
-            return json_response(200, parsed.body)
+            return _answer(200, parsed.body, account)
+        raw = b""
+        if isinstance(parsed, Event):
+            # Dated and serialized once: that JSON is both the quick storable check and the
+            # stream entry (``received`` changes only its dates, never a text).
+            parsed = received(parsed, int(self._clock() * 1_000_000), self._tolerance)
+            raw = _serialized(parsed)
         # Checked on what was parsed, every field of every provider alike: queued, it would
         # fail at the store on every attempt (meetsync/storable.py).
-        refused = unstorable(parsed)
+        refused = None if raw else unstorable(parsed)
         if refused is not None:
             log.info("webhook_rejected", provider=name, reason="unstorable_text", field=refused)
-            return json_response(400, {"error": f"{refused}: text with a NUL character or a"
-                                                " lone surrogate cannot be stored"})
+            return _answer(400, {"error": f"{refused}: text with a NUL character or a"
+                                          " lone surrogate cannot be stored"}, account)
+        if isinstance(parsed, Event) and not raw:  # a text that only looked like a NUL
+            raw = parsed.to_json()
 
         hinted: Outcome = "accepted"
         try:
             if isinstance(parsed, Event):
-                parsed = received(parsed, int(self._clock() * 1_000_000), self._tolerance)
                 if parsed.claimed_at is not None:
                     await self._clock_ahead(parsed)
-                await self._queue.publish(parsed)
+                await self._queue.append(stream_of(parsed, self._partitions), raw)
             elif isinstance(parsed, Hint):
                 hinted = await self._hint(name, parsed)
             else:
@@ -213,19 +284,19 @@ class Receiver:
                 await count(self._stats, IGNORED_TYPES)
         except (RedisError, OSError) as exc:
             log.warning("webhook_queue_unavailable", provider=name, error_type=type(exc).__name__)
-            return _unavailable("queue unavailable")
+            return _unavailable("queue unavailable", account)
 
         if isinstance(parsed, Event):
             # DEBUG, not INFO: one line per accepted event cost more CPU than verifying, parsing
             # and queueing it together (bench/notes.md); rejections stay at INFO.
             log.debug("webhook_queued", provider=name, event_id=parsed.id, type=parsed.type)
-            return json_response(202, {"status": "queued", "id": parsed.id})
+            return _accepted("queued", account, id=parsed.id)
         if isinstance(parsed, Hint):
             log.debug("webhook_hint", provider=name, type=parsed.type,
                       appointment_id=parsed.appointment_id)
-            return json_response(202, {"status": HINT_ANSWERS[hinted]})
+            return _accepted(HINT_ANSWERS[hinted], account)
         log.info("webhook_ignored", provider=name, type=parsed)
-        return json_response(202, {"status": "ignored"})
+        return _accepted("ignored", account)
 
     async def _hint(self, name: str, hint: Hint) -> Outcome:
         """Queue the fetch a hint asks for in its account's lane, counted by outcome."""

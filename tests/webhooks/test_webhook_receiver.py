@@ -327,3 +327,28 @@ async def test_a_delivery_signed_for_another_account_than_its_path_is_401(
     assert response.status_code == 401
     assert "another account" in response.json()["error"]
     assert await queued() == []
+
+
+async def test_the_route_answers_as_the_direct_path_does(
+    app: Starlette, samples: Samples, queued: Queued
+) -> None:
+    """Under a root path a delivery goes through Starlette's router to the same receiver: the
+    same statuses, bodies and headers as the path taken before the router (webhooks/app.py)."""
+    body = samples.body()
+    cases = [
+        ("/webhooks/savvycal", samples.native_headers(body)),
+        ("/webhooks/savvycal", {"x-savvycal-signature": "sha256=AB"}),
+        ("/webhooks/nobody", samples.native_headers(body)),
+        ("/webhooks/savvycal/nobody", samples.native_headers(body)),
+    ]
+    answers = []
+    for root in ("", "/base"):
+        transport = httpx.ASGITransport(app=app, root_path=root)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for path, headers in cases:
+                response = await client.post(root + path, content=body, headers=headers)
+                answers.append((response.status_code, response.content,
+                                sorted(response.headers.items())))
+    assert answers[:len(cases)] == answers[len(cases):]
+    assert [status for status, _, _ in answers[:len(cases)]] == [202, 401, 404, 401]
+    assert len(await queued()) == 2
