@@ -4,8 +4,8 @@ puts them behind the store's ``Dialect``; the schema is ``store/postgres_schema.
 Where the store's own statements differ, the dialect gives their words. ``translate`` is what
 is left for the statements still written in SQLite's words, the write path's
 (``store/rows.py``, ``store/apply.py``) and the tests': it turns their placeholders into
-psycopg's, their ``IS``/``IS NOT`` between values, clock, ``BEGIN IMMEDIATE`` and ``json_each``
-into PostgreSQL's, once per statement.
+psycopg's, their ``IS``/``IS NOT`` between values, clock and ``json_each`` into PostgreSQL's,
+once per statement.
 
 What PostgreSQL adds, for many workers on many hosts:
 
@@ -69,7 +69,7 @@ _VALUE = r"(?:'[^']*'|\?|[\w.:]+)"
 @lru_cache(maxsize=512)
 def translate(sql: str) -> str:
     """The store's SQLite statement in PostgreSQL's dialect (psycopg's placeholders)."""
-    sql = sql.replace(schema.NOW_SQL, NOW_SQL).replace("BEGIN IMMEDIATE", "BEGIN")
+    sql = sql.replace(schema.NOW_SQL, NOW_SQL)
     sql = _distinct(sql.replace("json_each(", "jsonb_array_elements_text("))
     sql = sql.replace("%", "%%")
     sql = re.sub(r"(?<!:):([a-z_]\w*)", r"%(\1)s", sql)
