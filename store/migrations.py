@@ -19,6 +19,9 @@ from sqlite_utils.migrations import Migrations
 
 from meetsync.store import postgres_schema as pg
 from meetsync.store.schema import (
+    LIVE_MEETINGS,
+    SUBSCRIBER_TABLES,
+    TIMES_VERSION,
     m001_mirror,
     m002_operations,
     m003_time_and_absence,
@@ -26,8 +29,6 @@ from meetsync.store.schema import (
     m005_account_and_credential_expiry,
     m006_participants,
     m007_occurrences,
-    m008_times_version,
-    m009_subscribers,
 )
 
 
@@ -69,12 +70,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 m005_account_and_credential_expiry, m006_participants, m007_occurrences),
         postgresql=Step("p001_mirror_as_of_m007", pg.MIRROR_AS_OF_M007),
     ),
-    Migration(
-        sqlite=(m008_times_version,),
-        postgresql=Step("p002_times_version", pg.TIMES_VERSION_AND_VIEW),
+    Migration(  # and live_meetings as the read API serves a deleted appointment's meetings
+        sqlite=(Step("m008_times_version", TIMES_VERSION.format(integer="INTEGER")
+                     + f"DROP VIEW live_meetings; {LIVE_MEETINGS};"),),
+        postgresql=Step("p002_times_version", TIMES_VERSION.format(integer="BIGINT")
+                        + "DROP VIEW live_meetings;" + pg.LIVE_MEETINGS),
     ),
     Migration(
-        sqlite=(m009_subscribers,),
+        sqlite=(Step("m009_subscribers", SUBSCRIBER_TABLES),),
         postgresql=Step("p003_subscribers", pg.SUBSCRIBERS),
     ),
     Migration(

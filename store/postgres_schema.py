@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from meetsync.store.postgres import CHANGES_CHANNEL, CHANGES_LOCK, NOW_SECONDS_SQL, NOW_SQL
-from meetsync.store.schema import SUBSCRIBER_TABLES, TIMES_VERSION, live_meetings
+from meetsync.store.schema import SUBSCRIBER_TABLES, live_meetings
 
 _TABLES = f"""
 CREATE TABLE appointments (
@@ -205,10 +205,6 @@ LIVE_MEETINGS = live_meetings(
 
 MIRROR_AS_OF_M007 = _TABLES + _CHANGE_LOG + LIVE_MEETINGS
 """What SQLite's m001-m007 build, in one step (the view already as m008 left it)."""
-
-TIMES_VERSION_AND_VIEW = (TIMES_VERSION.format(integer="BIGINT")
-                          + "DROP VIEW live_meetings;" + LIVE_MEETINGS)
-"""SQLite's m008."""
 
 SUBSCRIBERS = (
     SUBSCRIBER_TABLES.replace("INTEGER PRIMARY KEY AUTOINCREMENT",

@@ -319,6 +319,7 @@ _EXPIRY_OF_APPOINTMENT = """(SELECT strftime('%Y-%m-%dT%H:%M:%SZ', a.end_at, '+2
 """What releases before m005 took every credential's expiry to be: its appointment's end + 24 h
 (NULL when the end is unknown)."""
 
+
 def live_meetings(*, is_: str = "IS", is_not: str = "IS NOT",
                   now_seconds: str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')") -> str:
     """The view as m005 and later build it, in a dialect's words: ``is_``/``is_not`` compare
@@ -479,12 +480,6 @@ any, so the times are a function of the events seen. Rows written before: their 
 their newest snapshot's (it always wrote them)."""
 
 
-def m008_times_version(db: Database) -> None:
-    # And live_meetings as the read API serves a deleted appointment's meetings.
-    db.executescript(TIMES_VERSION.format(integer="INTEGER")
-                     + f"DROP VIEW live_meetings; {LIVE_MEETINGS};")
-
-
 SUBSCRIBER_TABLES = """
         CREATE TABLE subscriber_cursors (
             name TEXT PRIMARY KEY,
@@ -514,7 +509,3 @@ SUBSCRIBER_TABLES = """
 or that was skipped for it), its counters, the change it is failing on (since when, how many
 attempts), whether a 410 disabled it (``disabled_url``: a digest of the URL it answered from),
 and the changes given up on for it (store/subscribers.py)."""
-
-
-def m009_subscribers(db: Database) -> None:
-    db.executescript(SUBSCRIBER_TABLES)
