@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from meetsync.dev.pg_server import PostgresServer
-from meetsync.store.postgres import _CHANGES_LOCK
+from meetsync.store.postgres import CHANGES_LOCK
 
 COLUMNS = (
     "appointment_id", "status", "start_at", "end_at", "meeting_id", "meeting_status",
@@ -154,7 +154,7 @@ def _classify(state: str | None, wait_type: str | None, wait_event: str | None,
         return "client"
     if wait_type == "Lock" and wait_event == "advisory":
         # A bigint key is split in two: its high half in classid, its low half in objid.
-        return "change-log lock" if lock == (0, _CHANGES_LOCK) else "appointment locks"
+        return "change-log lock" if lock == (0, CHANGES_LOCK) else "appointment locks"
     if wait_type == "Lock":
         return f"lock: {wait_event}"
     if wait_type is None:

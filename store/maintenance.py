@@ -12,11 +12,10 @@ import sqlite3
 from contextlib import closing, suppress
 from pathlib import Path
 
-from sqlite_utils import Database
+from meetsync.store.dialect import dialect_for
 
-from meetsync.store import postgres
-from meetsync.store.mirror import open_store
-from meetsync.store.schema import migrations
+MIGRATE_TIMEOUT_SECONDS = 30
+"""How long ``migrate`` waits for a worker's write lock (or, on PostgreSQL, any lock)."""
 
 
 def backup(source: str | Path, target: str | Path) -> int:
@@ -41,26 +40,17 @@ def backup(source: str | Path, target: str | Path) -> int:
 
 def pending_migrations(path: str | Path) -> list[str]:
     """The migrations the mirror at ``path`` lacks (read-only: writes nothing)."""
-    if postgres.is_postgres(str(path)):
-        return postgres.pending(str(path))
-    with closing(_read_only(path)) as conn:
-        return [m.name for m in migrations.pending(Database(conn))]
+    return dialect_for(path).pending(path)
 
 
 def migrate(path: str | Path) -> list[str]:
     """Apply what is pending (creating the mirror if need be); returns what was applied."""
-    if postgres.is_postgres(str(path)):
-        pg = postgres.PgConnection(str(path), readonly=False, lock_timeout=30)
-        try:
-            return postgres.migrate(pg)
-        finally:
-            pg.close()
-    if Path(path).exists():
-        pending = pending_migrations(path)
-    else:
-        pending = [m.name for m in migrations.pending(Database(memory=True))]
-    open_store(path).close()
-    return pending
+    dialect = dialect_for(path)
+    conn = dialect.connect(path, readonly=False, busy_timeout=MIGRATE_TIMEOUT_SECONDS)
+    try:
+        return dialect.migrate(conn)
+    finally:
+        conn.close()
 
 
 def _read_only(path: str | Path) -> sqlite3.Connection:

@@ -1,7 +1,8 @@
 """The ``Store``: one connection to the mirror, batched writes and reads.
 
-The mirror is a SQLite file (the default: its pragmas are set here) or a PostgreSQL database
-(``MEETSYNC_DB=postgresql://...``: ``store/postgres.py``); the statements are the same.
+The mirror is a SQLite file (the default) or a PostgreSQL database
+(``MEETSYNC_DB=postgresql://...``); what differs between them is the store's ``Dialect``
+(``store/dialect.py``).
 
 A ``Store`` is synchronous and not thread-safe: use it from one thread at a time (the worker
 gives it a thread of its own so the database never stalls the event loop). Its errors are in
@@ -11,24 +12,18 @@ gives it a thread of its own so the database never stalls the event loop). Its e
 from __future__ import annotations
 
 import contextlib
-import os
-import sqlite3
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from sqlite_utils import Database
-
 from meetsync.credentials import dead, dead_sql
-from meetsync.errors import StoreBusy, StoreError, StoreUnavailable
+from meetsync.errors import StoreError
 from meetsync.events import LEGACY_PROVIDER, Event, iso_utc
 from meetsync.storable import unstorable
-from meetsync.store import postgres
 from meetsync.store.apply import ApplyResult, apply_events
-from meetsync.store.schema import NOW_SQL, migrations
+from meetsync.store.dialect import Dialect, dialect_for
 
 BUSY_TIMEOUT_SECONDS = 5.0
 INBOX_RETENTION = timedelta(days=30)
@@ -79,92 +74,26 @@ def open_store(
     before ``StoreBusy``; the applier then backs off and retries, so nothing is lost.
     ``clock`` is the store's "now": which credentials are dead, and what reads may serve.
     """
-    if postgres.is_postgres(str(path)):
-        pg = postgres.PgConnection(str(path), readonly=readonly, lock_timeout=busy_timeout)
-        try:
-            if readonly:
-                postgres.require_tables(pg)
-            else:
-                postgres.migrate(pg)
-        except BaseException:
-            pg.close()
-            raise
-        return Store(pg, clock)
-    path = Path(path)
-    if readonly:
-        conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, timeout=busy_timeout,
-            isolation_level=None, check_same_thread=False, factory=_SqliteConnection,
-        )
-    else:
-        if not path.exists():
-            # The mirror holds credentials: readable by its owner only (WAL files follow suit).
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        conn = sqlite3.connect(
-            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False,
-            factory=_SqliteConnection,
-        )
+    dialect = dialect_for(path)
+    conn = dialect.connect(path, readonly=readonly, busy_timeout=busy_timeout)
     try:
-        _prepare(conn, readonly=readonly, busy_timeout=busy_timeout)
+        if readonly:
+            dialect.require_tables(conn)
+        else:
+            dialect.migrate(conn)
     except BaseException:
         conn.close()  # e.g. busy: the caller retries with a new connection
         raise
-    return Store(conn, clock)
-
-
-def _prepare(conn: sqlite3.Connection, *, readonly: bool, busy_timeout: float) -> None:
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    # 16 MiB of page cache instead of 2: the inbox and the mirror's indexes take random-key
-    # inserts, and past a few MiB every batch re-reads pages (+10-15 % applied events/s).
-    conn.execute("PRAGMA cache_size = -16384")
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    if not readonly:
-        # Several processes may open a new mirror at once: migrate under the write lock.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            migrations.apply(Database(conn))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-
-class _SqliteConnection(sqlite3.Connection):
-    """SQLite's connection raising the store's errors at its edge: a lock or an outage leaves
-    as ``StoreBusy``/``StoreUnavailable`` (``retry_later``), so no caller reads a driver's
-    message; an error of the data (a constraint, a bad value) leaves as the driver raised it."""
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        try:
-            return super().execute(sql, parameters)
-        except sqlite3.Error as exc:
-            retry = retry_later(exc)
-            if retry is None:
-                raise
-            raise retry from exc
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        try:
-            return super().executemany(sql, parameters)
-        except sqlite3.Error as exc:
-            retry = retry_later(exc)
-            if retry is None:
-                raise
-            raise retry from exc
+    return Store(conn, dialect, clock)
 
 
 class Store:
     """The mirror: guarded writes in batches, and the reads downstream apps use."""
 
-    def __init__(
-        self, conn: sqlite3.Connection | postgres.PgConnection, clock: Clock = _system_clock
-    ) -> None:
-        self.conn: Any = conn  # either speaks sqlite3's surface (execute, executemany, close)
+    def __init__(self, conn: Any, dialect: Dialect, clock: Clock = _system_clock) -> None:
+        self.conn: Any = conn  # sqlite3's surface (execute, executemany, close), ``dialect``'s
+        self.dialect = dialect
         self.clock = clock
-        self.postgres = isinstance(conn, postgres.PgConnection)
 
     def close(self) -> None:
         self.conn.close()
@@ -183,7 +112,7 @@ class Store:
         Returns what was applied and the events that failed on their own (poison), so one bad
         event never holds back the rest of its batch. An event with text no backend can store
         (``meetsync/storable.py``) fails without reaching the database. An error of the
-        database itself (``retry_later``: locked, disk full, I/O, connection lost) is no
+        database itself (``Dialect.retry_later``: locked, disk full, I/O, connection lost) is no
         event's failure: it is raised (``StoreBusy``) and the caller retries the batch later.
         """
         refused = [Failure(event, f"{found}: text with a NUL character or a lone surrogate"
@@ -197,8 +126,8 @@ class Store:
             return ApplyResult(), []
         try:
             return self._transaction(events), []
-        except (sqlite3.Error, psycopg.Error, ValueError, TypeError) as exc:
-            retry = retry_later(exc)
+        except (self.dialect.error, ValueError, TypeError) as exc:
+            retry = self.dialect.retry_later(exc)
             if retry is not None:
                 raise retry from exc
             if len(events) == 1:  # the event's own: its content, a constraint, a bad value
@@ -211,11 +140,10 @@ class Store:
         return total, failures
 
     def _transaction(self, events: Sequence[Event]) -> ApplyResult:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.dialect.begin)
         try:
-            if self.postgres:  # SQLite's BEGIN IMMEDIATE already made this the only writer
-                postgres.lock_appointments(
-                    self.conn, ((event.provider, event.appointment_id) for event in events))
+            self.dialect.lock_appointments(
+                self.conn, ((event.provider, event.appointment_id) for event in events))
             result = apply_events(self.conn, events, self.clock())
             self.conn.execute("COMMIT")  # may fail too: a full disk shows here first
         except BaseException:
@@ -227,9 +155,9 @@ class Store:
         """End a failed transaction, unless the database ended it already: SQLite rolls back
         on its own after some errors (a full disk, an I/O error), and a lost PostgreSQL
         connection took its transaction with it. The error that failed it is what counts."""
-        if isinstance(self.conn, sqlite3.Connection) and not self.conn.in_transaction:
+        if not self.dialect.in_transaction(self.conn):
             return
-        with contextlib.suppress(sqlite3.Error, psycopg.Error, StoreError):
+        with contextlib.suppress(self.dialect.error, StoreError):
             self.conn.execute("ROLLBACK")
 
     def purge_expired_credentials(self, now: datetime | None = None) -> int:
@@ -239,9 +167,7 @@ class Store:
         password_dead = dead_sql("password_expires_at", ":now")
         due = f"""(host_url IS NOT NULL AND {host_url_dead})
                OR (password IS NOT NULL AND {password_dead})"""
-        if self.postgres:  # rows an applier holds now wait for the next purge, never a deadlock
-            due = ("(provider, id) IN (SELECT provider, id FROM meetings"
-                   f" WHERE {due} FOR UPDATE SKIP LOCKED)")
+        due = self.dialect.skip_locked("meetings", "provider, id", due)
         cur = self.conn.execute(
             f"""
             UPDATE meetings SET
@@ -264,10 +190,9 @@ class Store:
         workers holding copies of its entry (claimed from one another) may give up on it at
         once: the look and the write are one transaction, one writer per event at a time.
         """
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.dialect.begin)
         try:
-            if self.postgres:  # SQLite's BEGIN IMMEDIATE already made this the only writer
-                postgres.lock(self.conn, [f"dead_letter/{event_id}"])
+            self.dialect.lock(self.conn, [f"dead_letter/{event_id}"])
             held = self.conn.execute(
                 "SELECT id FROM dead_letters WHERE event_id = ? AND replayed_at IS NULL",
                 (event_id,),
@@ -275,7 +200,8 @@ class Store:
             if held is None:
                 held = self.conn.execute(
                     "INSERT INTO dead_letters (event_id, appointment_id, type, reason, attempts,"
-                    f" payload, created_at) VALUES (?, ?, ?, ?, ?, ?, {NOW_SQL}) RETURNING id",
+                    " payload, created_at)"
+                    f" VALUES (?, ?, ?, ?, ?, ?, {self.dialect.now}) RETURNING id",
                     (event_id, appointment_id, type_, reason, attempts, payload),
                 ).fetchone()
             self.conn.execute("COMMIT")
@@ -308,13 +234,14 @@ class Store:
 
     def mark_replayed(self, dead_letter_id: int) -> None:
         self.conn.execute(
-            f"UPDATE dead_letters SET replayed_at = {NOW_SQL} WHERE id = ?", (dead_letter_id,)
+            f"UPDATE dead_letters SET replayed_at = {self.dialect.now} WHERE id = ?",
+            (dead_letter_id,),
         )
 
     def start_run(self, window_start: str | None, window_end: str | None) -> int:
         (run_id,) = self.conn.execute(
             "INSERT INTO reconcile_runs (started_at, window_start, window_end, outcome)"
-            f" VALUES ({NOW_SQL}, ?, ?, 'running') RETURNING id",
+            f" VALUES ({self.dialect.now}, ?, ?, 'running') RETURNING id",
             (window_start, window_end),
         ).fetchone()
         return int(run_id)
@@ -323,7 +250,7 @@ class Store:
         """Record a reconcile run's outcome and counters (``drift``/``errors`` as JSON text)."""
         columns = ", ".join(f"{name} = ?" for name in fields)
         self.conn.execute(
-            f"UPDATE reconcile_runs SET {columns}, finished_at = {NOW_SQL} WHERE id = ?",
+            f"UPDATE reconcile_runs SET {columns}, finished_at = {self.dialect.now} WHERE id = ?",
             (*fields.values(), run_id),
         )
 
@@ -336,42 +263,11 @@ class Store:
         """Forget applied event ids older than ``keep``. Safe: a redelivery that old is older
         than what its rows reflect, so the version guard still rejects it.
 
-        Cost follows the rows forgotten, not the inbox's size (no index to pay on every
-        insert): rows are appended in ``applied_at`` order, so walking ``rowid`` from the start
-        to the first row still kept finds every row before it old. Whatever an out-of-order
-        clock leaves behind that boundary waits for a later prune. Deleted in chunks, one
-        transaction each, so the applier never waits long for the write lock.
+        Deleted in chunks, one transaction each, so the applier never waits long for the
+        write lock; cost follows the rows forgotten, not the inbox's size (``Dialect``).
         """
         cutoff = ((now or self.clock()) - keep).strftime("%Y-%m-%dT%H:%M:%S")
-        if self.postgres:
-            return self._prune_by_applied_at(cutoff)
-        boundary = self.conn.execute(
-            "SELECT rowid FROM events WHERE applied_at >= ? ORDER BY rowid LIMIT 1", (cutoff,)
-        ).fetchone()
-        below = boundary[0] if boundary else 2**63 - 1
-        pruned = 0
-        while True:
-            deleted = self.conn.execute(
-                "DELETE FROM events WHERE rowid IN"
-                " (SELECT rowid FROM events WHERE rowid < ? ORDER BY rowid LIMIT ?)",
-                (below, PRUNE_CHUNK),
-            ).rowcount
-            pruned += int(deleted)
-            if deleted < PRUNE_CHUNK:
-                return pruned
-
-    def _prune_by_applied_at(self, cutoff: str) -> int:
-        """PostgreSQL has no rowid to walk: its inbox indexes ``applied_at`` instead."""
-        pruned = 0
-        while True:
-            deleted = int(self.conn.execute(
-                "DELETE FROM events WHERE (provider, id) IN (SELECT provider, id FROM events"
-                " WHERE applied_at < ? LIMIT ? FOR UPDATE SKIP LOCKED)",
-                (cutoff, PRUNE_CHUNK),
-            ).rowcount)
-            pruned += deleted
-            if deleted < PRUNE_CHUNK:
-                return pruned
+        return self.dialect.prune_inbox(self.conn, cutoff, PRUNE_CHUNK)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -467,15 +363,16 @@ class Store:
         external = meeting.get("external_meeting_id")
         if external is None:
             return None
+        is_, is_not = self.dialect.is_, self.dialect.is_not
         row = self.conn.execute(
             f"SELECT {_MEETING_COLUMNS}, (CAST(:replaced_by AS TEXT) IS NULL AND EXISTS ("
             "   SELECT 1 FROM appointments o WHERE o.provider = :provider"
-            "   AND o.id = :appointment AND o.meeting_id IS :meeting"
-            "   AND o.status IS NOT 'canceled' AND o.status IS NOT 'deleted'))"
+            f"   AND o.id = :appointment AND o.meeting_id {is_} :meeting"
+            f"   AND o.status {is_not} 'canceled' AND o.status {is_not} 'deleted'))"
             " FROM meetings m LEFT JOIN appointments a"
             " ON a.provider = m.provider AND a.id = m.appointment_id"
             " WHERE m.id = m.external_meeting_id AND m.id = :external"
-            " AND m.provider IS NOT :provider ORDER BY m.provider LIMIT 1",
+            f" AND m.provider {is_not} :provider ORDER BY m.provider LIMIT 1",
             {"external": external, "provider": meeting["provider"], "meeting": meeting["id"],
              "appointment": meeting["appointment_id"], "replaced_by": meeting["replaced_by"]},
         ).fetchone()
@@ -526,7 +423,7 @@ class Store:
         ``account``'s when given (a sweep covers one account)."""
         rows = self.conn.execute(
             "SELECT id FROM appointments WHERE provider = :provider"
-            " AND (end_at IS NULL OR end_at > :cutoff) AND status IS NOT 'deleted'"
+            f" AND (end_at IS NULL OR end_at > :cutoff) AND status {self.dialect.is_not} 'deleted'"
             " AND (CAST(:account AS TEXT) IS NULL OR account = :account)",
             {"provider": provider, "cutoff": cutoff, "account": account},
         )
@@ -640,46 +537,7 @@ _NEVER_LIVE = frozenset({"failed", "skipped", "canceled"})
 def mirror_exists(db: str | Path) -> bool:
     """Whether there is a mirror to read: a SQLite file exists; a PostgreSQL database is
     taken to (an opener finds out, ``StoreBusy`` while its tables are missing)."""
-    return postgres.is_postgres(str(db)) or Path(db).exists()
-
-
-def _locked(exc: sqlite3.OperationalError) -> bool:
-    """The driver's own report of a lock (it gives no result code): retry later."""
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
-# SQLite's primary result codes no event's content causes: https://sqlite.org/rescode.html
-_SQLITE_BUSY = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
-_SQLITE_UNAVAILABLE = frozenset({
-    7,  # SQLITE_NOMEM
-    8,  # SQLITE_READONLY (the file or its directory lost write permission)
-    9,  # SQLITE_INTERRUPT
-    10,  # SQLITE_IOERR
-    13,  # SQLITE_FULL: the disk (or max_page_count)
-    14,  # SQLITE_CANTOPEN
-    15,  # SQLITE_PROTOCOL
-})
-
-
-def retry_later(exc: BaseException) -> StoreBusy | None:
-    """The store's error for ``exc`` when the database, not what was written, failed (retry
-    later: ``StoreBusy`` for a lock, ``StoreUnavailable`` for a full disk, an I/O error, a
-    lost connection); None for an error of the data (a constraint, a bad value)."""
-    if isinstance(exc, StoreBusy):
-        return exc
-    if isinstance(exc, psycopg.Error):
-        return postgres.transient(exc)
-    if not isinstance(exc, sqlite3.Error):
-        return None
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:  # raised by the driver itself, not by SQLite
-        busy = isinstance(exc, sqlite3.OperationalError) and _locked(exc)
-        return StoreBusy(str(exc)) if busy else None
-    if code & 0xFF in _SQLITE_BUSY:
-        return StoreBusy(str(exc))
-    if code & 0xFF in _SQLITE_UNAVAILABLE:
-        return StoreUnavailable(str(exc))
-    return None
+    return dialect_for(db).exists(db)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,9 +1,11 @@
-"""The mirror on PostgreSQL: a connection that speaks the store's SQL, and the schema.
+"""The mirror on PostgreSQL: its connection, its errors and its locks (``store/dialect.py``
+puts them behind the store's ``Dialect``; the schema is ``store/postgres_schema.py``).
 
-The store's statements are written once, in SQLite's dialect; ``translate`` rewrites the few
-places PostgreSQL spells differently (placeholders, ``IS``/``IS NOT`` between values, the clock,
-``json_each``), once per statement. Same tables, columns, views and change log as SQLite's
-migrations build, so readers, the read API and the Python API don't know which one they have.
+Where the store's own statements differ, the dialect gives their words. ``translate`` is what
+is left for the statements still written in SQLite's words, the write path's
+(``store/rows.py``, ``store/apply.py``) and the tests': it turns their placeholders into
+psycopg's, their ``IS``/``IS NOT`` between values, clock and ``json_each`` into PostgreSQL's,
+once per statement.
 
 What PostgreSQL adds, for many workers on many hosts:
 
@@ -35,7 +37,7 @@ import psycopg
 
 from meetsync.errors import StoreBusy, StoreUnavailable
 from meetsync.redact import masked_url, url_passwords
-from meetsync.store.schema import _LIVE_MEETINGS, _SUBSCRIBER_TABLES, _TIMES_VERSION, NOW_SQL
+from meetsync.store import schema
 
 CHANGES_CHANNEL = "meetsync_changes"
 """``LISTEN meetsync_changes``: each commit that logged changes notifies its highest ``seq``."""
@@ -43,8 +45,12 @@ CHANGES_CHANNEL = "meetsync_changes"
 STATEMENT_TIMEOUT_MS = 30_000
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
-_PG_NOW = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
-_PG_NOW_SECONDS = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+CHANGES_LOCK = 0x6D656575
+"""The advisory lock a commit holds while it numbers its change rows (store/postgres_schema.py)."""
+
+NOW_SQL = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+"""PostgreSQL's clock as the mirror writes its own timestamps (SQLite's ``schema.NOW_SQL``)."""
+NOW_SECONDS_SQL = """to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
 
 
 def is_postgres(db: str) -> bool:
@@ -63,7 +69,7 @@ _VALUE = r"(?:'[^']*'|\?|[\w.:]+)"
 @lru_cache(maxsize=512)
 def translate(sql: str) -> str:
     """The store's SQLite statement in PostgreSQL's dialect (psycopg's placeholders)."""
-    sql = sql.replace(NOW_SQL, _PG_NOW).replace("BEGIN IMMEDIATE", "BEGIN")
+    sql = sql.replace(schema.NOW_SQL, NOW_SQL)
     sql = _distinct(sql.replace("json_each(", "jsonb_array_elements_text("))
     sql = sql.replace("%", "%%")
     sql = re.sub(r"(?<!:):([a-z_]\w*)", r"%(\1)s", sql)
@@ -71,8 +77,8 @@ def translate(sql: str) -> str:
 
 
 def _distinct(sql: str) -> str:
-    """SQLite's ``IS``/``IS NOT`` between two values, in PostgreSQL's words."""
-    sql = re.sub(rf"\bIS NOT (?!NULL\b)({_VALUE})", r"IS DISTINCT FROM \1", sql)
+    """SQLite's ``IS``/``IS NOT`` between two values, in PostgreSQL's words (which it keeps)."""
+    sql = re.sub(rf"\bIS NOT (?!NULL\b|DISTINCT\b)({_VALUE})", r"IS DISTINCT FROM \1", sql)
     return re.sub(rf"\bIS (?!NOT\b|NULL\b|DISTINCT\b)({_VALUE})", r"IS NOT DISTINCT FROM \1", sql)
 
 
@@ -180,6 +186,16 @@ class PgConnection:
                 raise
             raise retry from exc
 
+    def execute_script(self, script: str) -> None:
+        """Run several statements at once (a migration's DDL: no placeholders)."""
+        try:
+            self._live().execute(script.encode())
+        except psycopg.Error as exc:
+            retry = transient(exc)
+            if retry is None:
+                raise
+            raise retry from exc
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -205,265 +221,3 @@ def lock(conn: PgConnection, names: Iterable[str]) -> None:
             " ORDER BY k) AS ordered",
             (names,),
         )
-
-
-# --- schema ---------------------------------------------------------------------------------
-
-_MIGRATION_LOCK = 0x6D656574  # any constant: one migrator at a time across processes
-_CHANGES_LOCK = 0x6D656575
-
-_TABLES = f"""
-CREATE TABLE appointments (
-    id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    meeting_id TEXT,
-    status TEXT,
-    start_at TEXT,
-    end_at TEXT,
-    version_at BIGINT NOT NULL,
-    version_event TEXT NOT NULL,
-    tie_at BIGINT,
-    updated_at TEXT NOT NULL,
-    no_meeting INTEGER NOT NULL DEFAULT 0,
-    named_meeting_id TEXT,
-    account TEXT NOT NULL DEFAULT 'default',
-    participants_at BIGINT,
-    participants_event TEXT,
-    occurrences_at BIGINT,
-    occurrences_event TEXT,
-    PRIMARY KEY (provider, id)
-);
-CREATE INDEX appointments_end_at ON appointments(end_at);
-
-CREATE TABLE meetings (
-    id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    appointment_id TEXT NOT NULL,
-    status TEXT,
-    conferencing_provider TEXT,
-    external_meeting_id TEXT,
-    join_url TEXT,
-    host_url TEXT,
-    password TEXT,
-    error_message TEXT,
-    replaced_by TEXT,
-    first_seen_at BIGINT NOT NULL,
-    first_seen_rank INTEGER NOT NULL,
-    version_at BIGINT NOT NULL,
-    version_event TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    predecessor INTEGER NOT NULL DEFAULT 0,
-    host_url_expires_at TEXT,
-    password_expires_at TEXT,
-    PRIMARY KEY (provider, id)
-);
-CREATE INDEX meetings_chain
-    ON meetings(provider, appointment_id, first_seen_at, first_seen_rank, id);
-CREATE INDEX meetings_self_hosted ON meetings(id) WHERE id = external_meeting_id;
-
-CREATE TABLE participants (
-    provider TEXT NOT NULL,
-    appointment_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    role TEXT,
-    unique_id TEXT,
-    display_name TEXT,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (provider, appointment_id, id)
-);
-
-CREATE TABLE occurrences (
-    provider TEXT NOT NULL,
-    appointment_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    start_at TEXT,
-    end_at TEXT,
-    status TEXT,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (provider, appointment_id, id)
-);
-
--- The inbox. applied_at is indexed here (not in SQLite, whose prune walks rowid).
-CREATE TABLE events (
-    id TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    appointment_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    occurred_at BIGINT NOT NULL,
-    outcome TEXT NOT NULL,
-    applied_at TEXT NOT NULL,
-    claimed_at BIGINT,
-    PRIMARY KEY (provider, id)
-);
-CREATE INDEX events_applied_at ON events(applied_at);
-
--- seq: assigned at commit, in commit order (changes_sequence below); NULL only inside the
--- transaction that wrote the row, so no reader ever sees it.
-CREATE SEQUENCE changes_seq;
-CREATE TABLE changes (
-    row_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    seq BIGINT UNIQUE,
-    entity TEXT NOT NULL,
-    entity_id TEXT NOT NULL,
-    appointment_id TEXT NOT NULL,
-    changed_at TEXT NOT NULL DEFAULT ({_PG_NOW}),
-    provider TEXT NOT NULL
-);
-CREATE INDEX changes_unsequenced ON changes(row_id) WHERE seq IS NULL;
-
-CREATE TABLE dead_letters (
-    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    appointment_id TEXT,
-    type TEXT,
-    reason TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    replayed_at TEXT
-);
-
-CREATE TABLE reconcile_runs (
-    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    window_start TEXT,
-    window_end TEXT,
-    outcome TEXT NOT NULL,
-    pages INTEGER NOT NULL DEFAULT 0,
-    api_calls INTEGER NOT NULL DEFAULT 0,
-    appointments_seen INTEGER NOT NULL DEFAULT 0,
-    drift TEXT NOT NULL DEFAULT '{{}}',
-    repaired INTEGER NOT NULL DEFAULT 0,
-    errors TEXT NOT NULL DEFAULT '[]'
-);
-"""
-
-
-def _log_trigger(table: str, entity: str, appointment: str, fields: Sequence[str],
-                 *, deletes: bool) -> str:
-    """A change-log trigger as SQLite's (schema.py): inserts, real changes, and deletes."""
-    changed = " OR ".join(f"OLD.{name} IS DISTINCT FROM NEW.{name}" for name in fields)
-    events = "INSERT OR UPDATE OR DELETE" if deletes else "INSERT OR UPDATE"
-    return f"""
-CREATE FUNCTION {table}_logged() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE r {table};
-BEGIN
-    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-    IF TG_OP = 'UPDATE' AND NOT ({changed}) THEN RETURN NULL; END IF;
-    INSERT INTO changes (entity, entity_id, appointment_id, provider)
-    VALUES ('{entity}', r.id, r.{appointment}, r.provider);
-    RETURN NULL;
-END $$;
-CREATE TRIGGER {table}_logged AFTER {events} ON {table}
-    FOR EACH ROW EXECUTE FUNCTION {table}_logged();
-"""
-
-
-_CHANGE_LOG = (
-    _log_trigger("appointments", "appointment", "id",
-                 ("meeting_id", "status", "start_at", "end_at"), deletes=False)
-    + _log_trigger("meetings", "meeting", "appointment_id",
-                   ("status", "conferencing_provider", "external_meeting_id", "join_url",
-                    "host_url", "password", "error_message", "replaced_by"), deletes=False)
-    + _log_trigger("participants", "participant", "appointment_id",
-                   ("role", "unique_id", "display_name"), deletes=True)
-    + _log_trigger("occurrences", "occurrence", "appointment_id",
-                   ("start_at", "end_at", "status"), deletes=True)
-    + f"""
--- At commit: number this transaction's change rows after every earlier commit's, then tell
--- the listeners. The lock is held from here to the end of the commit only.
--- It fires once per row logged; the first firing numbers them all, the others return at once.
-CREATE FUNCTION changes_sequence() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_setting('meetsync.sequenced', true) = pg_current_xact_id()::text THEN
-        RETURN NULL;
-    END IF;
-    PERFORM set_config('meetsync.sequenced', pg_current_xact_id()::text, true);
-    PERFORM pg_advisory_xact_lock({_CHANGES_LOCK});
-    WITH numbered AS (
-        SELECT row_id, nextval('changes_seq') AS seq
-        FROM (SELECT row_id FROM changes WHERE seq IS NULL ORDER BY row_id) AS pending
-    )
-    UPDATE changes c SET seq = numbered.seq FROM numbered WHERE c.row_id = numbered.row_id;
-    IF FOUND THEN
-        PERFORM pg_notify('{CHANGES_CHANNEL}', currval('changes_seq')::text);
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER changes_sequenced AFTER INSERT ON changes
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION changes_sequence();
-"""
-)
-
-# SQLite's view as m008 built it, in PostgreSQL's words.
-_VIEWS = _distinct(_LIVE_MEETINGS).replace(
-    "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')", _PG_NOW_SECONDS) + ";"
-
-# SQLite's m009, in PostgreSQL's words.
-_SUBSCRIBERS = (
-    _SUBSCRIBER_TABLES.replace("INTEGER PRIMARY KEY AUTOINCREMENT",
-                               "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
-    .replace("seq INTEGER", "seq BIGINT").replace("_ms INTEGER", "_ms BIGINT")
-)
-
-MIGRATIONS: tuple[tuple[str, str], ...] = (
-    # The schema SQLite's m001-m007 build, in one step: a PostgreSQL mirror starts there.
-    # A later migration is added to both lists.
-    ("p001_mirror_as_of_m007", _TABLES + _CHANGE_LOG + _VIEWS),
-    ("p002_times_version",  # SQLite's m008
-     _TIMES_VERSION.format(integer="BIGINT") + "DROP VIEW live_meetings;" + _VIEWS),
-    ("p003_subscribers", _SUBSCRIBERS),
-    # SQLite's m010: the inbox records each event's account; an appointment's owner is known.
-    ("p004_account_ownership", """
-ALTER TABLE events ADD COLUMN account TEXT;
-ALTER TABLE appointments ADD COLUMN owner_known INTEGER NOT NULL DEFAULT 0;
-"""),
-)
-
-
-def pending(url: str) -> list[str]:
-    """The migrations the database at ``url`` lacks (read-only: writes nothing)."""
-    conn = PgConnection(url, readonly=True, lock_timeout=5)
-    try:
-        if conn.execute("SELECT to_regclass('meetsync_migrations')").fetchone()[0] is None:
-            return [name for name, _ in MIGRATIONS]
-        done = {row[0] for row in conn.execute("SELECT name FROM meetsync_migrations")}
-    finally:
-        conn.close()
-    return [name for name, _ in MIGRATIONS if name not in done]
-
-
-def require_tables(conn: PgConnection) -> None:
-    """A read-only opener's check: no worker (or ``meetsync migrate``) created the mirror yet."""
-    if conn.execute("SELECT to_regclass('meetings')").fetchone()[0] is None:
-        raise StoreBusy("the mirror's tables do not exist yet: start a worker or run "
-                        "`meetsync migrate`")
-
-
-def migrate(conn: PgConnection) -> list[str]:
-    """Apply the migrations not yet applied, in one transaction (PostgreSQL's DDL is
-    transactional) under a lock: several processes may start on a new database at once."""
-    conn.execute("BEGIN")
-    try:
-        conn.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS meetsync_migrations"
-            " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        done = {row[0] for row in conn.execute("SELECT name FROM meetsync_migrations")}
-        applied = []
-        for name, script in MIGRATIONS:
-            if name in done:
-                continue
-            conn._live().execute(script.encode())  # DDL: no placeholders to translate
-            conn.execute(
-                f"INSERT INTO meetsync_migrations (name, applied_at) VALUES (?, {NOW_SQL})",
-                (name,),
-            )
-            applied.append(name)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return applied

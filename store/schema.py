@@ -1,4 +1,5 @@
-"""The mirror's schema, as sqlite-utils migrations (applied in order, each once).
+"""The mirror's schema on SQLite: the steps that built it, in order (``store/migrations.py``
+lists them beside PostgreSQL's, and applies each once).
 
 Tables downstream apps may read (documented in docs/mirror.md):
 
@@ -18,13 +19,9 @@ Internal: ``events`` (the inbox of applied event ids), ``dead_letters``, ``recon
 from __future__ import annotations
 
 from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
 from meetsync.credentials import live_sql
 from meetsync.events import LEGACY_PROVIDER, MEETING_FIELDS
-
-migrations = Migrations("meetsync")
-
 
 NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 """SQLite's clock as the mirror writes its own timestamps (``updated_at`` and the like)."""
@@ -60,7 +57,6 @@ def _change_triggers(*, provider: bool) -> str:
         """
 
 
-@migrations()
 def m001_mirror(db: Database) -> None:
     # version_at/version_event: the (occurred_at, event id) of the snapshot a row reflects; a
     # write lands only when its own pair is greater, so stale events are rejected in SQL.
@@ -137,7 +133,6 @@ def m001_mirror(db: Database) -> None:
     )
 
 
-@migrations()
 def m002_operations(db: Database) -> None:
     db.executescript(
         """
@@ -201,7 +196,6 @@ def _micros_sql(column: str) -> str:
     return f"CAST(ROUND((julianday({column}) - 2440587.5) * 86400000000) AS INTEGER)"
 
 
-@migrations()
 def m003_time_and_absence(db: Database) -> None:
     # no_meeting: the newest snapshot says the appointment has no meeting (meeting_id NULL);
     # named_meeting_id: the meeting it names, current unless a replacement superseded it
@@ -280,7 +274,6 @@ _PROVIDER_OF_APPOINTMENT = f"""COALESCE(
     '{LEGACY_PROVIDER}')"""
 
 
-@migrations()
 def m004_provider_identity(db: Database) -> None:
     # SQLite cannot change a primary key in place: each table is rebuilt under its name, its
     # rows copied in rowid order (the inbox prune relies on rowid following insertion order).
@@ -326,7 +319,17 @@ _EXPIRY_OF_APPOINTMENT = """(SELECT strftime('%Y-%m-%dT%H:%M:%SZ', a.end_at, '+2
 """What releases before m005 took every credential's expiry to be: its appointment's end + 24 h
 (NULL when the end is unknown)."""
 
-_LIVE_MEETINGS = f"""
+
+def live_meetings(*, is_: str = "IS", is_not: str = "IS NOT",
+                  now_seconds: str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')") -> str:
+    """The view as m005 and later build it, in a dialect's words: ``is_``/``is_not`` compare
+    two values, NULL included; ``now_seconds`` is the clock to the second.
+
+    A credential is live only on the appointment's current meeting, while the appointment is
+    not canceled or gone, until its own expiry (NULL: the provider gives it no end). A gone
+    (deleted) appointment's meetings read canceled, without a join URL (m008; as the read API
+    serves them)."""
+    return f"""
 CREATE VIEW live_meetings AS
 SELECT m.provider, m.id, m.appointment_id,
        CASE WHEN gone AND m.status NOT IN ('failed', 'skipped') THEN 'canceled'
@@ -342,20 +345,19 @@ SELECT m.provider, m.id, m.appointment_id,
        m.error_message, m.replaced_by, m.updated_at,
        m.account, m.host_url_expires_at, m.password_expires_at
 FROM (
-    SELECT m.*, a.account, strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AS now_utc,
-           (m.replaced_by IS NULL AND a.meeting_id IS m.id
-            AND a.status IS NOT 'canceled' AND a.status IS NOT 'deleted') AS is_current,
-           (a.status IS 'deleted') AS gone
+    SELECT m.*, a.account, {now_seconds} AS now_utc,
+           (m.replaced_by IS NULL AND a.meeting_id {is_} m.id
+            AND a.status {is_not} 'canceled' AND a.status {is_not} 'deleted') AS is_current,
+           (a.status {is_} 'deleted') AS gone
     FROM meetings m LEFT JOIN appointments a
         ON a.provider = m.provider AND a.id = m.appointment_id
 ) AS m
 """
-"""A credential is live only on the appointment's current meeting, while the appointment is not
-canceled or gone, until its own expiry (NULL: the provider gives it no end). A gone (deleted)
-appointment's meetings read canceled, without a join URL (m008; as the read API serves them)."""
 
 
-@migrations()
+LIVE_MEETINGS = live_meetings()
+
+
 def m005_account_and_credential_expiry(db: Database) -> None:
     # account: the configured account an appointment came through ('default' for rows written
     # before accounts existed, when there was only one).
@@ -369,7 +371,7 @@ def m005_account_and_credential_expiry(db: Database) -> None:
         UPDATE meetings SET host_url_expires_at = {_EXPIRY_OF_APPOINTMENT},
                             password_expires_at = {_EXPIRY_OF_APPOINTMENT};
         DROP VIEW live_meetings;
-        {_LIVE_MEETINGS};
+        {LIVE_MEETINGS};
         """
     )
 
@@ -395,7 +397,6 @@ def _participant_triggers() -> str:
         """
 
 
-@migrations()
 def m006_participants(db: Database) -> None:
     # participants_at/participants_event: the (occurred_at, event id) of the newest snapshot
     # that listed the appointment's participants (NULL: none has); a set is replaced only by a
@@ -444,7 +445,6 @@ def _occurrence_triggers() -> str:
         """
 
 
-@migrations()
 def m007_occurrences(db: Database) -> None:
     # occurrences_at/occurrences_event: the (occurred_at, event id) of the newest snapshot that
     # listed the appointment's occurrences (NULL: none has); the set is guarded as participants
@@ -468,7 +468,7 @@ def m007_occurrences(db: Database) -> None:
     )
 
 
-_TIMES_VERSION = """
+TIMES_VERSION = """
         ALTER TABLE appointments ADD COLUMN times_at {integer};
         ALTER TABLE appointments ADD COLUMN times_event TEXT;
         UPDATE appointments SET times_at = version_at, times_event = version_event;
@@ -480,14 +480,7 @@ any, so the times are a function of the events seen. Rows written before: their 
 their newest snapshot's (it always wrote them)."""
 
 
-@migrations()
-def m008_times_version(db: Database) -> None:
-    # And live_meetings as the read API serves a deleted appointment's meetings.
-    db.executescript(_TIMES_VERSION.format(integer="INTEGER")
-                     + f"DROP VIEW live_meetings; {_LIVE_MEETINGS};")
-
-
-_SUBSCRIBER_TABLES = """
+SUBSCRIBER_TABLES = """
         CREATE TABLE subscriber_cursors (
             name TEXT PRIMARY KEY,
             seq INTEGER NOT NULL DEFAULT 0,
@@ -516,24 +509,3 @@ _SUBSCRIBER_TABLES = """
 or that was skipped for it), its counters, the change it is failing on (since when, how many
 attempts), whether a 410 disabled it (``disabled_url``: a digest of the URL it answered from),
 and the changes given up on for it (store/subscribers.py)."""
-
-
-@migrations()
-def m009_subscribers(db: Database) -> None:
-    db.executescript(_SUBSCRIBER_TABLES)
-
-
-@migrations()
-def m010_account_ownership(db: Database) -> None:
-    # events.account: the account whose secret (or API credentials) the event came through;
-    # NULL for events received before the mirror recorded it.
-    # appointments.owner_known: 1 once an event written at m010 or later set ``account`` (its
-    # owner: the account it was first received under, never overwritten); 0 for rows written
-    # before, whose ``account`` may be wrong (one provider's deliveries all said 'default'):
-    # the next event that lands on such a row names its owner (store/apply.py).
-    db.executescript(
-        """
-        ALTER TABLE events ADD COLUMN account TEXT;
-        ALTER TABLE appointments ADD COLUMN owner_known INTEGER NOT NULL DEFAULT 0;
-        """
-    )

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from meetsync.store.mirror import Store
-from meetsync.store.schema import NOW_SQL
 
 _COLUMNS = ("name, seq, sent, failed, dead, attempts, failing_since_ms, last_error,"
             " disabled_at, disabled_reason, disabled_url, updated_at")
@@ -32,7 +31,7 @@ def ensure(store: Store, names: Iterable[str]) -> None:
     gets the whole change log (``replay --since`` moves it on)."""
     for name in names:
         store.conn.execute(
-            f"INSERT INTO subscriber_cursors (name, updated_at) VALUES (?, {NOW_SQL})"
+            f"INSERT INTO subscriber_cursors (name, updated_at) VALUES (?, {store.dialect.now})"
             " ON CONFLICT (name) DO NOTHING", (name,))
 
 
@@ -76,7 +75,7 @@ def advance(store: Store, name: str, expected: int, seq: int, *, sent: bool) -> 
     clear its failure; False when the cursor is no longer at ``expected``."""
     cur = store.conn.execute(
         "UPDATE subscriber_cursors SET seq = ?, sent = sent + ?, attempts = 0,"
-        f" failing_since_ms = NULL, last_error = NULL, updated_at = {NOW_SQL}"
+        f" failing_since_ms = NULL, last_error = NULL, updated_at = {store.dialect.now}"
         " WHERE name = ? AND seq = ?", (seq, 1 if sent else 0, name, expected))
     return int(cur.rowcount) == 1
 
@@ -89,7 +88,8 @@ def failed(
     row = store.conn.execute(
         "UPDATE subscriber_cursors SET failed = failed + 1, attempts = attempts + 1,"
         " failing_since_ms = COALESCE(failing_since_ms, ?), last_error = ?,"
-        f" updated_at = {NOW_SQL} WHERE name = ? AND seq = ? RETURNING failing_since_ms, attempts",
+        f" updated_at = {store.dialect.now} WHERE name = ? AND seq = ?"
+        " RETURNING failing_since_ms, attempts",
         (now_ms, error[:300], name, expected)).fetchone()
     return None if row is None else (int(row[0]), int(row[1]))
 
@@ -98,7 +98,7 @@ def give_up(store: Store, name: str, expected: int, seq: int, webhook_id: str,
             reason: str) -> bool:
     """Dead-letter the change ``seq`` for this subscriber and move past it, in one
     transaction; False (nothing written) when the cursor moved."""
-    store.conn.execute("BEGIN IMMEDIATE")
+    store.conn.execute(store.dialect.begin)
     try:
         row = store.conn.execute(
             "SELECT attempts FROM subscriber_cursors WHERE name = ? AND seq = ?",
@@ -106,11 +106,11 @@ def give_up(store: Store, name: str, expected: int, seq: int, webhook_id: str,
         if row is not None:
             store.conn.execute(
                 "INSERT INTO subscriber_dead_letters (subscriber, seq, webhook_id, reason,"
-                f" attempts, created_at) VALUES (?, ?, ?, ?, ?, {NOW_SQL})",
+                f" attempts, created_at) VALUES (?, ?, ?, ?, ?, {store.dialect.now})",
                 (name, seq, webhook_id, reason[:300], int(row[0])))
             store.conn.execute(
                 "UPDATE subscriber_cursors SET seq = ?, dead = dead + 1, attempts = 0,"
-                f" failing_since_ms = NULL, last_error = NULL, updated_at = {NOW_SQL}"
+                f" failing_since_ms = NULL, last_error = NULL, updated_at = {store.dialect.now}"
                 " WHERE name = ?", (seq, name))
     except BaseException:
         store.conn.execute("ROLLBACK")
@@ -122,15 +122,17 @@ def give_up(store: Store, name: str, expected: int, seq: int, webhook_id: str,
 def disable(store: Store, name: str, reason: str, url_digest: str) -> None:
     """Stop deliveries to a subscriber that said it is gone (410), until re-enabled."""
     store.conn.execute(
-        f"UPDATE subscriber_cursors SET disabled_at = {NOW_SQL}, disabled_reason = ?,"
-        f" disabled_url = ?, updated_at = {NOW_SQL} WHERE name = ?", (reason, url_digest, name))
+        f"UPDATE subscriber_cursors SET disabled_at = {store.dialect.now}, disabled_reason = ?,"
+        f" disabled_url = ?, updated_at = {store.dialect.now} WHERE name = ?",
+        (reason, url_digest, name))
 
 
 def enable(store: Store, name: str) -> bool:
     """Resume deliveries (from the cursor); False when it was not disabled."""
     cur = store.conn.execute(
         "UPDATE subscriber_cursors SET disabled_at = NULL, disabled_reason = NULL,"
-        f" disabled_url = NULL, attempts = 0, failing_since_ms = NULL, updated_at = {NOW_SQL}"
+        " disabled_url = NULL, attempts = 0, failing_since_ms = NULL,"
+        f" updated_at = {store.dialect.now}"
         " WHERE name = ? AND disabled_at IS NOT NULL", (name,))
     return int(cur.rowcount) == 1
 
@@ -141,7 +143,7 @@ def rewind(store: Store, name: str, seq: int) -> None:
     ensure(store, [name])
     store.conn.execute(
         "UPDATE subscriber_cursors SET seq = ?, attempts = 0, failing_since_ms = NULL,"
-        f" last_error = NULL, updated_at = {NOW_SQL} WHERE name = ?", (seq, name))
+        f" last_error = NULL, updated_at = {store.dialect.now} WHERE name = ?", (seq, name))
 
 
 def dead_letters(store: Store, name: str | None = None) -> list[dict[str, Any]]:

@@ -94,7 +94,8 @@ async def test_a_long_reader_does_not_block_the_applier(
     await applier.drain()
     reader = open_store(db_path, readonly=True)
     # SQLite's reader keeps its snapshot for the transaction; PostgreSQL's, when asked to.
-    reader.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" if reader.postgres else "BEGIN")
+    reader.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ"
+                        if reader.dialect.name == "postgresql" else "BEGIN")
     seen = reader.conn.execute("SELECT count(*) FROM events").fetchone()
     try:
         await publish_all(redis, events[half:])

@@ -15,7 +15,7 @@ from sqlite_utils import Database
 
 from meetsync.events import Event, Meeting, iso_utc
 from meetsync.store import Store, open_store
-from meetsync.store.schema import migrations
+from meetsync.store.migrations import SQLITE as migrations
 from tests.sql import query as sql_query
 
 FIXTURE = Path(__file__).parents[1] / "data" / "mirror-0.1.0.sqlite3"

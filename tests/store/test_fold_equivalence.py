@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meetsync.events import Event, gone
-from meetsync.store import Store, apply, open_store, postgres
+from meetsync.store import Store, apply, open_store
 from tests.store import per_event
 from tests.store.test_order_property import ACCOUNTS, histories
 
@@ -79,9 +79,8 @@ def logged(db: Store, after: int) -> tuple[list[Entity], int]:
 
 def batch(store: Store, events: list[Event], fold: bool, now: datetime) -> tuple[Any, ...]:
     """One batch in one transaction, as ``Store.apply`` runs it, by either apply."""
-    store.conn.execute("BEGIN IMMEDIATE")
-    if store.postgres:
-        postgres.lock_appointments(store.conn, ((e.provider, e.appointment_id) for e in events))
+    store.conn.execute(store.dialect.begin)
+    store.dialect.lock_appointments(store.conn, ((e.provider, e.appointment_id) for e in events))
     result: Any = (apply.apply_events if fold else per_event.apply_events)(
         store.conn, events, now)
     store.conn.execute("COMMIT")

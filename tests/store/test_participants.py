@@ -17,7 +17,7 @@ from sqlite_utils import Database
 
 from meetsync.events import Event, Meeting, Participant
 from meetsync.store import Store, open_store
-from meetsync.store.schema import migrations
+from meetsync.store.migrations import SQLITE as migrations
 
 FIXTURE = Path(__file__).parents[1] / "data" / "mirror-0.1.0.sqlite3"
 

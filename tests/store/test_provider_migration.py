@@ -12,7 +12,7 @@ from sqlite_utils import Database
 
 from meetsync.events import Event, Meeting
 from meetsync.store import open_store
-from meetsync.store.schema import migrations
+from meetsync.store.migrations import SQLITE as migrations
 
 FIXTURE = Path(__file__).parents[1] / "data" / "mirror-0.1.0.sqlite3"
 PINNED = "appt_XxiXpU16hbu1"  # tests/reconcile/test_upgrade.py heals it after this migration
