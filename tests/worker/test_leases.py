@@ -227,8 +227,10 @@ async def test_a_batch_slower_than_the_claim_timeout_is_applied_once(
     """The lease and the batch's claims are kept while a slow batch is applied: the other
     worker neither takes the stream over nor claims the entries."""
     events = history(seed=9, appointments=10)
-    claim_idle_ms = 200
-    slow = Applier(redis, SlowStore(lambda: open_store(tmp_path / "mirror.db"), 1.0),
+    # 1 s, not less: a loaded machine (CI runs 4 test workers on 2 cores) can stall a renewal
+    # by a few hundred ms; the batch still takes three claim timeouts.
+    claim_idle_ms = 1000
+    slow = Applier(redis, SlowStore(lambda: open_store(tmp_path / "mirror.db"), 3.0),
                    name="slow", claim_idle_ms=claim_idle_ms)
     other = Applier(redis, StoreThread(lambda: open_store(tmp_path / "mirror.db")),
                     name="other", claim_idle_ms=claim_idle_ms)
@@ -255,15 +257,15 @@ async def test_a_slow_batch_keeps_its_entries_claimed(
     """Without leases (``drain_once``, as the CLI's burst mode): another consumer's claim of
     stale entries finds none of a batch still being applied, however slow."""
     events = history(seed=10, appointments=5)
-    slow = Applier(redis, SlowStore(lambda: open_store(tmp_path / "mirror.db"), 1.0),
-                   name="slow", claim_idle_ms=200)
+    slow = Applier(redis, SlowStore(lambda: open_store(tmp_path / "mirror.db"), 3.0),
+                   name="slow", claim_idle_ms=1000)
     other = Applier(redis, StoreThread(lambda: open_store(tmp_path / "mirror.db")),
-                    name="other", claim_idle_ms=200)
+                    name="other", claim_idle_ms=1000)
     await slow.ensure_group()
     for event in events:
         await publish(redis, event)
     batch = asyncio.create_task(slow.drain_once(block_ms=None))
-    await asyncio.sleep(0.6)  # three claim timeouts into the slow batch
+    await asyncio.sleep(2.0)  # two claim timeouts into the slow batch
     assert (await other.drain_once(block_ms=None)).read == 0
     assert (await batch).result.applied == len(events)
     slow.store.close()
