@@ -18,8 +18,8 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
   is flagged (``tie_at``) so a refetch from the provider settles what really happened: an
   update is never dropped silently;
 - an appointment's meetings form a chain ordered by when each was first seen (a replacement
-  always creates a brand-new meeting id, docs/providers.md): each meeting's ``replaced_by`` is the next
-  one, the last is current, and a superseded meeting never becomes current again;
+  always creates a brand-new meeting id, docs/providers.md): each meeting's ``replaced_by`` is
+  the next one, the last is current, and a superseded meeting never becomes current again;
 - absence is a state: when the appointment's newest snapshot says it has no meeting, its
   ``meeting_id`` is NULL until a newer snapshot attaches one again;
 - only the meeting the newest snapshot names keeps a ``host_url`` and ``password``;
@@ -340,8 +340,8 @@ class _Fold:
 
         The current meeting is the one its newest snapshot names, moved to the end of the chain
         if it sorts earlier (first seen under a provider clock running behind); but a meeting a
-        replacement named as the one replaced never comes back (docs/providers.md): then, and when no
-        snapshot names one, it is the last meeting never replaced.
+        replacement named as the one replaced never comes back (docs/providers.md): then, and
+        when no snapshot names one, it is the last meeting never replaced.
         """
         chain = sorted(self.chains[key], key=lambda m: (
             m["first_seen_at"], m["first_seen_rank"], m["id"]))

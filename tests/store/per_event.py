@@ -20,8 +20,8 @@ The mirror's state is a function of the *set* of events seen, not of their arriv
   is flagged (``tie_at``) so a refetch from the provider settles what really happened: an
   update is never dropped silently;
 - an appointment's meetings form a chain ordered by when each was first seen (a replacement
-  always creates a brand-new meeting id, docs/providers.md): each meeting's ``replaced_by`` is the next
-  one, the last is current, and a superseded meeting never becomes current again;
+  always creates a brand-new meeting id, docs/providers.md): each meeting's ``replaced_by`` is
+  the next one, the last is current, and a superseded meeting never becomes current again;
 - absence is a state: when the appointment's newest snapshot says it has no meeting, its
   ``meeting_id`` is NULL until a newer snapshot attaches one again;
 - only the meeting the newest snapshot names keeps a ``host_url`` and ``password``;
