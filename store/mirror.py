@@ -115,9 +115,11 @@ class Store:
         database itself (``Dialect.retry_later``: locked, disk full, I/O, connection lost) is no
         event's failure: it is raised (``StoreBusy``) and the caller retries the batch later.
         """
-        refused = [Failure(event, f"{found}: text with a NUL character or a lone surrogate"
-                                  " cannot be stored")
-                   for event in events if (found := unstorable(event)) is not None]
+        # One look at the whole batch first: the look at each event costs as much again.
+        refused = [] if unstorable(tuple(events)) is None else [
+            Failure(event, f"{found}: text with a NUL character or a lone surrogate"
+                           " cannot be stored")
+            for event in events if (found := unstorable(event)) is not None]
         if refused:
             bad = {id(failure.event) for failure in refused}
             result, failures = self.apply([event for event in events if id(event) not in bad])

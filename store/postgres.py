@@ -196,6 +196,27 @@ class PgConnection:
                 raise
             raise retry from exc
 
+    def stage(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+        """COPY ``rows`` into this session's staging table for ``columns`` of ``table``, in the
+        caller's transaction; its name, to insert from. Emptied at each commit; made by each
+        transaction that needs it if not there yet (a rolled-back one takes its own with it).
+        """
+        name = f"staged_{table}"
+        listed = ", ".join(columns)
+        try:
+            conn = self._live()
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS AS"
+                         f" SELECT {listed} FROM {table} WITH NO DATA")
+            with conn.cursor() as cur, cur.copy(f"COPY {name} ({listed}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            retry = transient(exc)
+            if retry is None:
+                raise
+            raise retry from exc
+        return name
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
