@@ -66,11 +66,12 @@ fi
 case "$cmd" in
   test)
     # Parallel unless told (-n N, --numprocesses, -p no:xdist): pytest-xdist workers, each with
-    # its own Redis and PostgreSQL (tests/conftest.py). The tests mostly wait (on servers, child
-    # processes, crons), so twice as many workers as CPUs; MEETSYNC_TEST_WORKERS overrides it
-    # (0: no workers). worksteal: an idle worker takes tests queued on a busy one, so a few
+    # its own Redis and PostgreSQL (tests/conftest.py). One worker more than the CPUs: a worker
+    # often waits (on servers, child processes, crons), but each also starts its own servers
+    # (on 2 cores: 3 workers 6 min 3 s, 4 workers 6 min 25 s). MEETSYNC_TEST_WORKERS overrides
+    # it (0: no workers). worksteal: an idle worker takes tests queued on a busy one, so a few
     # minute-long tests do not leave the others idle at the end.
-    parallel=(-n "${MEETSYNC_TEST_WORKERS:-$((2 * $(nproc 2>/dev/null || echo 1)))}"
+    parallel=(-n "${MEETSYNC_TEST_WORKERS:-$(($(nproc 2>/dev/null || echo 1) + 1))}"
               --dist worksteal)
     for arg in "$@"; do
       case "$arg" in -n*|--numprocesses*|no:xdist) parallel=() ;; esac
