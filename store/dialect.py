@@ -216,16 +216,9 @@ class SQLite:
             "SELECT rowid FROM events WHERE applied_at >= ? ORDER BY rowid LIMIT 1", (cutoff,)
         ).fetchone()
         below = boundary[0] if boundary else 2**63 - 1
-        pruned = 0
-        while True:
-            deleted = int(conn.execute(
-                "DELETE FROM events WHERE rowid IN"
-                " (SELECT rowid FROM events WHERE rowid < ? ORDER BY rowid LIMIT ?)",
-                (below, chunk),
-            ).rowcount)
-            pruned += deleted
-            if deleted < chunk:
-                return pruned
+        return _delete_in_chunks(
+            conn, "DELETE FROM events WHERE rowid IN"
+            " (SELECT rowid FROM events WHERE rowid < ? ORDER BY rowid LIMIT ?)", below, chunk)
 
     def require_tables(self, conn: Any) -> None:
         """Nothing to check: a reader opens only a file that exists."""
@@ -294,16 +287,9 @@ class PostgreSQL:
 
     def prune_inbox(self, conn: Any, cutoff: str, chunk: int) -> int:
         # No rowid to walk: PostgreSQL's inbox indexes applied_at instead.
-        pruned = 0
-        while True:
-            deleted = int(conn.execute(
-                "DELETE FROM events WHERE (provider, id) IN (SELECT provider, id FROM events"
-                " WHERE applied_at < ? LIMIT ? FOR UPDATE SKIP LOCKED)",
-                (cutoff, chunk),
-            ).rowcount)
-            pruned += deleted
-            if deleted < chunk:
-                return pruned
+        return _delete_in_chunks(
+            conn, "DELETE FROM events WHERE (provider, id) IN (SELECT provider, id FROM events"
+            " WHERE applied_at < ? LIMIT ? FOR UPDATE SKIP LOCKED)", cutoff, chunk)
 
     def require_tables(self, conn: Any) -> None:
         """A read-only opener's check: no worker (or ``meetsync migrate``) created it yet."""
@@ -352,3 +338,14 @@ class PostgreSQL:
 
 SQLITE: Dialect = SQLite()
 POSTGRESQL: Dialect = PostgreSQL()
+
+def _delete_in_chunks(conn: Any, sql: str, bound: object, chunk: int) -> int:
+    """Run ``sql`` (a DELETE of at most ``chunk`` rows below ``bound``) until it deletes fewer
+    than ``chunk``: short transactions, so no writer waits behind one long delete. The count
+    deleted."""
+    pruned = 0
+    while True:
+        deleted = int(conn.execute(sql, (bound, chunk)).rowcount)
+        pruned += deleted
+        if deleted < chunk:
+            return pruned

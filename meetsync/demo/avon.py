@@ -20,7 +20,6 @@ Avon differs from SavvyCal and Zoom where the demo looks:
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -184,13 +183,10 @@ async def reconcile_and_report(
     for line in steps.api_lines("Avon", sim.calls, sim.statuses, ROUTES,
                                      workload.appointments, "appointments"):
         say(line)
-    if after.outside:
-        say(f"  {after.outside} appointments ended over 24 h ago: outside the reconciler's "
-            "window")
-    say(f"  took {time.monotonic() - started:.1f} s")
-    say(f"converged: {len(after.matching)}/{after.compared} avon appointments match the "
-        "provider")
-    return 0 if len(after.matching) == after.compared else 1
+    lines, code = after.closing("avon", started)
+    for line in lines:
+        say(line)
+    return code
 
 
 __all__ = [

@@ -15,7 +15,6 @@ ones the mirror holds that no page listed (deleted: 404). The report counts each
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -212,13 +211,10 @@ async def poll_and_report(
     for line in steps.api_lines("Consularia", sim.calls, sim.statuses, ROUTES,
                                      workload.appointments, "appointments"):
         say(line)
-    if after.outside:
-        say(f"  {after.outside} appointments ended over 24 h ago: outside the reconciler's "
-            "window")
-    say(f"  took {time.monotonic() - started:.1f} s")
-    say(f"converged: {len(after.matching)}/{after.compared} consularia appointments match the "
-        "provider")
-    return 0 if len(after.matching) == after.compared else 1
+    lines, code = after.closing("consularia", started)
+    for line in lines:
+        say(line)
+    return code
 
 
 __all__ = [

@@ -137,6 +137,16 @@ class Comparison:
                 f"{self.deleted - self.deleted_unknown} gone from the mirror, "
                 f"{self.deleted_unknown} never reached it")
 
+    def closing(self, provider: str, started: float) -> tuple[list[str], int]:
+        """A provider report's last lines (what the window left out, the time, whether it
+        converged) and its exit code."""
+        lines = [f"  {self.outside} appointments ended over 24 h ago: outside the reconciler's "
+                 "window"] if self.outside else []
+        lines += [f"  took {time.monotonic() - started:.1f} s",
+                  f"converged: {len(self.matching)}/{self.compared} {provider} appointments "
+                  "match the provider"]
+        return lines, 0 if len(self.matching) == self.compared else 1
+
 
 def compare(
     truth: Mapping[str, dict[str, Any]], gone: Mapping[str, str | None], store: Store, *,
