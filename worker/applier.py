@@ -43,7 +43,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -100,6 +100,19 @@ class Round:
         self.clamped += other.clamped
 
 
+@dataclass
+class _Batch:
+    """Entries read from a stream, decoded, kept claimed by ``keeper`` until applied."""
+
+    entries: list[tuple[bytes, dict[bytes, bytes]]]
+    reclaimed: bool
+    round: Round
+    keeper: asyncio.Task[None]
+    events: list[Event] = field(default_factory=list)
+    entry_of: dict[str, list[bytes]] = field(default_factory=dict)  # event id -> its entries
+    unreadable: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
 class StoreThread:
     """Runs every call on one ``Store`` in one dedicated thread, off the event loop."""
 
@@ -151,6 +164,8 @@ class Applier:
         self.busy_waits = 0  # times the store stayed locked past its busy timeout
         self.leases: Leases | None = None  # this worker's share, while ``run()`` runs
         self._stopping = asyncio.Event()
+        self._ahead: dict[str, asyncio.Task[_Batch | None]] = {}  # the next batch, per stream
+        self._in_flight: dict[str, set[bytes]] = {}  # entry ids read and not yet finished
         metrics.applying()  # this process's /metrics now carries the applier's series
 
     async def ensure_group(self) -> None:
@@ -220,12 +235,16 @@ class Applier:
         outliving Redis outages and failed rounds."""
         delay = self.busy_backoff
         group_ready = False
-        while not (self._stopping.is_set() or stop.is_set()) and self._holds(stream):
+
+        def serving() -> bool:
+            return not (self._stopping.is_set() or stop.is_set()) and self._holds(stream)
+
+        while serving():
             try:
                 if not group_ready:
                     await self._ensure_group(stream)
                     group_ready = True
-                await self.drain_once(block_ms=block_ms, stream=stream)
+                await self._pump(stream, block_ms, serving)
             except ResponseError as exc:
                 # NOGROUP: Redis restarted without its data; the group comes back at id 0.
                 group_ready = False
@@ -241,6 +260,7 @@ class Applier:
                 continue
             await self._pause(delay)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+        await self._finish_ahead(stream)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once on ``stop()``."""
@@ -265,13 +285,56 @@ class Applier:
         while True:
             read = total.read
             for stream in self.streams:
-                total.add(await self.drain_once(block_ms=None, stream=stream))
+                total.add(await self._pump(stream, None, lambda: True))
             if total.read == read:
                 return total
 
     async def drain_once(self, block_ms: int | None, stream: str = EVENT_STREAM) -> Round:
         """One batch from ``stream``: entries a dead consumer left pending, else new ones."""
-        entries = await self._claim_stale(stream)
+        batch = await self._read(stream, block_ms)
+        return Round() if batch is None else await self._finish(stream, batch)
+
+    async def _pump(self, stream: str, block_ms: int | None,
+                    serving: Callable[[], bool]) -> Round:
+        """Batches from ``stream`` until a read finds none or ``serving()`` turns false,
+        reading (and decoding) the next batch while the store applies this one: the store's
+        thread is rarely left waiting for Redis. The next batch is read without blocking, and
+        stays for the next call if this one fails."""
+        total = Round()
+        while True:
+            ahead = self._ahead.pop(stream, None)
+            batch = await (ahead if ahead is not None else self._read(stream, block_ms))
+            if batch is None:
+                return total
+            if serving():
+                self._ahead[stream] = asyncio.create_task(
+                    self._read(stream, None), name=f"meetsync-read-ahead:{stream}")
+            total.add(await self._finish(stream, batch))
+            if not serving():
+                return total
+
+    async def _finish_ahead(self, stream: str) -> None:
+        """Apply the batch read ahead of a stream no longer served: its entries are claimed
+        by this consumer, so it is the one to apply them at once."""
+        ahead = self._ahead.pop(stream, None)
+        if ahead is None:
+            return
+        try:
+            batch = await ahead
+            if batch is not None:
+                await self._finish(stream, batch)
+        except Exception as exc:  # left pending, claimed by a consumer after the timeout
+            log.warning("applier_read_ahead_failed", error_type=type(exc).__name__,
+                        error=_first_line(exc))
+
+    async def _read(self, stream: str, block_ms: int | None) -> _Batch | None:
+        """The next batch of ``stream``, decoded and kept claimed (see the module docstring)
+        from here until ``_finish``; None if there is none."""
+        # Not those of the batch being applied: they are ours already (a claim timeout of 0
+        # makes every pending entry stale at once).
+        in_flight = self._in_flight.setdefault(stream, set())
+        entries = [entry for entry in await self._claim_stale(stream)
+                   if entry[0] not in in_flight]
         reclaimed = bool(entries)
         if not entries:
             response = await self.redis.xreadgroup(
@@ -279,21 +342,27 @@ class Applier:
             )
             entries = response[0][1] if response else []
         if not entries:
-            return Round()
-        async with self._kept(stream, [entry_id for entry_id, _ in entries]):
-            return await self._process(stream, entries, reclaimed=reclaimed)
-
-    @contextlib.asynccontextmanager
-    async def _kept(self, stream: str, entry_ids: list[bytes]) -> AsyncIterator[None]:
-        """Keep ``entry_ids`` claimed while the body runs (see the module docstring)."""
-        keeper = asyncio.create_task(self._keep_claimed(stream, entry_ids),
-                                     name=f"meetsync-claims:{stream}")
+            return None
+        batch = _Batch(entries, reclaimed, Round(read=len(entries)), asyncio.create_task(
+            self._keep_claimed(stream, [entry_id for entry_id, _ in entries]),
+            name=f"meetsync-claims:{stream}"))
         try:
-            yield
+            self._decode(batch)
+        except BaseException:
+            batch.keeper.cancel()
+            raise
+        in_flight.update(entry_id for entry_id, _ in entries)
+        return batch
+
+    async def _finish(self, stream: str, batch: _Batch) -> Round:
+        """Apply ``batch``, then acknowledge it; its claims are kept until then."""
+        try:
+            return await self._process(stream, batch)
         finally:
-            keeper.cancel()
+            self._in_flight[stream].difference_update(entry_id for entry_id, _ in batch.entries)
+            batch.keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+                await batch.keeper
 
     async def _keep_claimed(self, stream: str, entry_ids: list[bytes]) -> None:
         period = max(self.claim_idle_ms / 3000, MIN_RECLAIM_SECONDS)
@@ -312,28 +381,24 @@ class Applier:
         )
         return [entry for entry in claimed if entry[1]]
 
-    async def _process(
-        self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]],
-        *, reclaimed: bool = False,
-    ) -> Round:
-        round_ = Round(read=len(entries))
-        events: list[Event] = []
-        entry_of: dict[str, list[bytes]] = {}
-        unreadable: list[tuple[bytes, bytes]] = []
+    def _decode(self, batch: _Batch) -> None:
         now = int(self.clock() * 1_000_000)
-        for entry_id, fields in entries:
+        for entry_id, fields in batch.entries:
             raw = fields.get(FIELD, b"")
             try:
                 event = Event.from_json(raw)
             except (ValueError, TypeError):
-                unreadable.append((entry_id, raw))
+                batch.unreadable.append((entry_id, raw))
                 continue
             if event.received_at is None:
                 event = received(event, now, self.tolerance)
-                round_.clamped += event.claimed_at is not None
-            events.append(event)
-            entry_of.setdefault(event.id, []).append(entry_id)
+                batch.round.clamped += event.claimed_at is not None
+            batch.events.append(event)
+            batch.entry_of.setdefault(event.id, []).append(entry_id)
 
+    async def _process(self, stream: str, batch: _Batch) -> Round:
+        entries, reclaimed, round_ = batch.entries, batch.reclaimed, batch.round
+        events, entry_of, unreadable = batch.events, batch.entry_of, batch.unreadable
         started = time.perf_counter()
         result, failures = await self._apply(events)
         seconds = time.perf_counter() - started

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -78,5 +80,37 @@ async def test_poison_event_is_retried_then_dead_lettered_redacted(
         dump = store.conn.execute("SELECT payload, reason FROM dead_letters").fetchall()
     assert sorted(d["event_id"] for d in letters)[1:] == ["evt_bad"]
     assert "SECRET" not in str(dump) and "PW" not in str(dump)
+    assert await redis.xlen(EVENT_STREAM) == 0
+    app.store.close()
+
+
+async def test_the_next_batch_is_read_while_the_store_applies_this_one(
+    redis: aioredis.Redis, db_path: Path
+) -> None:
+    """Read-ahead: with the store's thread held, the applier has read two batches (the one
+    waiting for the store, and the next); none of the first is read twice, even with a claim
+    timeout of 0 (every pending entry stale at once), and all apply once, in order."""
+    app = applier(redis, db_path, batch_size=5, claim_idle_ms=0)
+    await app.ensure_group()
+    for i in range(15):
+        await publish(redis, snapshot(f"evt_{i:03d}", i, f"amtg_{i}"))
+    gate = threading.Event()
+    held = asyncio.ensure_future(app.store.run(lambda _: gate.wait(30)))
+    drain = asyncio.ensure_future(app.drain())
+    try:
+        for _ in range(200):
+            if (await redis.xpending(EVENT_STREAM, GROUP))["pending"] == 10:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # a third read would show by now
+        assert (await redis.xpending(EVENT_STREAM, GROUP))["pending"] == 10
+        assert query(db_path, "SELECT count(*) FROM events") == [(0,)]
+    finally:
+        gate.set()
+    await held
+    drained = await drain
+    assert (drained.read, drained.result.applied, drained.result.duplicates) == (15, 15, 0)
+    with open_store(db_path) as store:
+        assert store.current_meeting("appt_1")["id"] == "amtg_14"  # type: ignore[index]
     assert await redis.xlen(EVENT_STREAM) == 0
     app.store.close()
