@@ -3,7 +3,9 @@
 Each round reads up to ``batch_size`` entries (first any left pending by a dead consumer, then
 new ones), applies them in one transaction on the store's own thread, then acknowledges and
 deletes them in one pipelined round trip. A crash anywhere before the acknowledgement leaves the
-entries pending, to be claimed again: at-least-once delivery, made harmless by the inbox.
+entries pending, to be claimed again: at-least-once delivery, made harmless by the inbox. While
+the store applies one batch, the next is read and decoded (without blocking), so the store's
+thread seldom waits for Redis; batches are still applied one after another, in stream order.
 
 A partitioned queue (``worker/queue.py``) is served by one reading task per stream: a blocking
 read waits on one key only (on a cluster a read of several keys is refused, CROSSSLOT, as they
