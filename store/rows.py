@@ -161,21 +161,58 @@ class _Write:
             conn.executemany(f"{head} VALUES ({values}, {NOW_SQL}) {self.tail}", rows)
 
 
+@dataclass(frozen=True)
+class _Upsert(_Write):
+    """A row upsert keyed by ``(provider, id)``. On SQLite a row the batch read is updated in
+    only the columns the fold changed, rows changed alike in one ``executemany``: an upsert
+    rewrites every column, and with them each index on any of them (SQLite does not compare
+    old and new values), at about twice the cost. ``guard`` is the update's extra condition,
+    as ``tail`` says it."""
+
+    guard: str = ""
+
+    def write(self, conn: Connection, before: dict[Key, Row], rows: Sequence[Row]) -> None:
+        if isinstance(conn, PgConnection):
+            self.run(conn, rows)
+            return
+        new: list[Row] = []
+        alike: dict[tuple[str, ...], list[Row]] = defaultdict(list)
+        for row in rows:
+            old = before.get((row["provider"], row["id"]))
+            if old is None:
+                new.append(row)
+            else:
+                alike[tuple(name for name in self.columns if old[name] != row[name])].append(row)
+        if new:
+            self.run(conn, new)
+        for names, changed in alike.items():
+            conn.executemany(
+                f"UPDATE {self.table} SET {', '.join(f'{name} = :{name}' for name in names)},"
+                f" {self.stamp} = {NOW_SQL} WHERE provider = :provider AND id = :id{self.guard}",
+                changed)
+
+
 def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...], where: str = ""
             ) -> _Write:
-    return _Write(table, columns, "updated_at", f"""
+    return _Write(table, columns, "updated_at", _on_conflict(columns, key, where))
+
+
+def _on_conflict(columns: tuple[str, ...], key: tuple[str, ...], where: str = "") -> str:
+    return f"""
 ON CONFLICT ({", ".join(key)}) DO UPDATE SET
     {", ".join(f"{name} = excluded.{name}" for name in columns if name not in key)},
     updated_at = excluded.updated_at
-{where}""")
+{where}"""
 
 
 _WRITE_INBOX = _Write("events", INBOX, "applied_at", "ON CONFLICT (provider, id) DO NOTHING")
-_WRITE_APPOINTMENTS = _upsert("appointments", APPOINTMENT, ("provider", "id"))
+_WRITE_APPOINTMENTS = _Upsert("appointments", APPOINTMENT, "updated_at",
+                              _on_conflict(APPOINTMENT, ("provider", "id")))
 # A meeting id another appointment took meanwhile stays with it (the fold reports a conflict
 # for those it saw).
-_WRITE_MEETINGS = _upsert("meetings", MEETING, ("provider", "id"),
-                          "WHERE meetings.appointment_id = excluded.appointment_id")
+_WRITE_MEETINGS = _Upsert("meetings", MEETING, "updated_at", _on_conflict(
+    MEETING, ("provider", "id"), "WHERE meetings.appointment_id = excluded.appointment_id"),
+    " AND appointment_id = :appointment_id")
 
 
 def _write_listed(table: str) -> _Write:
@@ -211,10 +248,10 @@ def write(conn: Connection, before: Rows, after: Rows, inbox: Sequence[Row]) -> 
     changed = [row for key, row in after.appointments.items()
                if before.appointments.get(key) != row]
     if changed:
-        _WRITE_APPOINTMENTS.run(conn, changed)
+        _WRITE_APPOINTMENTS.write(conn, before.appointments, changed)
     changed = [row for key, row in after.meetings.items() if before.meetings.get(key) != row]
     if changed:
-        _WRITE_MEETINGS.run(conn, changed)
+        _WRITE_MEETINGS.write(conn, before.meetings, changed)
     for table in LISTED:
         gone: list[tuple[str, str, str]] = []
         upserts: list[Row] = []
