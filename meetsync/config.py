@@ -48,6 +48,9 @@ CORE_KEYS: tuple[Key, ...] = (
     Key("read_token", "MEETSYNC_READ_TOKEN", secret=True),
     Key("reconcile_interval_seconds", "RECONCILE_INTERVAL_SECONDS", "int", default=300),
     Key("claim_idle_ms", "MEETSYNC_CLAIM_IDLE_MS", "int", default=30_000),
+    # A backlog folds more events per appointment per batch, and pays fewer commits, the bigger
+    # the batch (BENCHMARKS.md); a quiet queue's batches are as small as what has arrived.
+    Key("batch_size", "MEETSYNC_BATCH_SIZE", "int", default=5_000, maximum=50_000),
     Key("clock_skew_seconds", "MEETSYNC_CLOCK_SKEW_SECONDS", "int", default=300),
     Key("refresh_window_seconds", "MEETSYNC_REFRESH_WINDOW_SECONDS", "int", default=86_400),
     Key("refresh_margin_seconds", "MEETSYNC_REFRESH_MARGIN_SECONDS", "int", default=900),

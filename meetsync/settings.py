@@ -132,6 +132,7 @@ class Settings:
     read_token: str | None = field(default=None, repr=False)
     reconcile_interval_seconds: int = 300
     claim_idle_ms: int = 30_000
+    batch_size: int = 5_000
     clock_skew_seconds: int = 300
     # Refreshable credentials (Zoom's start_url): kept fresh for meetings starting within the
     # window (and those in progress), refetched once they would die within the margin; a read

@@ -144,7 +144,7 @@ class Applier:
         *,
         partitions: int = 1,
         name: str | None = None,
-        batch_size: int = 1000,
+        batch_size: int = 5_000,
         claim_idle_ms: int = 30_000,
         max_attempts: int = 5,
         busy_backoff: float = 0.2,

@@ -171,6 +171,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     applier = Applier(
         queue, store, partitions=settings.queue_partitions, on_ties=refetch_ties,
         claim_idle_ms=settings.claim_idle_ms, clock_skew_seconds=settings.clock_skew_seconds,
+        batch_size=settings.batch_size,
     )
     await applier.ensure_group()
     task = asyncio.create_task(applier.run(), name="meetsync-applier")

@@ -1,8 +1,11 @@
 """Apply: one Applier drains a backlog from the Redis stream into the mirror, against raw
-``sqlite3`` ``executemany`` upserts of the same rows (1,000 per transaction, same pragmas).
+``sqlite3`` ``executemany`` upserts of the same rows (same pragmas).
 
 Ours includes everything the worker does per batch: XREADGROUP, decoding, the inbox (dedupe),
 the order guard, the meeting chain, the change-log triggers, XACK + XDEL and the counters.
+Both sides write ``BATCH`` events per transaction: the worker's default batch
+(``MEETSYNC_BATCH_SIZE``). The backlog holds what the receiver queues: events stamped with
+their receipt time (``meetsync.events.received``).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import redis.asyncio as aioredis
 from bench import workload
 from bench.common import Figure, Options, StageResult
 from meetsync.dev.redis_server import RedisServer
-from meetsync.events import Event
+from meetsync.events import Event, received
 from meetsync.queue import EVENT_STREAM, FIELD
+from meetsync.settings import Settings
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 
 TARGET = 0.10
-BATCH = 1000
+BATCH = Settings.batch_size  # the worker's default
 
 _RAW_TABLE = """
 CREATE TABLE snapshots (
@@ -107,7 +111,9 @@ def bench_events(options: Options) -> list[Event]:
     while len(found) < wanted:
         copy += 1
         found += workload.renamed(pool, copy)
-    return found[:wanted]
+    now = int(time.time() * 1_000_000)  # as the receiver stamps each event it queues
+    tolerance = Settings.clock_skew_seconds * 1_000_000
+    return [received(event, now, tolerance) for event in found[:wanted]]
 
 
 def run(options: Options) -> StageResult:
