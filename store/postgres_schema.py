@@ -4,7 +4,10 @@ know which one they have. ``store/migrations.py`` lists each step beside SQLite'
 
 A PostgreSQL mirror starts where SQLite's had come to at m007: its first step builds that
 schema at once (``MIRROR_AS_OF_M007``). What PostgreSQL adds is the change log's numbering in
-commit order (``changes_sequence``, ``store/postgres.py``'s docstring).
+commit order (``changes_sequence``, ``store/postgres.py``'s docstring). From p005 on, its change
+log is written per statement (transition tables) rather than per row, into this session's
+temporary pending rows that the commit numbers: the same rows as SQLite's per-row triggers log
+(the fold's equivalence test checks both), at a fraction of the cost.
 """
 
 from __future__ import annotations
