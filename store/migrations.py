@@ -84,6 +84,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=(Step("m010_account_ownership", _ACCOUNT_OWNERSHIP),),
         postgresql=Step("p004_account_ownership", _ACCOUNT_OWNERSHIP),
     ),
+    Migration(  # PostgreSQL's alone: SQLite's triggers stay per row
+        sqlite=(),
+        postgresql=Step("p005_change_log_per_statement", pg.CHANGE_LOG_PER_STATEMENT),
+    ),
 )
 
 

@@ -14,11 +14,12 @@ What PostgreSQL adds, for many workers on many hosts:
   of the same appointment queue up (a replacement chain is resolved by one at a time), and no
   two batches wait on each other in a cycle. Everything else a batch writes belongs to one of
   its appointments.
-- **A change log in commit order.** ``changes.seq`` is assigned at commit (a deferred trigger,
-  under one advisory lock held only from there to the end of the commit): a follower reading
-  ``seq > n`` never misses a row committed late with a smaller number, as a plain sequence
-  would let it. Each commit that logged changes sends ``NOTIFY meetsync_changes`` with its
-  highest ``seq``.
+- **A change log in commit order.** Each statement logs its visible changes into this
+  session's pending rows (a temporary table, ``store/postgres_schema.py``'s p005); one
+  deferred trigger moves them into ``changes`` at commit, numbered, under one advisory lock
+  held only from there to the end of the commit: a follower reading ``seq > n`` never misses a
+  row committed late with a smaller number, as a plain sequence would let it. Each commit
+  that logged changes sends ``NOTIFY meetsync_changes`` with its highest ``seq``.
 - **Timeouts everywhere.** ``statement_timeout``, ``lock_timeout`` (the busy timeout) and
   ``idle_in_transaction_session_timeout`` on every connection. A lock wait, a timeout, a
   deadlock raises ``StoreBusy``; a lost connection, a full disk, a shutdown (``transient``)

@@ -20,6 +20,7 @@ RECORDED_SQLITE = [
 ]
 RECORDED_POSTGRESQL = [
     "p001_mirror_as_of_m007", "p002_times_version", "p003_subscribers", "p004_account_ownership",
+    "p005_change_log_per_statement",
 ]
 OWN_COLUMNS = {("changes", "row_id")}
 """PostgreSQL's alone: the change log's insertion order, ``seq`` being assigned at commit."""

@@ -60,6 +60,30 @@ def test_a_follower_by_seq_never_misses_a_change_committed_late(pg: str) -> None
         assert {c["appointment_id"] for c in late} == {"appt_a"}
 
 
+def test_the_change_log_survives_rollbacks_of_the_session_rows_it_keeps(pg: str) -> None:
+    """Each statement logs into this session's temporary pending rows (p005): a rollback of the
+    transaction that made them takes them along, a rolled-back savepoint its own rows only; the
+    next change logs again, and a write by hand (no applier) logs as the applier's do."""
+    with open_store(pg) as store:
+        conn = store.conn
+        conn.execute("BEGIN")  # the session's first change: it makes the pending rows' tables
+        apply_events(conn, [snapshot("evt_1", 10, meeting("amtg_a"))], NOW)
+        conn.execute("ROLLBACK")
+        assert store.changes_since(0) == []
+        store.apply([snapshot("evt_1", 10, meeting("amtg_a"))])
+        logged = store.changes_since(0)
+        assert sorted(c["entity"] for c in logged) == ["appointment", "meeting"]
+        conn.execute("BEGIN")
+        conn.execute("UPDATE meetings SET status = 'ended' WHERE id = 'amtg_a'")
+        conn.execute("SAVEPOINT s")
+        conn.execute("UPDATE appointments SET status = 'canceled'")
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        conn.execute("UPDATE appointments SET start_at = start_at")  # no visible change
+        conn.execute("COMMIT")
+        late = store.changes_since(logged[-1]["seq"])
+        assert [(c["entity"], c["entity_id"]) for c in late] == [("meeting", "amtg_a")]
+
+
 def test_a_lock_held_past_the_busy_timeout_raises_store_busy(pg: str) -> None:
     with open_store(pg) as holder, open_store(pg, busy_timeout=0.2) as waiter:
         holder.conn.execute("BEGIN")
