@@ -71,28 +71,53 @@ class Rows:
         default_factory=lambda: {table: {} for table in LISTED})
 
 
-def _in(column: str) -> str:
-    return f"{column} IN (SELECT value FROM json_each(?))"
-
-
 def _ids(values: set[str]) -> str:
     return orjson.dumps(sorted(values)).decode()
 
 
-_READ_INBOX = f"SELECT id FROM events WHERE provider = ? AND {_in('id')}"
-_READ_APPOINTMENTS = (f"SELECT {', '.join(APPOINTMENT)} FROM appointments"
-                      f" WHERE provider = ? AND {_in('id')}")
-# Two halves, not one ``OR``: SQLite answers an ``OR`` of the two ``IN``s by scanning every
-# meeting of the provider; each half alone takes its index (``meetings_chain``, the key). A
-# meeting both halves find comes twice, as the same row.
-_READ_MEETINGS = " UNION ALL ".join(
-    f"SELECT {', '.join(MEETING)} FROM meetings WHERE provider = ? AND {_in(column)}"
-    for column in ("appointment_id", "id"))
+def _keyed(table: str, columns: tuple[str, ...], key: str, ids: str, *, postgres: bool) -> str:
+    """``columns`` of the ``table`` rows of provider ``:provider`` whose ``key`` is one of the
+    JSON array ``:ids`` (a parameter each). On PostgreSQL one index lookup per id, whatever
+    the table's statistics say: its plan for an ``IN`` hashes the whole table until autovacuum
+    has analysed it (a new mirror, a table grown fast), milliseconds for a batch of one."""
+    listed = ", ".join(columns)
+    if postgres:
+        return (f"SELECT {listed} FROM jsonb_array_elements_text(:{ids}) AS k(value)"
+                f" CROSS JOIN LATERAL (SELECT {listed} FROM {table}"
+                f" WHERE provider = :provider AND {key} = k.value OFFSET 0) AS found")
+    return (f"SELECT {listed} FROM {table}"
+            f" WHERE provider = :provider AND {key} IN (SELECT value FROM json_each(:{ids}))")
 
 
-def _read_listed(table: str) -> str:
-    return (f"SELECT appointment_id, id, {', '.join(LISTED[table])} FROM {table}"
-            f" WHERE provider = ? AND {_in('appointment_id')}")
+@dataclass(frozen=True)
+class _Reads:
+    """The batch's read statements, in one dialect's words."""
+
+    inbox: str
+    appointments: str
+    meetings: str
+    listed: dict[str, str]
+
+    @classmethod
+    def of(cls, *, postgres: bool) -> _Reads:
+        return cls(
+            inbox=_keyed("events", ("id",), "id", "events", postgres=postgres),
+            appointments=_keyed("appointments", APPOINTMENT, "id", "appointments",
+                                postgres=postgres),
+            # Two halves, not one ``OR``: SQLite answers an ``OR`` of the two ``IN``s by
+            # scanning every meeting of the provider; each half alone takes its index
+            # (``meetings_chain``, the key). A meeting both halves find comes twice, as the
+            # same row.
+            meetings=" UNION ALL ".join(
+                _keyed("meetings", MEETING, key, ids, postgres=postgres)
+                for key, ids in (("appointment_id", "appointments"), ("id", "meetings"))),
+            listed={table: _keyed(table, ("appointment_id", "id", *fields), "appointment_id",
+                                  "appointments", postgres=postgres)
+                    for table, fields in LISTED.items()},
+        )
+
+
+_READS = {False: _Reads.of(postgres=False), True: _Reads.of(postgres=True)}
 
 
 @dataclass
@@ -119,13 +144,14 @@ def read(conn: Connection, events: Sequence[Event]) -> Rows:
         if event.occurrences is not None:
             w.listed["occurrences"].add(event.appointment_id)
     rows = Rows()
+    reads = _READS[isinstance(conn, PgConnection)]
     for provider, w in wanted.items():
-        rows.inbox.update((provider, event_id) for (event_id,)
-                          in conn.execute(_READ_INBOX, (provider, _ids(w.events))))
-        for found in conn.execute(_READ_APPOINTMENTS, (provider, _ids(w.appointments))):
+        rows.inbox.update((provider, event_id) for (event_id,) in conn.execute(
+            reads.inbox, {"provider": provider, "events": _ids(w.events)}))
+        keys = {"provider": provider, "appointments": _ids(w.appointments)}
+        for found in conn.execute(reads.appointments, keys):
             rows.appointments[provider, found[1]] = dict(zip(APPOINTMENT, found, strict=True))
-        for found in conn.execute(_READ_MEETINGS, (
-                provider, _ids(w.appointments), provider, _ids(w.meetings))):
+        for found in conn.execute(reads.meetings, {**keys, "meetings": _ids(w.meetings)}):
             rows.meetings[provider, found[1]] = dict(zip(MEETING, found, strict=True))
         for table, fields in LISTED.items():
             if not w.listed[table]:
@@ -133,7 +159,8 @@ def read(conn: Connection, events: Sequence[Event]) -> Rows:
             sets = rows.listed[table]
             for appointment_id in w.listed[table]:
                 sets[provider, appointment_id] = {}
-            for found in conn.execute(_read_listed(table), (provider, _ids(w.listed[table]))):
+            for found in conn.execute(reads.listed[table], {
+                    "provider": provider, "appointments": _ids(w.listed[table])}):
                 sets[provider, found[0]][found[1]] = dict(zip(fields, found[2:], strict=True))
     return rows
 
