@@ -340,9 +340,10 @@ def _same(listed: tuple[object, ...], held: tuple[Any, ...] | None, now: str) ->
     credentials die): every field equal but a credential dead at ``now``."""
     if held is None:
         return False
-    values, expiries = listed[:-2], dict(zip(CREDENTIALS, listed[-2:], strict=True))
+    values = listed[:-2]
     if values == held:
         return True
+    expiries = dict(zip(CREDENTIALS, listed[-2:], strict=True))
     return all(
         value == kept or (name in expiries and dead(_text_or_none(expiries[name]), now))
         for name, value, kept in zip(SNAPSHOT_FIELDS, values, held, strict=True)
