@@ -436,7 +436,20 @@ class Store:
     ) -> dict[str, dict[str, Any]]:
         """What the mirror holds for each appointment, raw (credentials unmasked): the
         reconciler compares it field by field with the provider."""
-        found: dict[str, dict[str, Any]] = {}
+        return {
+            appointment_id: dict(zip(SNAPSHOT_FIELDS, values, strict=True))
+            for appointment_id, values in self.snapshot_values(
+                appointment_ids, provider=provider).items()
+        }
+
+    def snapshot_values(
+        self, appointment_ids: Sequence[str], *, provider: str = DEFAULT_PROVIDER,
+        account: str | None = None,
+    ) -> dict[str, tuple[Any, ...]]:
+        """``snapshots`` as tuples in ``SNAPSHOT_FIELDS`` order (no dict per row: a sweep
+        compares every listed appointment); with ``account``, none another account owns."""
+        found: dict[str, tuple[Any, ...]] = {}
+        owned = "" if account is None else " AND (a.owner_known <> 1 OR a.account = ?)"
         for start in range(0, len(appointment_ids), 500):
             chunk = appointment_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -445,11 +458,11 @@ class Store:
                 " m.conferencing_provider, m.external_meeting_id, m.join_url, m.host_url,"
                 " m.password, m.error_message FROM appointments a LEFT JOIN meetings m"
                 " ON m.provider = a.provider AND m.id = a.meeting_id"
-                f" WHERE a.provider = ? AND a.id IN ({marks})",
-                (provider, *chunk),
+                f" WHERE a.provider = ? AND a.id IN ({marks}){owned}",
+                (provider, *chunk) if account is None else (provider, *chunk, account),
             )
             for row in cur:
-                found[row[0]] = dict(zip(SNAPSHOT_FIELDS, row[1:], strict=True))
+                found[row[0]] = tuple(row[1:])
         return found
 
     def owners(

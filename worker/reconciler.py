@@ -8,6 +8,8 @@ one account of one provider (its ``ProviderApi``):
    the provider pages (it drops repeats and pages again when rows shifted under it);
    a listing that lacks fields only a fetch returns (``SweepPage.complete`` False) is compared
    on what it holds, and only the appointments that drifted or are new are fetched in full;
+   a provider that reads a listed row's values cheaply asks the mirror once a page which rows
+   it holds as listed (``Unchanged``), and builds events for the others only;
 2. fetches one by one the appointments the mirror holds in the window that the listing did not
    return: in progress, rescheduled out of it, canceled, or gone (the provider does not know
    them);
@@ -140,12 +142,15 @@ class Reconciler:
         self.clock = clock
         self.progress = progress or (lambda _line: None)
         self._rotated: set[str] = set()
+        self._unchanged: set[str] = set()  # listed as the mirror holds them: no event built
+        self._at = ""  # the run's start, as credentials' expiries are written
 
     async def run(self) -> RunReport:
         started = time.monotonic()
-        self._rotated = set()
+        self._rotated, self._unchanged = set(), set()
         spent_before = self._attempts()
         now = self.clock()
+        self._at = iso_utc(now)
         cutoff = iso_utc(now - self.horizon)
         report = RunReport(scope=self.scope)
         report.run_id = await self.store.run(
@@ -204,17 +209,28 @@ class Reconciler:
         options = {} if self.page_size is None else {"page_size": self.page_size}
         partial: dict[str, Event] = {}
         async for page in self.api.sweep(
-            window, event_id=self._event_id(report), clock=self.clock, **options
+            window, event_id=self._event_id(report), clock=self.clock,
+            unchanged=self._held_as_listed, **options
         ):
             report.pages += 1
             report.errors += page.errors
             for event in page.events:
                 (truth if page.complete else partial).setdefault(event.appointment_id, event)
+            self._unchanged.update(page.unchanged)
             of = f"/{page.of}" if page.of else ""
-            self.progress(f"sweep: page {page.number}{of}, {len(truth) + len(partial)} seen")
+            seen = len(truth) + len(partial) + len(self._unchanged)
+            self.progress(f"sweep: page {page.number}{of}, {seen} seen")
         if partial:
             await self._complete(partial, truth, report)
-        return set(truth) | set(partial)
+        return set(truth) | set(partial) | self._unchanged
+
+    async def _held_as_listed(self, listed: dict[str, tuple[object, ...]]) -> set[str]:
+        """``Unchanged``: the listed appointments this account's mirror holds as listed (no
+        ``drift``), so neither turned into events nor repaired; one read a page."""
+        ids, provider, account = list(listed), self.api.provider, self.api.account
+        held = await self.store.run(
+            lambda s: s.snapshot_values(ids, provider=provider, account=account))
+        return {a for a, values in listed.items() if _same(values, held.get(a), self._at)}
 
     async def _complete(
         self, partial: dict[str, Event], truth: dict[str, Event], report: RunReport
@@ -280,7 +296,7 @@ class Reconciler:
             log.warning("reconcile_account_conflict", provider=provider, account=account,
                         count=len(foreign), appointments=foreign[:10])
             truth = {a: e for a, e in truth.items() if a not in set(foreign)}
-        report.appointments_seen = len(truth)
+        report.appointments_seen = len(truth) + len(self._unchanged.difference(truth))
         ids = list(truth)
         mirror = await self.store.run(lambda s: s.snapshots(ids, provider=provider))
         repairs: list[Event] = []
@@ -317,6 +333,25 @@ class Reconciler:
                 report.repaired += bool(now_held and _gone(now_held))
             elif not drift(snapshot_of(event), now_held, skip=_dead_fields(event, at)):
                 report.repaired += 1
+
+
+def _same(listed: tuple[object, ...], held: tuple[Any, ...] | None, now: str) -> bool:
+    """``drift`` found nothing, on ``Unchanged``'s values (the snapshot's, then when the
+    credentials die): every field equal but a credential dead at ``now``."""
+    if held is None:
+        return False
+    values = listed[:-2]
+    if values == held:
+        return True
+    expiries = dict(zip(CREDENTIALS, listed[-2:], strict=True))
+    return all(
+        value == kept or (name in expiries and dead(_text_or_none(expiries[name]), now))
+        for name, value, kept in zip(SNAPSHOT_FIELDS, values, held, strict=True)
+    )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _gone(held: dict[str, Any]) -> bool:

@@ -30,7 +30,7 @@ Errors (the whole tree: ``meetsync/errors.py``)::
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -157,6 +157,17 @@ class SweepPage:
     number: int = 1
     of: int | None = None  # pages in all, when the provider says
     complete: bool = True
+    unchanged: list[str] = field(default_factory=list)
+    """Listed appointments the sweep's ``Unchanged`` check found as the mirror holds them:
+    no event was built for them (the page's ``events`` are the rest)."""
+
+
+Unchanged = Callable[[dict[str, tuple[object, ...]]], Awaitable[Collection[str]]]
+"""A sweep's check against the mirror: given listed appointments' snapshot values by id (the
+order of ``meetsync.store.mirror.SNAPSHOT_FIELDS``: what the ``Event`` built from the row would
+hold there), the ids the mirror already holds exactly so (and no other account owns). A
+provider that can read those values cheaply from a listing asks it once a page and builds
+events for the other rows only (``SweepPage.unchanged``); one that cannot ignores it."""
 
 
 class ProviderApi(Protocol):
@@ -184,9 +195,11 @@ class ProviderApi(Protocol):
 
     def sweep(
         self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
+        unchanged: Unchanged | None = None,
     ) -> AsyncIterator[SweepPage]:
         """Every appointment in ``window``, page by page, each id at most once. A sweep that
-        may have missed rows moving under its pages sweeps again before it ends."""
+        may have missed rows moving under its pages sweeps again before it ends.
+        ``unchanged``: see ``Unchanged``."""
 
     async def aclose(self) -> None: ...
 
@@ -289,6 +302,7 @@ __all__ = [
     "SelfTestDelivery",
     "SignatureError",
     "SweepPage",
+    "Unchanged",
     "WebhookProvider",
     "Window",
     "lane_bounds",

@@ -47,7 +47,7 @@ from typing import Any
 import httpx
 
 from meetsync.events import Event, to_micros
-from meetsync.providers import EnvelopeError, SweepPage, Window
+from meetsync.providers import EnvelopeError, SweepPage, Unchanged, Window
 from meetsync.providers.avon.mapping import APPOINTMENT_ID, PROVIDER, appointment_event
 from meetsync.providers.http import (
     DEFAULT_OPTIONS,
@@ -144,9 +144,10 @@ class AvonClient(TokenApi):
 
     async def sweep(
         self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
-        page_size: int = PAGE_SIZE,
+        page_size: int = PAGE_SIZE, unchanged: Unchanged | None = None,
     ) -> AsyncIterator[SweepPage]:
-        """Every listed appointment in ``window``, page by page, each id once."""
+        """Every listed appointment in ``window``, page by page, each id once (an event for
+        each: ``unchanged`` is not asked)."""
         bounds = window
         seen: set[str] = set()
         offset = 0

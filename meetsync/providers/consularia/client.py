@@ -55,7 +55,7 @@ import httpx
 import structlog
 
 from meetsync.events import Event, iso_utc, to_micros
-from meetsync.providers import EnvelopeError, SweepPage, Window, moment
+from meetsync.providers import EnvelopeError, SweepPage, Unchanged, Window, moment
 from meetsync.providers.consularia.config import API_URL, POLL_WINDOW_DAYS, ROTATION_PER_SWEEP
 from meetsync.providers.consularia.mapping import (
     PROVIDER,
@@ -132,10 +132,11 @@ class ConsulariaClient(JsonApi):
 
     async def sweep(
         self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
-        page_size: int | None = None,
+        page_size: int | None = None, unchanged: Unchanged | None = None,
     ) -> AsyncIterator[SweepPage]:
         """Every appointment in ``window``, page by page, each id once. ``page_size`` is
-        ignored: Consularia's page size is the server's."""
+        ignored: Consularia's page size is the server's; so is ``unchanged`` (its listing
+        lacks details: ``SweepPage.complete`` False)."""
         filters = _filters(window, clock(), self.poll_window)
         bounds = window
         seen: set[str] = set()

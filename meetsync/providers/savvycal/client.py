@@ -6,7 +6,7 @@ retried by ``JsonApi``; ``fetch`` and ``sweep`` turn Appointments into ``Event``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ import orjson
 import structlog
 
 from meetsync.events import Event, to_micros
-from meetsync.providers import EnvelopeError, SweepPage, Window
+from meetsync.providers import EnvelopeError, SweepPage, Unchanged, Window
 from meetsync.providers.http import (
     DEFAULT_OPTIONS,
     ApiError,
@@ -28,7 +28,11 @@ from meetsync.providers.http import (
     RetryableApiError,
     json_object,
 )
-from meetsync.providers.savvycal.envelope import PROVIDER, appointment_event
+from meetsync.providers.savvycal.envelope import (
+    PROVIDER,
+    appointment_event,
+    appointment_snapshot,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -127,9 +131,10 @@ class SavvyCalClient(JsonApi):
 
     async def sweep(
         self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
-        page_size: int = MAX_PAGE_SIZE,
+        page_size: int = MAX_PAGE_SIZE, unchanged: Unchanged | None = None,
     ) -> AsyncIterator[SweepPage]:
-        """Pages of the window's appointments, each id once.
+        """Pages of the window's appointments, each id once; with ``unchanged``, an event only
+        for each row the mirror does not hold as listed (``SweepPage.unchanged``: the others).
 
         ``ending_after`` is asked as an ``end_at`` filter; a provider refusing it (400/422)
         gets the documented ``period == upcoming`` instead (the worker fetches held
@@ -146,18 +151,19 @@ class SavvyCalClient(JsonApi):
             filters = [{"field": "end_at", "op": ">=", "value": window.ending_after}, *starts]
         seen: set[str] = set()
         try:
-            async for page in self._passes(filters, seen, event_id, clock, page_size):
+            async for page in self._passes(filters, seen, event_id, clock, page_size, unchanged):
                 yield page
         except PermanentApiError as exc:
             if window.ending_after is None or exc.status not in (400, 422) or seen:
                 raise
             log.info("reconcile_filter_fallback", filter="period == upcoming")
-            async for page in self._passes(UPCOMING, seen, event_id, clock, page_size):
+            async for page in self._passes(UPCOMING, seen, event_id, clock, page_size, unchanged):
                 yield page
 
     async def _passes(
         self, filters: list[dict[str, Any]] | None, seen: set[str],
         event_id: Callable[[str], str], clock: Callable[[], datetime], page_size: int,
+        unchanged: Unchanged | None,
     ) -> AsyncIterator[SweepPage]:
         for _pass in range(2):
             page, listed, most = 1, set[str](), 0
@@ -168,10 +174,15 @@ class SavvyCalClient(JsonApi):
                     page=page, page_size=page_size, filters=filters)
                 most = max(most, result.total_count)
                 out = SweepPage([], number=page, of=result.total_pages)
+                same = await self._unchanged(result.data, seen, unchanged)
                 for row in result.data:
                     row_id = str(row.get("id"))
                     listed.add(row_id)
                     if row_id in seen:
+                        continue
+                    if row_id in same:
+                        out.unchanged.append(row_id)
+                        seen.add(row_id)
                         continue
                     try:
                         out.events.append(appointment_event(
@@ -191,6 +202,21 @@ class SavvyCalClient(JsonApi):
             if len(listed) >= most:
                 return
             log.info("reconcile_sweep_short", seen=len(listed), total=most)
+
+    @staticmethod
+    async def _unchanged(
+        rows: list[dict[str, Any]], seen: set[str], unchanged: Unchanged | None
+    ) -> Collection[str]:
+        """The ids of ``rows`` (not yet seen) that the mirror holds as listed: one question
+        a page, on values read without building events (``appointment_snapshot``)."""
+        if unchanged is None:
+            return ()
+        values: dict[str, tuple[object, ...]] = {}
+        for row in rows:
+            snapshot = appointment_snapshot(row)
+            if snapshot is not None and row["id"] not in seen:
+                values.setdefault(row["id"], snapshot)  # a repeated id: its first row counts
+        return await unchanged(values) if values else ()
 
 
 __all__ = [

@@ -109,12 +109,76 @@ def appointment_event(
     )
 
 
+def appointment_snapshot(obj: object) -> tuple[object, ...] | None:
+    """What ``appointment_event(obj)`` would hold where the mirror's snapshot does, read without
+    building it: status, start_at, end_at, then the meeting's id and ``MEETING_FIELDS`` (the
+    order of ``meetsync.store.mirror.SNAPSHOT_FIELDS``), then when its host_url and password
+    die (``meetsync.providers.Unchanged``). A sweep builds (and validates) the ``Event`` only
+    for a row whose values differ from the mirror's.
+
+    None for a row in any but the API's usual shape (an id, text or null fields, times as
+    ``{"utc": "2025-03-01T15:00:00Z", ...}`` or null): it is parsed in full. The time text is
+    checked for its shape only: one that is no real moment equals nothing the mirror holds
+    (every time there went through ``appointment_event``), so its row is parsed in full, and
+    refused, all the same.
+    """
+    if not isinstance(obj, dict):
+        return None
+    status = obj.get("status")
+    if not _text(obj.get("id")) or (status is not None and not isinstance(status, str)):
+        return None
+    start_at, end_at = _utc_text(obj.get("start_at")), _utc_text(obj.get("end_at"))
+    if start_at is _ODD or end_at is _ODD:
+        return None
+    meeting = obj.get("meeting")
+    if meeting is None:
+        return (status, start_at, end_at, *_NO_MEETING)
+    if not isinstance(meeting, dict):
+        return None
+    meeting_id, meeting_status, provider, external, *rest = map(meeting.get, _MEETING_KEYS)
+    if not (_text(meeting_id) and _text(meeting_status)):
+        return None
+    if isinstance(external, int) and not isinstance(external, bool):
+        external = str(external)  # as ``_meeting`` reads Zoom's numeric ids
+    for value in (provider, external, *rest):
+        if value is not None and not isinstance(value, str):
+            return None
+    try:
+        dies = _credentials_die(end_at)
+    except ValueError:  # shaped like a time, but none: parsed in full, and refused
+        return None
+    return (status, start_at, end_at, meeting_id, meeting_status, provider, external, *rest,
+            dies, dies)
+
+
+_MEETING_KEYS = ("id", *MEETING_FIELDS)
+_NO_MEETING = (None,) * (len(_MEETING_KEYS) + 2)
+
+
+_ODD = "odd"  # no time's text
+
+
+def _utc_text(value: object) -> str | None:
+    """A zoned time's ``utc`` text when it is null or already canonical (``_canonical``'s
+    shape, a year from 1000 on), else ``_ODD``."""
+    if value is None:
+        return None
+    text = value.get("utc") if isinstance(value, dict) else None
+    if (
+        isinstance(text, str) and len(text) == 20 and text[19] == "Z" and text[10] == "T"
+        and text[4] == text[7] == "-" and text[13] == text[16] == ":" and text[0] != "0"
+    ):
+        return text
+    return _ODD
+
+
 def _credentials_die(end_at: str | None) -> str | None:
     if end_at is None:
         return None
     if end_at.endswith("Z") and len(end_at) == 20 and end_at < "9999-12-30":
-        moment = datetime.fromisoformat(end_at[:19]).replace(tzinfo=UTC)
-        return iso_utc(moment + CREDENTIAL_LIFETIME)
+        # ``iso_utc`` of it, without strftime: whole seconds, a four-digit year (an end_at of
+        # this shape was kept as given, so its year is at least 1000: ``_canonical``)
+        return f"{(datetime.fromisoformat(end_at[:19]) + CREDENTIAL_LIFETIME).isoformat()}Z"
     return None
 
 

@@ -62,7 +62,7 @@ from urllib.parse import quote
 import httpx
 
 from meetsync.events import Event, to_micros
-from meetsync.providers import EnvelopeError, SweepPage, Window
+from meetsync.providers import EnvelopeError, SweepPage, Unchanged, Window
 from meetsync.providers.http import (
     DEFAULT_OPTIONS,
     ClientOptions,
@@ -156,9 +156,11 @@ class ZoomClient(TokenApi):
 
     async def sweep(
         self, window: Window, *, event_id: Callable[[str], str], clock: Callable[[], datetime],
+        unchanged: Unchanged | None = None,
     ) -> AsyncIterator[SweepPage]:
         """Every meeting in ``window`` of each user swept (the module docstring), page by
-        page, each id once (live ones ``started``)."""
+        page, each id once (live ones ``started``). ``unchanged`` is not asked (its listing
+        lacks details: ``SweepPage.complete`` False)."""
         users, errors = await self._users()
         seen: set[str] = set()
         number = 0
