@@ -1,5 +1,7 @@
-"""PostgreSQL apply: 1, 2 and 4 worker processes drain one pre-filled stream into one database,
-against a raw ``COPY`` upsert of the same rows measured in the same run.
+"""PostgreSQL apply: one worker process drains a pre-filled stream into one database, against a
+raw ``COPY`` upsert of the same rows measured in the same run. (One stream is served by one
+worker: the one holding its lease, ``worker/partitions.py``. How workers add up over
+partitioned streams is the pg_workers stage.)
 
 Each worker is ``python -m bench.memworker --go``: an Applier with its own StoreThread and
 PostgreSQL connection in a process of its own, as in ``meetsync worker``. The stream is filled
@@ -33,7 +35,7 @@ from meetsync.dev.redis_server import RedisServer
 from meetsync.events import Event
 from meetsync.queue import EVENT_STREAM, FIELD, STATS
 
-WORKERS = (1, 2, 4)
+WORKERS = (1,)  # one stream: one lease holder
 
 
 @dataclass
@@ -137,8 +139,6 @@ def drain(redis_server: RedisServer, db_url: str, events: Sequence[Event], worke
 # What each run varies: the schema, and the order of the stream.
 CASES = {
     "shared": "the events in the simulator's order: consecutive batches share appointments",
-    "unshared": "the same events each renamed to an appointment (and meeting) of its own: no "
-                "two batches share an appointment, so no worker waits for another's locks",
 }
 
 
@@ -230,7 +230,7 @@ def run(options: Options) -> StageResult:
         "workers: " + procs.shown([procs.PYTHON, "-m", "bench.memworker", "--redis",
                                    "redis://127.0.0.1:PORT/0", "--db",
                                    "postgresql://postgres@127.0.0.1:PORT/mirror_R_N", "--go"])
-        + "  (N of them; Applier(batch_size=1000), one StoreThread and connection each)",
+        + f"  (Applier(batch_size={BATCH}): the worker's default batch)",
         f"baseline: COPY of {BATCH} rows into a staging table, then INSERT … SELECT … ON "
         "CONFLICT DO UPDATE (guarded) into one table, one transaction per batch (bench/pg.py)",
         "server: meetsync.dev.pg_server.PostgresServer (private, fsync=off); "
