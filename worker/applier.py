@@ -110,6 +110,7 @@ class _Batch:
     reclaimed: bool
     round: Round
     keeper: asyncio.Task[None]
+    applying: asyncio.Event = field(default_factory=asyncio.Event)  # the store has begun it
     events: list[Event] = field(default_factory=list)
     entry_of: dict[str, list[bytes]] = field(default_factory=dict)  # event id -> its entries
     unreadable: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -310,10 +311,17 @@ class Applier:
                 return total
             if serving():
                 self._ahead[stream] = asyncio.create_task(
-                    self._read(stream, None), name=f"meetsync-read-ahead:{stream}")
+                    self._read_ahead(stream, batch.applying),
+                    name=f"meetsync-read-ahead:{stream}")
             total.add(await self._finish(stream, batch))
             if not serving():
                 return total
+
+    async def _read_ahead(self, stream: str, after: asyncio.Event) -> _Batch | None:
+        """The next batch, read once the store has begun this one (not while it waits for
+        the store behind other streams' batches: what arrives meanwhile joins the next)."""
+        await after.wait()
+        return await self._read(stream, None)
 
     async def _finish_ahead(self, stream: str) -> None:
         """Apply the batch read ahead of a stream no longer served: its entries are claimed
@@ -361,6 +369,7 @@ class Applier:
         try:
             return await self._process(stream, batch)
         finally:
+            batch.applying.set()  # if it failed before the store began it
             self._in_flight[stream].difference_update(entry_id for entry_id, _ in batch.entries)
             batch.keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -402,7 +411,7 @@ class Applier:
         entries, reclaimed, round_ = batch.entries, batch.reclaimed, batch.round
         events, entry_of, unreadable = batch.events, batch.entry_of, batch.unreadable
         started = time.perf_counter()
-        result, failures = await self._apply(events)
+        result, failures = await self._apply(events, batch.applying)
         seconds = time.perf_counter() - started
         round_.result = result
         done = {entry_id for entry_id, _ in entries}
@@ -473,8 +482,15 @@ class Applier:
                   duplicates=result.duplicates, stale=result.stale)
         return round_
 
-    async def _apply(self, events: list[Event]) -> tuple[ApplyResult, list[Failure]]:
-        return await self._store_call(lambda store: store.apply(events), events=len(events))
+    async def _apply(self, events: list[Event], applying: asyncio.Event
+                     ) -> tuple[ApplyResult, list[Failure]]:
+        loop = asyncio.get_running_loop()
+
+        def apply(store: Store) -> tuple[ApplyResult, list[Failure]]:
+            loop.call_soon_threadsafe(applying.set)
+            return store.apply(events)
+
+        return await self._store_call(apply, events=len(events))
 
     async def _store_call(self, fn: Callable[[Store], T], **context: Any) -> T:
         """``fn`` on the store, waiting out (backing off) whatever is the database's and not

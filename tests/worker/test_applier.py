@@ -12,7 +12,7 @@ from meetsync.events import Event, Meeting
 from meetsync.queue import EVENT_STREAM, FIELD, GROUP, STATS, publish
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
-from tests.sql import query
+from tests.sql import query, writes_held
 
 
 def snapshot(eid: str, at: int, mid: str, appt: str = "appt_1", **meeting: str) -> Event:
@@ -87,10 +87,35 @@ async def test_poison_event_is_retried_then_dead_lettered_redacted(
 async def test_the_next_batch_is_read_while_the_store_applies_this_one(
     redis: aioredis.Redis, db_path: Path
 ) -> None:
-    """Read-ahead: with the store's thread held, the applier has read two batches (the one
-    waiting for the store, and the next); none of the first is read twice, even with a claim
-    timeout of 0 (every pending entry stale at once), and all apply once, in order."""
-    app = applier(redis, db_path, batch_size=5, claim_idle_ms=0)
+    """Read-ahead: while the store applies one batch (held here by another writer's lock),
+    the applier has read the next; none of the first is read twice, even with a claim timeout
+    of 0 (every pending entry stale at once), and all apply once, in order."""
+    app = Applier(redis, StoreThread(lambda: open_store(db_path)), batch_size=5,
+                  claim_idle_ms=0, busy_backoff=0.01)
+    await app.ensure_group()
+    for i in range(15):
+        await publish(redis, snapshot(f"evt_{i:03d}", i, f"amtg_{i}"))
+    with writes_held(db_path):
+        drain = asyncio.ensure_future(app.drain())
+        assert await _pending_reaches(redis, 10)
+        await asyncio.sleep(0.1)  # a third read would show by now
+        assert await _pending(redis) == 10
+        assert query(db_path, "SELECT count(*) FROM events") == [(0,)]
+    drained = await drain
+    assert (drained.read, drained.result.applied, drained.result.duplicates) == (15, 15, 0)
+    with open_store(db_path) as store:
+        assert store.current_meeting("appt_1")["id"] == "amtg_14"  # type: ignore[index]
+    assert await redis.xlen(EVENT_STREAM) == 0
+    app.store.close()
+
+
+async def test_a_batch_waiting_for_the_store_reads_no_further(
+    redis: aioredis.Redis, db_path: Path
+) -> None:
+    """A batch waiting for the store's thread (busy here; in ``run()``, with another
+    partition's batch) reads nothing ahead until the store begins it: what arrives meanwhile
+    joins the next batch, rather than queueing up behind it as many small ones."""
+    app = applier(redis, db_path, batch_size=5)
     await app.ensure_group()
     for i in range(15):
         await publish(redis, snapshot(f"evt_{i:03d}", i, f"amtg_{i}"))
@@ -98,19 +123,24 @@ async def test_the_next_batch_is_read_while_the_store_applies_this_one(
     held = asyncio.ensure_future(app.store.run(lambda _: gate.wait(30)))
     drain = asyncio.ensure_future(app.drain())
     try:
-        for _ in range(200):
-            if (await redis.xpending(EVENT_STREAM, GROUP))["pending"] == 10:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)  # a third read would show by now
-        assert (await redis.xpending(EVENT_STREAM, GROUP))["pending"] == 10
-        assert query(db_path, "SELECT count(*) FROM events") == [(0,)]
+        assert await _pending_reaches(redis, 5)
+        await asyncio.sleep(0.2)  # a read ahead would show by now
+        assert await _pending(redis) == 5
     finally:
         gate.set()
     await held
     drained = await drain
     assert (drained.read, drained.result.applied, drained.result.duplicates) == (15, 15, 0)
-    with open_store(db_path) as store:
-        assert store.current_meeting("appt_1")["id"] == "amtg_14"  # type: ignore[index]
-    assert await redis.xlen(EVENT_STREAM) == 0
     app.store.close()
+
+
+async def _pending(redis: aioredis.Redis) -> int:
+    return int((await redis.xpending(EVENT_STREAM, GROUP))["pending"])
+
+
+async def _pending_reaches(redis: aioredis.Redis, count: int) -> bool:
+    for _ in range(300):
+        if await _pending(redis) >= count:
+            return True
+        await asyncio.sleep(0.01)
+    return False
