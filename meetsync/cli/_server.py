@@ -28,6 +28,9 @@ class HeadHoldingTransport:
         self._transport = transport
         self._loop = loop
         self._held: bytes | None = None
+        # What uvicorn asks on every request, bound once (``__getattr__`` costs ~0.5 µs a call).
+        self.is_closing = transport.is_closing
+        self.get_extra_info = transport.get_extra_info
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._held is not None:
