@@ -130,8 +130,9 @@ class GroupCommit:
     out go together in the next one, so an idle receiver sends each event at once and a busy
     one shares each round trip (and its system calls) among many (bench/notes.md: the
     profile). A batch is one call of a Lua script doing one ``XADD`` per entry (redis-py's
-    ``register_script``: ``EVALSHA``, loaded again if Redis lost it), which costs the receiver
-    a third of what a pipeline of ``XADD``s cost: one command to write and one reply to read.
+    ``register_script``: ``EVALSHA``, loaded again if Redis lost it), at most ``MAX_BATCH``
+    entries, which costs the receiver less than half of what a pipeline of ``XADD``s cost: one
+    command to write and one reply to read (bench/notes.md: ingest).
     Each event goes to its appointment's partition; on a cluster, where a script's keys must
     share a slot, each partition's entries are one call (the calls concurrent).
     """

@@ -3,11 +3,11 @@
 uvicorn writes a response's status line and headers (``http.response.start``) to the transport
 at once, and its body (``http.response.body``) in a second write; uvloop (since 0.15) sends
 each write at once, so a small response costs two ``send`` calls and reaches the client as two
-TCP segments. On loopback each send also runs the receiver's side of TCP, and a webhook's 202
-paid both: about 15 µs of the server's CPU and 8 µs of the client's per delivery
-(bench/notes.md: ingest). Here the head is held until the next write on the connection, or
-the end of the event loop's iteration, whichever comes first, so nothing waits longer than
-that iteration and the bytes and their order are unchanged.
+TCP segments (on loopback each send also runs the receiver's side of TCP): for a webhook's 202,
+one system call more in the server and about 7 µs more of the client's CPU (bench/notes.md:
+ingest). Here the head is held until the next write on the connection, or the end of the
+event loop's iteration, whichever comes first, so nothing waits longer than that iteration
+and the bytes and their order are unchanged.
 """
 
 from __future__ import annotations
