@@ -23,7 +23,8 @@ from typing import NamedTuple
 import orjson
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError, ResponseError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -99,21 +100,50 @@ def _accepted(said: str, account: str, **more: str) -> Answer:
     return Answer(202, orjson.dumps({"status": said, **more}), account, said)
 
 
+# KEYS: the streams. ARGV: for each stream, how many of its entries follow; then the entries,
+# stream by stream. Each XADD runs in a pcall, so an entry Redis refuses fails alone, as its own
+# command in a pipeline did; the answer says, per entry in ARGV's order, 1 or the error's text.
+_APPEND = """
+local answers, at = {}, #KEYS + 1
+for k = 1, #KEYS do
+  for _ = 1, tonumber(ARGV[k]) do
+    local ok, err = pcall(redis.call, 'XADD', KEYS[k], '*', 'FIELD', ARGV[at])
+    if ok then answers[at - #KEYS] = 1
+    elseif type(err) == 'table' and err.err then answers[at - #KEYS] = err.err
+    else answers[at - #KEYS] = tostring(err) end
+    at = at + 1
+  end
+end
+return answers
+""".replace("FIELD", FIELD.decode())
+
+MAX_BATCH = 512  # entries per round trip: one Lua call stays short, whatever the concurrency
+
+_Waiting = tuple[str, bytes, "asyncio.Future[None]"]
+
+
 class GroupCommit:
     """Queues events from concurrent requests onto the stream, many per Redis round trip.
 
     Each request is answered only once Redis has acknowledged its own ``XADD``, as with one
-    ``publish`` per request. One pipeline is in flight at a time: events that arrive while it
-    is out go together in the next one, so an idle receiver sends each event at once and a busy
-    one shares each round trip (and its system calls) among many (bench/notes.md: the profile).
-    Each event goes to its appointment's partition; a cluster client's pipeline sends each
-    node its own commands (one round trip per node).
+    ``publish`` per request. One batch is in flight at a time: events that arrive while it is
+    out go together in the next one, so an idle receiver sends each event at once and a busy
+    one shares each round trip (and its system calls) among many (bench/notes.md: the
+    profile). A batch is one call of a Lua script doing one ``XADD`` per entry (redis-py's
+    ``register_script``: ``EVALSHA``, loaded again if Redis lost it), at most ``MAX_BATCH``
+    entries, which costs the receiver less than half of what a pipeline of ``XADD``s cost: one
+    command to write and one reply to read (bench/notes.md: ingest).
+    Each event goes to its appointment's partition; on a cluster, where a script's keys must
+    share a slot, each partition's entries are one call (the calls concurrent).
     """
 
     def __init__(self, redis: QueueClient, partitions: int = 1) -> None:
         self._redis = redis
         self._partitions = partitions
-        self._waiting: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        # A cluster client has it too (redis-py types it on the single-server client only).
+        self._append = redis.register_script(_APPEND)  # type: ignore[misc]
+        self._per_stream = isinstance(redis, RedisCluster)
+        self._waiting: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, event: Event) -> None:
@@ -129,21 +159,15 @@ class GroupCommit:
         await done
 
     async def _flush(self) -> None:
-        batch: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        batch: list[_Waiting] = []
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for stream, raw, _ in batch:  # XADD stream * e raw, as ``xadd`` sends it
-                            pipe.execute_command("XADD", stream, "*", FIELD, raw)
-                        answers = await pipe.execute(raise_on_error=False)
-                except Exception as exc:  # each waiting request answers for itself
-                    answers = [exc] * len(batch)
-                for (*_, done), answer in zip(batch, answers, strict=True):
+                batch = self._waiting[:MAX_BATCH]
+                del self._waiting[:MAX_BATCH]
+                for (*_, done), answer in zip(batch, await self._send(batch), strict=True):
                     if done.done():
                         continue
-                    if isinstance(answer, Exception):
+                    if isinstance(answer, BaseException):
                         done.set_exception(answer)
                     else:
                         done.set_result(None)
@@ -154,6 +178,37 @@ class GroupCommit:
                 if not done.done():
                     done.set_exception(RedisError("the queue writer stopped"))
             self._waiting = []
+
+    async def _send(self, batch: list[_Waiting]) -> list[BaseException | None]:
+        """Each entry's outcome, in ``batch``'s order: None (Redis holds it) or an error."""
+        by_stream: dict[str, list[int]] = {}
+        for n, (stream, _, _) in enumerate(batch):
+            by_stream.setdefault(stream, []).append(n)
+        groups = ([[item] for item in by_stream.items()] if self._per_stream
+                  else [list(by_stream.items())])
+        answers: list[BaseException | None] = [None] * len(batch)
+        calls = await asyncio.gather(*(self._call(batch, group) for group in groups))
+        for group, outcomes in zip(groups, calls, strict=True):
+            for n, outcome in zip((n for _, ns in group for n in ns), outcomes, strict=True):
+                answers[n] = outcome
+        return answers
+
+    async def _call(self, batch: list[_Waiting], group: list[tuple[str, list[int]]]
+                    ) -> list[BaseException | None]:
+        """One script call for ``group``'s streams: each entry's outcome, in the group's order."""
+        size = sum(len(ns) for _, ns in group)
+        args = [len(ns) for _, ns in group] + [batch[n][1] for _, ns in group for n in ns]
+        try:
+            answer = await self._append(keys=[stream for stream, _ in group], args=args)
+        except Exception as exc:  # each waiting request answers for itself
+            return [exc] * size
+        if not isinstance(answer, list) or len(answer) != size:
+            return [ResponseError("the queue script answered unexpectedly")] * size
+        return [None if outcome == 1 else ResponseError(_text(outcome)) for outcome in answer]
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _serialized(event: Event) -> bytes:

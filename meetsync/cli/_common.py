@@ -176,14 +176,15 @@ def redis_errors() -> Iterator[None]:
 
 
 def uvicorn_kwargs() -> dict[str, Any]:
-    """httptools + uvloop when installed (about twice plain h11's throughput here)."""
+    """httptools + uvloop when installed (about twice plain h11's throughput here); with
+    httptools, each response's head goes out with its body (``meetsync/cli/_server.py``)."""
     import contextlib
 
     kwargs: dict[str, Any] = {"log_config": None, "access_log": False}
     with contextlib.suppress(ImportError):
-        import httptools  # noqa: F401
+        from meetsync.cli._server import HeadHoldingHttpTools
 
-        kwargs["http"] = "httptools"
+        kwargs["http"] = HeadHoldingHttpTools
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
 

@@ -10,8 +10,11 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from meetsync.events import MEETING_STATUSES, UNDATED, Event, Meeting, received
 from meetsync.queue import STATS
 from meetsync.settings import Settings
 from meetsync.store import open_store
@@ -115,3 +118,36 @@ async def test_an_event_from_the_far_past_is_just_stale(
     assert await stack.deliver("evt_now", iso(datetime.now(UTC)), "https://h/now") == 202
     assert await stack.deliver("evt_past", "0001-01-01T00:00:00.5+00:00", "https://h/past") == 202
     assert await stack.served_host_url() == "https://h/now"
+
+
+texts = st.none() | st.text(max_size=8)
+meetings = st.none() | st.builds(Meeting, id=st.text(min_size=1, max_size=8),
+                                 status=st.sampled_from(sorted(MEETING_STATUSES)),
+                                 join_url=texts, password=texts)
+
+
+@given(event=st.builds(Event, id=st.text(min_size=1, max_size=8), provider=st.just("savvycal"),
+                       type=st.text(max_size=8),
+                       occurred_at=st.integers(-(2**62), 2**62) | st.just(UNDATED),
+                       appointment_id=st.text(min_size=1, max_size=8), start_at=texts,
+                       meeting=meetings, no_meeting=st.booleans(),
+                       received_at=st.none() | st.integers(0, 2**60),
+                       claimed_at=st.none() | st.integers(0, 2**60), account=st.text(max_size=8),
+                       participants=st.none() | st.just(()),
+                       occurrences=st.none() | st.just(())),
+       at=st.integers(0, 2**61), tolerance=st.integers(0, 10**9))
+def test_property_received_is_the_replace_it_always_was(
+    event: Event, at: int, tolerance: int
+) -> None:
+    """``received`` copies the event's slots instead of calling ``dataclasses.replace`` (the
+    oracle): the same event, equal, hashing alike, serialized alike."""
+    if event.occurred_at == UNDATED:
+        expected = replace(event, occurred_at=at, received_at=at)
+    elif event.occurred_at > at + tolerance:
+        expected = replace(event, occurred_at=at, received_at=at, claimed_at=event.occurred_at)
+    else:
+        expected = replace(event, received_at=at)
+    stamped = received(event, at, tolerance)
+    assert stamped == expected and hash(stamped) == hash(expected)
+    assert stamped.to_json() == expected.to_json()
+    assert type(stamped) is Event

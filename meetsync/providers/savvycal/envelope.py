@@ -173,12 +173,15 @@ def _utc_text(value: object) -> str | None:
 
 
 def _credentials_die(end_at: str | None) -> str | None:
+    """``iso_utc`` of ``end_at`` (``_zoned``'s text) plus the credentials' lifetime; from year
+    1000 on, ``isoformat`` writes the same text as ``strftime`` at a third of its cost."""
     if end_at is None:
         return None
     if end_at.endswith("Z") and len(end_at) == 20 and end_at < "9999-12-30":
-        # ``iso_utc`` of it, without strftime: whole seconds, a four-digit year (an end_at of
-        # this shape was kept as given, so its year is at least 1000: ``_canonical``)
-        return f"{(datetime.fromisoformat(end_at[:19]) + CREDENTIAL_LIFETIME).isoformat()}Z"
+        moment = datetime.fromisoformat(end_at[:19])
+        if end_at >= "1000":
+            return f"{(moment + CREDENTIAL_LIFETIME).isoformat()}Z"
+        return iso_utc(moment.replace(tzinfo=UTC) + CREDENTIAL_LIFETIME)
     return None
 
 

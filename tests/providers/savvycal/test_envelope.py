@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from meetsync.events import Event, Meeting
+from meetsync.events import Event, Meeting, iso_utc
 from meetsync.providers import EnvelopeError
 from meetsync.providers.savvycal import SavvyCalWebhooks, appointment_event
+from meetsync.providers.savvycal.envelope import CREDENTIAL_LIFETIME, _credentials_die
 
 if TYPE_CHECKING:
     from tests.providers.savvycal.samples import Samples
@@ -196,3 +200,15 @@ def test_timestamps_beyond_the_utc_calendar_are_envelope_errors(
 ) -> None:
     with pytest.raises(EnvelopeError, match="out of range"):
         provider.parse(samples.body(created_at=created_at))
+
+
+@given(end=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 29),
+                        timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=0)))
+def test_property_credentials_die_as_strftime_said(end: datetime) -> None:
+    """``_credentials_die`` writes with ``isoformat`` what ``iso_utc`` (``strftime``) wrote,
+    for every end ``_zoned`` can give it; the oracle is the formula it replaced."""
+    text = iso_utc(end)
+    oracle = (iso_utc(datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
+                      + CREDENTIAL_LIFETIME)
+              if len(text) == 20 and text < "9999-12-30" else None)
+    assert _credentials_die(text) == oracle
