@@ -1,5 +1,4 @@
-"""The baselines' servers: bare Starlette routes under the same uvicorn settings as ours
-(httptools + uvloop), with uvicorn's own protocol (see ``main``).
+"""The baselines' servers: bare Starlette routes under the same uvicorn settings as ours.
 
     python -m bench.servers bare-ingest --port 8001   # verify the native signature, answer 204
     python -m bench.servers bare-read --port 8002     # answer a constant meeting as JSON
@@ -63,10 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("app", choices=sorted(APPS))
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    # uvicorn's own httptools protocol, not ``meetsync serve``'s (``meetsync/cli/_server.py``):
-    # the baselines stay what they were, untouched by what we change in our server.
-    uvicorn.run(APPS[args.app], host="127.0.0.1", port=args.port,
-                **{**uvicorn_kwargs(), "http": "httptools"})
+    uvicorn.run(APPS[args.app], host="127.0.0.1", port=args.port, **uvicorn_kwargs())
 
 
 if __name__ == "__main__":

@@ -176,15 +176,14 @@ def redis_errors() -> Iterator[None]:
 
 
 def uvicorn_kwargs() -> dict[str, Any]:
-    """httptools + uvloop when installed (about twice plain h11's throughput here); with
-    httptools, each response's head goes out with its body (``meetsync/cli/_server.py``)."""
+    """httptools + uvloop when installed (about twice plain h11's throughput here)."""
     import contextlib
 
     kwargs: dict[str, Any] = {"log_config": None, "access_log": False}
     with contextlib.suppress(ImportError):
-        from meetsync.cli._server import HeadHoldingHttpTools
+        import httptools  # noqa: F401
 
-        kwargs["http"] = HeadHoldingHttpTools
+        kwargs["http"] = "httptools"
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
 
