@@ -341,10 +341,12 @@ class Applier:
         """The next batch of ``stream``, decoded and kept claimed (see the module docstring)
         from here until ``_finish``; None if there is none."""
         # Not those of the batch being applied: they are ours already (a claim timeout of 0
-        # makes every pending entry stale at once).
+        # makes every pending entry stale at once). Nor those of a batch finished while the
+        # claim was out: claimed before their acknowledgement, applied already.
         in_flight = self._in_flight.setdefault(stream, set())
+        busy = set(in_flight)
         entries = [entry for entry in await self._claim_stale(stream)
-                   if entry[0] not in in_flight]
+                   if entry[0] not in busy and entry[0] not in in_flight]
         reclaimed = bool(entries)
         if not entries:
             response = await self.redis.xreadgroup(
