@@ -145,6 +145,11 @@ class PgConnection:
             f" -c lock_timeout={self.lock_timeout_ms}"
             f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
             " -c timezone=UTC"
+            # psycopg prepares a statement run five times; PostgreSQL may then keep a generic
+            # plan made while the tables were small (a new mirror): one that scans a
+            # provider's every meeting for each id a batch reads. A plan per execution, made
+            # for its own parameters and the tables as they are, costs a fraction of a batch.
+            " -c plan_cache_mode=force_custom_plan"
             + (" -c default_transaction_read_only=on" if self.readonly else "")
         )
         try:
