@@ -27,7 +27,7 @@ from meetsync.settings import Settings
 from meetsync.store import open_store
 from meetsync.worker.applier import Applier, StoreThread
 
-TARGET = 0.10
+TARGET = 0.30
 BATCH = Settings.batch_size  # the worker's default
 
 _RAW_TABLE = """

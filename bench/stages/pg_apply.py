@@ -36,6 +36,7 @@ from meetsync.events import Event
 from meetsync.queue import EVENT_STREAM, FIELD, STATS
 
 WORKERS = (1,)  # one stream: one lease holder
+COPY_TARGET = 0.25
 
 
 @dataclass
@@ -198,7 +199,8 @@ def run(options: Options) -> StageResult:
         one = total / drains[case, 1].seconds
         label = "" if case == CASES_FIRST else f" ({case})"
         name = f"pg apply{label}: {workers} worker{'s' if workers > 1 else ''}"
-        result.figures.append(Figure(name, "events/s", rate, baseline))
+        result.figures.append(Figure(name, "events/s", rate, baseline)
+                              .require_ratio_at_least(COPY_TARGET))
         if workers > 1:
             result.figures.append(Figure(f"pg apply{label}: {workers} workers vs 1",
                                          "events/s", rate, one))

@@ -27,6 +27,7 @@ from meetsync.queue import FIELD, STATS, stream_of, streams
 
 WORKERS = (1, 2)
 PARTITIONS = 8
+SCALE_TARGET = 1.5  # 2 workers against 1
 SETTLE_SECONDS = 3.0  # leases change hands within two ticks of a second
 
 
@@ -108,7 +109,7 @@ def run(options: Options) -> StageResult:
                                      "events/s", rate))
         if workers > 1:
             result.figures.append(Figure(f"pg workers: {workers} workers vs 1", "events/s",
-                                         rate, one))
+                                         rate, one).require_ratio_at_least(SCALE_TARGET))
     result.notes += [
         f"{len(events):,} distinct events (simulator lifecycles, simulator order) on "
         f"{PARTITIONS} partitions, {rounds} round(s) of {', '.join(map(str, WORKERS))} "
