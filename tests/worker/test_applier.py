@@ -139,7 +139,7 @@ async def _pending(redis: aioredis.Redis) -> int:
 
 
 async def _pending_reaches(redis: aioredis.Redis, count: int) -> bool:
-    for _ in range(300):
+    for _ in range(1000):  # up to 10 s: a loaded CI machine
         if await _pending(redis) >= count:
             return True
         await asyncio.sleep(0.01)
