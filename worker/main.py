@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from arq import Retry, cron, func
 from arq.connections import ArqRedis, RedisSettings
 
+from meetsync.errors import StoreBusy
 from meetsync.events import Event, gone, to_micros
 from meetsync.metrics import serve_worker_metrics, watch_budget
 from meetsync.providers import (
@@ -275,6 +277,30 @@ async def claim(redis: ArqRedis, name: str, seconds: float) -> bool:
                                 px=max(1, int(seconds * 1000))))
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def outage_waits(job: Callable[P, Coroutine[Any, Any, T]]
+                 ) -> Callable[P, Coroutine[Any, Any, T | None]]:
+    """A periodic job that meets the mirror unavailable (locked past its timeout, PostgreSQL
+    restarting, a full disk: ``StoreBusy``) logs a warning and returns None: its next run
+    does the work. A traceback is for a bug, not for an outage the worker rides out."""
+
+    @functools.wraps(job)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T | None:
+        try:
+            return await job(*args, **kwargs)
+        except StoreBusy as exc:
+            log.warning("periodic_job_skipped", job=job.__name__,
+                        error=(str(exc).splitlines() or [type(exc).__name__])[0][:200],
+                        retry="at its next run")
+            return None
+
+    return run
+
+
+@outage_waits
 async def purge_credentials(ctx: dict[str, Any]) -> int:
     """Clear every host_url and password past the expiry its provider gave it."""
     state = WorkerContext.of(ctx)
@@ -289,6 +315,7 @@ async def purge_credentials(ctx: dict[str, Any]) -> int:
 REFRESH_BATCH = 1000  # refetches queued per account per run, soonest meetings first
 
 
+@outage_waits
 async def refresh_credentials(
     ctx: dict[str, Any], *, now: datetime | None = None
 ) -> dict[str, int]:
@@ -327,6 +354,7 @@ async def refresh_credentials(
     return queued
 
 
+@outage_waits
 async def prune_inbox(ctx: dict[str, Any]) -> int:
     """Forget event ids applied over 30 days ago: the inbox would otherwise grow forever."""
     state = WorkerContext.of(ctx)

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 from structlog.testing import capture_logs
 
 from meetsync.dev.redis_server import RedisServer
+from meetsync.errors import StoreUnavailable
 from meetsync.events import Event, Meeting
 from meetsync.providers.savvycal.simulator import SavvyCalSim
 from meetsync.queue import LaneKeys, publish
@@ -21,8 +23,12 @@ from meetsync.store import open_store
 from meetsync.worker.main import (
     WorkerContext,
     claim,
+    outage_waits,
+    prune_inbox,
+    purge_credentials,
     reconcile,
     refetch_appointment,
+    refresh_credentials,
     shutdown,
     startup,
 )
@@ -140,3 +146,27 @@ async def test_a_periodic_task_is_claimed_by_one_worker_per_interval(
         assert await claim(arq, "task", 0.3) is True
     finally:
         await arq.aclose()
+
+
+async def test_a_periodic_job_meeting_the_mirror_unavailable_logs_a_warning_not_a_traceback(
+) -> None:
+    """The crons ride out an outage (PostgreSQL restarting, SQLite locked past its timeout):
+    a warning naming the job, and its next run does the work; any other error is still raised
+    (a bug shows its traceback)."""
+    @outage_waits
+    async def down(ctx: dict[str, object]) -> int:
+        raise StoreUnavailable("terminating connection due to administrator command\nDETAIL")
+
+    @outage_waits
+    async def broken(ctx: dict[str, object]) -> int:
+        raise KeyError("a bug")
+
+    with capture_logs() as logs:
+        assert await down({}) is None
+    assert logs == [{"event": "periodic_job_skipped", "log_level": "warning", "job": "down",
+                     "error": "terminating connection due to administrator command",
+                     "retry": "at its next run"}]
+    with pytest.raises(KeyError):
+        await broken({})
+    assert all(hasattr(job, "__wrapped__") for job in (prune_inbox, purge_credentials,
+                                                         refresh_credentials))
