@@ -42,21 +42,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
 
 from meetsync.events import Event, Meeting, Occurrence, Participant, iso_utc
+from meetsync.store.apply import ACCOUNT_CONFLICT, AccountConflict, ApplyResult, Conflict
 from meetsync.store.schema import NOW_SQL
-
-# Deprecated: used by the legacy provider's sweep (and the demo) until it moves into the
-# provider. Nothing in the store uses it: each credential dies at its own expiry.
-CREDENTIAL_GRACE = timedelta(hours=24)
-
-ACCOUNT_CONFLICT = "account_conflict"
-"""The inbox outcome of an event from another account than its appointment's owner."""
 
 # The inbox row says, as it is written, whether the event may be applied: not when another
 # account owns its appointment (the outcome is then 'account_conflict' and nothing else is
@@ -265,47 +259,6 @@ UPDATE meetings SET host_url = NULL, password = NULL, updated_at = {NOW_SQL}
 WHERE provider = ? AND appointment_id = ? AND id IS NOT ?
   AND (host_url IS NOT NULL OR password IS NOT NULL)
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    """A snapshot named a meeting the mirror holds under another appointment: its appointment
-    fields were applied, the meeting was left with the appointment that has it."""
-
-    meeting_id: str
-    held_by: str
-    named_by: str
-
-
-@dataclass(frozen=True, slots=True)
-class AccountConflict:
-    """An event for an appointment another account owns: recorded in the inbox (outcome
-    ``account_conflict``), not applied. Names accounts, never secrets."""
-
-    provider: str
-    appointment_id: str
-    owner: str
-    sender: str
-
-
-@dataclass
-class ApplyResult:
-    """What one batch did."""
-
-    applied: int = 0
-    duplicates: int = 0
-    stale: int = 0
-    ties: set[tuple[str, str]] = field(default_factory=set)  # (provider, appointment id)
-    conflicts: list[Conflict] = field(default_factory=list)
-    account_conflicts: list[AccountConflict] = field(default_factory=list)
-
-    def add(self, other: ApplyResult) -> None:
-        self.applied += other.applied
-        self.duplicates += other.duplicates
-        self.stale += other.stale
-        self.ties |= other.ties
-        self.conflicts += other.conflicts
-        self.account_conflicts += other.account_conflicts
 
 
 def apply_events(
